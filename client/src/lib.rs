@@ -1,0 +1,1 @@
+//! attestlog: offline verification of attested builds.
