@@ -1,0 +1,257 @@
+//! The simulated NSM: round trips, structure, persistence and leaf lifetime.
+#![cfg(feature = "sim-nsm")]
+
+use std::collections::BTreeMap;
+
+use attestlog::nitro::sim::{AttestationRequest, SimulatedNsm};
+use attestlog::nitro::{AttestationDocument, NitroError, NitroVerifier, TrustRoots, VerifyTime};
+use ciborium::Value;
+use coset::{CborSerializable, CoseSign1};
+
+const NOW: u64 = 1_767_472_867; // 2026-01-03
+const TS_MS: u64 = (NOW + 600) * 1000 + 123;
+
+fn code<T>(r: &Result<T, NitroError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+fn pcrs(fill: u8) -> BTreeMap<u8, Vec<u8>> {
+    (0u8..16)
+        .map(|i| (i, vec![fill.wrapping_add(i); 48]))
+        .collect()
+}
+
+fn request() -> AttestationRequest {
+    AttestationRequest {
+        user_data: Some(b"build-digest".to_vec()),
+        nonce: Some(vec![7; 32]),
+        public_key: Some(vec![]),
+    }
+}
+
+#[test]
+fn round_trip_fields_equal_the_request() {
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let want = pcrs(1);
+    let bytes = nsm.attest(&request(), &want, TS_MS).unwrap();
+    for v in [
+        NitroVerifier::new(nsm.trust_roots()),
+        NitroVerifier::without_cache(nsm.trust_roots()),
+    ] {
+        let doc = v.verify(&bytes, VerifyTime::DocumentTimestamp).unwrap();
+        assert_eq!(doc.timestamp_ms, TS_MS);
+        assert_eq!(doc.pcrs, want);
+        assert_eq!(doc.user_data.as_deref(), Some(&b"build-digest"[..]));
+        assert_eq!(doc.nonce, Some(vec![7; 32]));
+        assert_eq!(doc.public_key, Some(vec![]));
+        assert_eq!(doc.cabundle.len(), 4);
+        assert_eq!(doc.cabundle[0], nsm.root_der());
+        assert_eq!(doc.module_id, nsm.module_id());
+        assert!(!doc.is_debug());
+        v.verify(&bytes, VerifyTime::UnixSeconds(NOW + 3600))
+            .unwrap();
+    }
+    // Absent optional fields come back as None.
+    let bare = nsm
+        .attest(&AttestationRequest::default(), &want, TS_MS)
+        .unwrap();
+    let doc = NitroVerifier::new(nsm.trust_roots())
+        .verify(&bare, VerifyTime::DocumentTimestamp)
+        .unwrap();
+    assert_eq!(
+        (doc.user_data, doc.nonce, doc.public_key),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn structure_matches_aws() {
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let bytes = nsm.attest(&request(), &pcrs(1), TS_MS).unwrap();
+    assert_eq!(&bytes[..7], &[0x84, 0x44, 0xa1, 0x01, 0x38, 0x22, 0xa0]);
+    let sign1 = CoseSign1::from_slice(&bytes).unwrap();
+    assert_eq!(sign1.signature.len(), 96);
+    let payload: Value = ciborium::from_reader(sign1.payload.as_deref().unwrap()).unwrap();
+    let Value::Map(entries) = payload else {
+        panic!("map")
+    };
+    let keys: Vec<_> = entries
+        .iter()
+        .map(|(k, _)| k.as_text().unwrap().to_string())
+        .collect();
+    let aws = [
+        "module_id",
+        "digest",
+        "timestamp",
+        "pcrs",
+        "certificate",
+        "cabundle",
+        "public_key",
+        "user_data",
+        "nonce",
+    ];
+    assert_eq!(keys, aws);
+    // A tagged copy verifies too.
+    let mut tagged = vec![0xd2];
+    tagged.extend_from_slice(&bytes);
+    let v = NitroVerifier::new(nsm.trust_roots());
+    assert_eq!(
+        code(&v.verify(&tagged, VerifyTime::DocumentTimestamp)),
+        "ok"
+    );
+}
+
+#[test]
+fn fails_under_aws_roots() {
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let bytes = nsm.attest(&request(), &pcrs(1), TS_MS).unwrap();
+    for v in [
+        NitroVerifier::new(TrustRoots::aws()),
+        NitroVerifier::without_cache(TrustRoots::aws()),
+    ] {
+        assert_eq!(
+            code(&v.verify(&bytes, VerifyTime::DocumentTimestamp)),
+            "untrusted_root"
+        );
+    }
+    // Another simulator's root does not help either.
+    let other = SimulatedNsm::generate(NOW).unwrap();
+    let v = NitroVerifier::new(other.trust_roots());
+    assert_eq!(
+        code(&v.verify(&bytes, VerifyTime::DocumentTimestamp)),
+        "untrusted_root"
+    );
+    // Trusting via PEM works like trusting via DER.
+    let mut roots = TrustRoots::empty();
+    roots.add_pem(&nsm.root_pem()).unwrap();
+    assert!(roots.contains(nsm.root_der()));
+    let v = NitroVerifier::new(roots);
+    assert_eq!(code(&v.verify(&bytes, VerifyTime::DocumentTimestamp)), "ok");
+}
+
+#[test]
+fn save_load_round_trip_with_private_key_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    nsm.save(dir.path()).unwrap();
+    // Saving twice (over existing files) keeps working and keeps modes.
+    nsm.save(dir.path()).unwrap();
+    let mut keys = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        if name.ends_with(".key.pem") {
+            assert_eq!(mode, 0o600, "{name}");
+            keys += 1;
+        }
+    }
+    assert_eq!(keys, 4);
+    let root_mode = std::fs::metadata(dir.path().join("root.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(root_mode & 0o044, 0o044, "root.pem must be readable by all");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("root.pem")).unwrap(),
+        nsm.root_pem()
+    );
+
+    let loaded = SimulatedNsm::load(dir.path()).unwrap();
+    assert_eq!(loaded.root_der(), nsm.root_der());
+    assert_eq!(loaded.module_id(), nsm.module_id());
+    let bytes = loaded.attest(&request(), &pcrs(3), TS_MS).unwrap();
+    let v = NitroVerifier::new(nsm.trust_roots());
+    let doc = v.verify(&bytes, VerifyTime::DocumentTimestamp).unwrap();
+    assert_eq!(doc.pcrs, pcrs(3));
+    // A document from the original and one from the loaded copy share the CA chain.
+    let orig = nsm.attest(&request(), &pcrs(3), TS_MS).unwrap();
+    let orig_doc = AttestationDocument::parse(&orig).unwrap();
+    assert_eq!(orig_doc.cabundle, doc.cabundle);
+
+    // A key that does not match its certificate is refused.
+    let other = SimulatedNsm::generate(NOW).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    other.save(dir2.path()).unwrap();
+    std::fs::copy(
+        dir2.path().join("instance.key.pem"),
+        dir.path().join("instance.key.pem"),
+    )
+    .unwrap();
+    let err = SimulatedNsm::load(dir.path())
+        .err()
+        .expect("mismatched key");
+    assert_eq!(err.code(), "invalid_state");
+    assert_eq!(
+        SimulatedNsm::load(&dir.path().join("missing"))
+            .err()
+            .unwrap()
+            .code(),
+        "io"
+    );
+}
+
+#[test]
+fn leaf_is_valid_for_three_hours() {
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let bytes = nsm.attest(&request(), &pcrs(1), TS_MS).unwrap();
+    let v = NitroVerifier::new(nsm.trust_roots());
+    let ts = TS_MS / 1000;
+    let at = |t| code(&v.verify(&bytes, VerifyTime::UnixSeconds(t)));
+    assert_eq!(at(ts), "ok");
+    assert_eq!(at(ts + 3 * 3600 - 60), "ok");
+    assert_eq!(at(ts + 3 * 3600), "ok");
+    assert_eq!(at(ts + 3 * 3600 + 60), "certificate_expired");
+    assert_eq!(at(ts - 60), "certificate_not_yet_valid");
+    // The document's own time keeps verifying long after the leaf expired.
+    assert_eq!(code(&v.verify(&bytes, VerifyTime::DocumentTimestamp)), "ok");
+    // Beyond the instance CA (90 days) the chain is expired too.
+    assert_eq!(at(NOW + 100 * 86_400), "certificate_expired");
+}
+
+#[test]
+fn debug_mode_is_detected_from_zero_pcrs() {
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let v = NitroVerifier::new(nsm.trust_roots());
+    let zero: BTreeMap<u8, Vec<u8>> = (0u8..16).map(|i| (i, vec![0; 48])).collect();
+    let doc = v
+        .verify(
+            &nsm.attest(&request(), &zero, TS_MS).unwrap(),
+            VerifyTime::DocumentTimestamp,
+        )
+        .unwrap();
+    assert!(doc.is_debug());
+    // Only PCR0..2 matter; a non-zero PCR2 is not debug, nor is a missing PCR1.
+    let mut partial = zero.clone();
+    partial.insert(2, vec![1; 48]);
+    let doc =
+        AttestationDocument::parse(&nsm.attest(&request(), &partial, TS_MS).unwrap()).unwrap();
+    assert!(!doc.is_debug());
+    let mut missing = zero;
+    missing.remove(&1);
+    let doc =
+        AttestationDocument::parse(&nsm.attest(&request(), &missing, TS_MS).unwrap()).unwrap();
+    assert!(!doc.is_debug());
+}
+
+#[test]
+fn sim_documents_with_every_signature_bit_flipped_fail() {
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let bytes = nsm.attest(&request(), &pcrs(1), TS_MS).unwrap();
+    let v = NitroVerifier::new(nsm.trust_roots());
+    let len = bytes.len();
+    for pos in len - 96..len {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[pos] ^= 1 << bit;
+            assert_eq!(
+                code(&v.verify(&b, VerifyTime::DocumentTimestamp)),
+                "cose_signature"
+            );
+        }
+    }
+}
