@@ -6,14 +6,15 @@
 //! document. Documents it signs verify only when its root is explicitly trusted, never
 //! under [`TrustRoots::aws`].
 
+mod files;
+mod payload;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
-use ciborium::Value;
 use coset::{iana, CborSerializable, CoseSign1Builder, HeaderBuilder};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -21,6 +22,8 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
+use self::files::{io_err, pem_to_der, to_pem, write_file};
+use self::payload::encode_payload;
 use super::chain::parse_cert;
 use super::TrustRoots;
 
@@ -318,96 +321,4 @@ impl SimulatedNsm {
         let cert = p.signed_by(&key, &issuer).map_err(gen_err)?;
         Ok((cert.der().to_vec(), key))
     }
-}
-
-fn io_err(path: &Path, source: std::io::Error) -> SimError {
-    SimError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Creates `path` afresh with `mode` set at creation, so a key is never readable by others.
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), SimError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(path, e)),
-        _ => {}
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(path).map_err(|e| io_err(path, e))?;
-    file.write_all(data).map_err(|e| io_err(path, e))
-}
-
-fn to_pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END CERTIFICATE-----")
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
-}
-
-/// The payload map in AWS's key order; absent optional fields are encoded as null,
-/// as the real NSM does.
-fn encode_payload(
-    module_id: String,
-    req: &AttestationRequest,
-    pcrs: &BTreeMap<u8, Vec<u8>>,
-    timestamp_ms: u64,
-    leaf_der: Vec<u8>,
-    cabundle: &[Vec<u8>],
-) -> Result<Vec<u8>, SimError> {
-    let opt = |v: &Option<Vec<u8>>| v.clone().map_or(Value::Null, Value::Bytes);
-    let map = vec![
-        ("module_id", Value::Text(module_id)),
-        ("digest", Value::Text("SHA384".into())),
-        ("timestamp", Value::Integer(timestamp_ms.into())),
-        (
-            "pcrs",
-            Value::Map(
-                pcrs.iter()
-                    .map(|(i, v)| (Value::Integer((*i).into()), Value::Bytes(v.clone())))
-                    .collect(),
-            ),
-        ),
-        ("certificate", Value::Bytes(leaf_der)),
-        (
-            "cabundle",
-            Value::Array(cabundle.iter().cloned().map(Value::Bytes).collect()),
-        ),
-        ("public_key", opt(&req.public_key)),
-        ("user_data", opt(&req.user_data)),
-        ("nonce", opt(&req.nonce)),
-    ];
-    let map = Value::Map(
-        map.into_iter()
-            .map(|(k, v)| (Value::Text(k.into()), v))
-            .collect(),
-    );
-    let mut out = Vec::new();
-    ciborium::into_writer(&map, &mut out).map_err(|e| SimError::Generate(e.to_string()))?;
-    Ok(out)
 }
