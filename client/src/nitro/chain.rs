@@ -120,7 +120,7 @@ pub(crate) struct ValidatedChain {
 
 /// Checks cabundle (root first): names chain, each certificate is signed by its
 /// predecessor, all are CAs, and pathLen constraints hold counting the CAs below each.
-/// The caller has already checked that cabundle[0] is a pinned root. No time checks.
+/// The caller has already checked that `cabundle[0]` is a pinned root. No time checks.
 pub(crate) fn verify_ca_chain(cabundle: &[Vec<u8>]) -> Result<ValidatedChain, NitroError> {
     let certs = cabundle
         .iter()

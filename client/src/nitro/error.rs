@@ -29,7 +29,7 @@ pub enum NitroError {
         /// What was wrong with it.
         reason: &'static str,
     },
-    /// cabundle[0] is not one of the pinned roots.
+    /// `cabundle[0]` is not one of the pinned roots.
     #[error("untrusted root: cabundle[0] is not a pinned root certificate")]
     UntrustedRoot,
     /// A certificate could not be parsed or uses a key/algorithm other than P-384/SHA-384.

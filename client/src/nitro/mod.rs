@@ -2,7 +2,7 @@
 //! a chain cache, and (feature `sim-nsm`) a simulated NSM for tests and development.
 //!
 //! Verification follows AWS's documented process (see `shared/reference/nitro.md`):
-//! field checks, cabundle[0] pinned, chain root -> cabundle[1..] -> leaf with ECDSA
+//! field checks, `cabundle[0]` pinned, chain root -> `cabundle[1..]` -> leaf with ECDSA
 //! P-384 / SHA-384, validity at the chosen time, basicConstraints / pathLen / keyUsage,
 //! then the COSE ES384 signature over the bytes as received. ECDSA is done with
 //! aws-lc-rs, chosen over RustCrypto `p384` by measurement (NOTES-nitro.md).

@@ -1,6 +1,6 @@
 //! Trust roots and the verifier: AWS's verification process on top of parsing.
 //!
-//! Only pinned roots are trusted: cabundle[0] must be byte-equal to a root the caller
+//! Only pinned roots are trusted: `cabundle[0]` must be byte-equal to a root the caller
 //! chose, never a root taken from the document itself.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub const AWS_NITRO_ROOT_G1_SHA256: &str =
 /// The pinned AWS root, committed as a trust anchor (see the test that checks its hash).
 const AWS_NITRO_ROOT_G1_PEM: &str = include_str!("aws-nitro-root-g1.pem");
 
-/// A set of pinned root certificates (DER). Documents verify only if their cabundle[0]
+/// A set of pinned root certificates (DER). Documents verify only if their `cabundle[0]`
 /// is byte-equal to one of these.
 #[derive(Clone, Debug, Default)]
 pub struct TrustRoots {
