@@ -1,1 +1,3 @@
 //! attestlog: offline verification of attested builds.
+
+pub mod tlog;
