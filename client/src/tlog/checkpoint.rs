@@ -15,7 +15,8 @@ use base64::Engine;
 
 use super::cosignature::{timestamp_of, CosignatureVerifierKey};
 use super::note::{parse_note, verify_parsed, NoteVerifierKey};
-use super::{b64, parse_canonical_u64, CheckpointError, Hash, NoteError};
+pub use super::CheckpointError;
+use super::{b64, parse_canonical_u64, Hash, NoteError};
 
 /// The three mandatory lines of a checkpoint and its extension lines.
 #[derive(Debug, Clone, PartialEq, Eq)]

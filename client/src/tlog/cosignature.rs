@@ -19,9 +19,10 @@ use base64::Engine;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use rand_core::OsRng;
 
+use super::b64;
 use super::checkpoint::Checkpoint;
 use super::note::{is_valid_name, signature_line};
-use super::{b64, CosignatureError};
+pub use super::CosignatureError;
 
 /// Signature type byte of Ed25519 cosignature/v1.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;

@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use tlog_tiles::{Hash as TlogHash, HashReader};
 
-use super::{Hash, ProofError, ProveError};
+use super::Hash;
+pub use super::{ProofError, ProveError};
 
 /// Longest proof accepted: a tree of up to 2^63 leaves has depth at most 63.
 pub const MAX_PROOF_LEN: usize = 63;

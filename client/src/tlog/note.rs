@@ -20,7 +20,8 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use rand_core::OsRng;
 use signed_note::{Note, Signature, StandardSigner, StandardVerifier, VerifierList};
 
-use super::{b64, NoteError};
+use super::b64;
+pub use super::NoteError;
 
 /// Signature type byte of Ed25519 note signatures.
 pub(crate) const ALG_ED25519: u8 = 0x01;

@@ -21,7 +21,8 @@ use super::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
 use super::cosignature::CosignatureVerifierKey;
 use super::merkle::{verify_inclusion, MAX_PROOF_LEN};
 use super::note::NoteVerifierKey;
-use super::{b64, parse_canonical_u64, CheckpointError, Hash, ProofError, ProofTextError};
+pub use super::ProofTextError;
+use super::{b64, parse_canonical_u64, CheckpointError, Hash, ProofError};
 
 /// The header line.
 pub const HEADER: &str = "c2sp.org/tlog-proof@v1";

@@ -13,7 +13,8 @@
 //! must re-encode to the input byte for byte (so "x000/005", "0005", "05.p/3",
 //! ".p/0", ".p/256" and "/tile/..." are all rejected).
 
-use super::{parse_canonical_u64, TileError};
+use super::parse_canonical_u64;
+pub use super::TileError;
 
 /// Tree levels per tile.
 pub const TILE_HEIGHT: u8 = 8;
@@ -239,10 +240,11 @@ pub fn parse_entry_bundle(bytes: &[u8]) -> Result<Vec<&[u8]>, TileError> {
     let mut out = Vec::new();
     let mut offset = 0usize;
     while offset < bytes.len() {
-        let len = bytes
+        let len: [u8; 2] = bytes
             .get(offset..offset + 2)
+            .and_then(|b| b.try_into().ok())
             .ok_or(TileError::TruncatedBundle { offset })?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let len = usize::from(u16::from_be_bytes(len));
         let start = offset + 2;
         let entry = bytes
             .get(start..start + len)
