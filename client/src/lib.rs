@@ -1,3 +1,4 @@
 //! attestlog: offline verification of attested builds.
 
 pub mod nitro;
+pub mod tlog;

@@ -1,0 +1,320 @@
+//! RFC 6962 / RFC 9162 section 2.1 Merkle tree hashing, proof verification
+//! and proof generation.
+//!
+//! Verification wraps `tlog_tiles::check_record` / `check_tree` (Go
+//! `sumdb/tlog`'s RFC 6962 algorithms). Those functions recurse, copy the
+//! proof slice per level and `assert!` their preconditions, so every input is
+//! bounded first: proofs longer than [`MAX_PROOF_LEN`] are rejected, and the
+//! `index < size` / `0 < first < second` preconditions are checked here, which
+//! makes the crate's asserts unreachable.
+//!
+//! Consistency edge cases (RFC 9162 2.1.4.2 only covers `0 < first < second`):
+//! - `first == second`: valid iff the proof is empty and the roots are equal.
+//! - `first == 0`: the empty tree is a prefix of every tree, so it is valid iff
+//!   the proof is empty and `first_root` is the empty-tree root SHA-256("").
+//! - `first > second`: rejected.
+//!
+//! Sizes above 2^63 can need 64 proof hashes and are therefore not supported;
+//! tlog-witness caps consistency proofs at 63 lines too.
+
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use tlog_tiles::{Hash as TlogHash, HashReader};
+
+use super::Hash;
+pub use super::{ProofError, ProveError};
+
+/// Longest proof accepted: a tree of up to 2^63 leaves has depth at most 63.
+pub const MAX_PROOF_LEN: usize = 63;
+
+/// RFC 6962 leaf hash: SHA-256(0x00 || entry).
+pub fn leaf_hash(entry: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(entry);
+    h.finalize().into()
+}
+
+/// RFC 6962 interior node hash: SHA-256(0x01 || left || right).
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x01]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// Root of the empty tree: SHA-256 of the empty string.
+pub fn empty_root() -> Hash {
+    Sha256::digest([]).into()
+}
+
+fn to_tlog(hashes: &[Hash]) -> Vec<TlogHash> {
+    hashes.iter().copied().map(TlogHash).collect()
+}
+
+/// Verifies that `leaf` is the leaf hash at `index` in the tree of
+/// `tree_size` leaves with root `root` (RFC 9162 2.1.3.2). Proof hashes are
+/// ordered deepest first; the proof must have exactly the right length.
+pub fn verify_inclusion(
+    index: u64,
+    tree_size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(ProofError::ProofTooLong { len: proof.len() });
+    }
+    if index >= tree_size {
+        return Err(ProofError::IndexOutOfRange {
+            index,
+            size: tree_size,
+        });
+    }
+    // Preconditions of check_record (n < t, bounded proof) hold here.
+    tlog_tiles::check_record(
+        &to_tlog(proof),
+        tree_size,
+        TlogHash(*root),
+        index,
+        TlogHash(*leaf),
+    )
+    .map_err(|_| ProofError::InclusionMismatch)
+}
+
+/// Verifies that the tree of size `second` with root `second_root` extends
+/// the tree of size `first` with root `first_root` (RFC 9162 2.1.4.2; see the
+/// module doc for the `first == 0` and `first == second` cases).
+pub fn verify_consistency(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    second_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(ProofError::ProofTooLong { len: proof.len() });
+    }
+    if first > second {
+        return Err(ProofError::SizeOrder { first, second });
+    }
+    if first == 0 || first == second {
+        if !proof.is_empty() {
+            return Err(ProofError::UnexpectedProof);
+        }
+        if first == 0 && *first_root != empty_root() {
+            return Err(ProofError::EmptyRootMismatch);
+        }
+        if first == second && first_root != second_root {
+            return Err(ProofError::ConsistencyMismatch);
+        }
+        return Ok(());
+    }
+    // Preconditions of check_tree (1 <= n <= t, bounded proof) hold here.
+    tlog_tiles::check_tree(
+        &to_tlog(proof),
+        second,
+        TlogHash(*second_root),
+        first,
+        TlogHash(*first_root),
+    )
+    .map_err(|_| ProofError::ConsistencyMismatch)
+}
+
+/// Streaming root computation over leaf hashes: keeps the compact range (one
+/// complete-subtree root per set bit of `size`), so memory is O(log n).
+///
+/// Invariant: `stack[i]` is the root of the i-th complete subtree from the
+/// left, and their sizes are the set bits of `size` in decreasing order.
+#[derive(Debug, Clone, Default)]
+pub struct RootBuilder {
+    stack: Vec<Hash>,
+    size: u64,
+}
+
+impl RootBuilder {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one leaf hash (already `leaf_hash`ed). Merges the complete
+    /// subtrees that the new leaf closes: one per trailing 1 bit of `size`.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut h = leaf;
+        let mut n = self.size;
+        while n & 1 == 1 {
+            match self.stack.pop() {
+                Some(left) => h = node_hash(&left, &h),
+                None => break, // unreachable by the invariant
+            }
+            n >>= 1;
+        }
+        self.stack.push(h);
+        // 2^64 pushes are not reachable; saturate rather than wrap.
+        self.size = self.size.saturating_add(1);
+    }
+
+    /// Number of leaves pushed.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// RFC 6962 root of the leaves pushed so far (folding the compact range
+    /// right to left); the empty-tree root for no leaves.
+    pub fn root(&self) -> Hash {
+        let mut iter = self.stack.iter().rev();
+        let Some(last) = iter.next() else {
+            return empty_root();
+        };
+        iter.fold(*last, |acc, left| node_hash(left, &acc))
+    }
+}
+
+/// Adapts a `(level, index) -> hash` source of complete-subtree hashes to
+/// `tlog_tiles::HashReader`, which addresses hashes by "stored hash index".
+/// A source failure is kept aside and reported after the crate returns.
+struct SourceReader<'a, F, E> {
+    hash_at: &'a F,
+    failure: RefCell<Option<E>>,
+}
+
+impl<F, E> HashReader for SourceReader<'_, F, E>
+where
+    F: Fn(u8, u64) -> Result<Hash, E>,
+{
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<TlogHash>, tlog_tiles::Error> {
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let (level, n) = tlog_tiles::split_stored_hash_index(i);
+            match (self.hash_at)(level, n) {
+                Ok(h) => out.push(TlogHash(h)),
+                Err(e) => {
+                    *self.failure.borrow_mut() = Some(e);
+                    return Err(tlog_tiles::Error::IndexesNotInTree);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<F, E: std::fmt::Display + std::fmt::Debug> SourceReader<'_, F, E> {
+    fn error(&self) -> ProveError<E> {
+        match self.failure.borrow_mut().take() {
+            Some(e) => ProveError::Source(e),
+            None => ProveError::Input(ProofError::ProverInternal),
+        }
+    }
+}
+
+/// Inclusion proof for leaf `index` in the tree of `size` leaves (RFC 9162
+/// 2.1.3.1), deepest hash first. `hash_at(level, n)` must return the root of
+/// the complete subtree of 2^level leaves starting at leaf `n * 2^level`
+/// (level 0 = leaf hashes), e.g. read from tiles or a database.
+pub fn inclusion_proof<E, F>(index: u64, size: u64, hash_at: F) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: Fn(u8, u64) -> Result<Hash, E>,
+{
+    if index >= size {
+        return Err(ProveError::Input(ProofError::IndexOutOfRange {
+            index,
+            size,
+        }));
+    }
+    let reader = SourceReader {
+        hash_at: &hash_at,
+        failure: RefCell::new(None),
+    };
+    // prove_record's preconditions (n < t) hold; its asserts check only
+    // internal math and that read_hashes returns one hash per index, which
+    // SourceReader guarantees.
+    match tlog_tiles::prove_record(size, index, &reader) {
+        Ok(p) => Ok(p.into_iter().map(|h| h.0).collect()),
+        Err(_) => Err(reader.error()),
+    }
+}
+
+/// Consistency proof from size `first` to size `second` (RFC 9162 2.1.4.1);
+/// empty when `first` is 0 or equals `second`. See [`inclusion_proof`] for
+/// `hash_at`.
+pub fn consistency_proof<E, F>(
+    first: u64,
+    second: u64,
+    hash_at: F,
+) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: Fn(u8, u64) -> Result<Hash, E>,
+{
+    if first > second {
+        return Err(ProveError::Input(ProofError::SizeOrder { first, second }));
+    }
+    if first == 0 || first == second {
+        return Ok(Vec::new());
+    }
+    let reader = SourceReader {
+        hash_at: &hash_at,
+        failure: RefCell::new(None),
+    };
+    // prove_tree's precondition 1 <= n <= t holds.
+    match tlog_tiles::prove_tree(second, first, &reader) {
+        Ok(p) => Ok(p.into_iter().map(|h| h.0).collect()),
+        Err(_) => Err(reader.error()),
+    }
+}
+
+/// Root of the complete subtree `(level, n)` over in-memory leaf hashes.
+fn subtree_from_leaves(leaves: &[Hash], level: u8, n: u64) -> Result<Hash, ProofError> {
+    let out = ProofError::SubtreeOutOfRange { level, index: n };
+    let width = 1u64.checked_shl(u32::from(level)).ok_or(out.clone())?;
+    let start = n.checked_mul(width).ok_or(out.clone())?;
+    let end = start.checked_add(width).ok_or(out.clone())?;
+    let (start, end) = (
+        usize::try_from(start).map_err(|_| out.clone())?,
+        usize::try_from(end).map_err(|_| out.clone())?,
+    );
+    let slice = leaves.get(start..end).ok_or(out)?;
+    let mut b = RootBuilder::new();
+    slice.iter().for_each(|h| b.push(*h));
+    Ok(b.root())
+}
+
+fn flatten(e: ProveError<ProofError>) -> ProofError {
+    match e {
+        ProveError::Input(e) | ProveError::Source(e) => e,
+    }
+}
+
+fn check_leaves(leaves: &[Hash], size: u64) -> Result<(), ProofError> {
+    if u64::try_from(leaves.len()).map_or(true, |have| have < size) {
+        return Err(ProofError::NotEnoughLeaves {
+            size,
+            have: leaves.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Inclusion proof computed from in-memory leaf hashes (tests, tools); only
+/// the first `size` leaves are used. O(size) time.
+pub fn inclusion_proof_from_leaves(
+    leaves: &[Hash],
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    check_leaves(leaves, size)?;
+    inclusion_proof(index, size, |l, n| subtree_from_leaves(leaves, l, n)).map_err(flatten)
+}
+
+/// Consistency proof computed from in-memory leaf hashes (tests, tools).
+pub fn consistency_proof_from_leaves(
+    leaves: &[Hash],
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    check_leaves(leaves, second)?;
+    consistency_proof(first, second, |l, n| subtree_from_leaves(leaves, l, n)).map_err(flatten)
+}

@@ -1,0 +1,46 @@
+//! Shared test helpers: locating the shared data folder outside the repo.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The shared data folder: `$ATTESTLOG_SHARED`, or `../shared` beside the
+/// repository. `None` (after printing why to stderr) if it is missing, so
+/// tests can return early.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ATTESTLOG_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: {} not found (set ATTESTLOG_SHARED)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Parsed JSON of `vectors/<name>` in the shared folder, if present.
+pub fn vectors(name: &str) -> Option<serde_json::Value> {
+    let path = shared_dir()?.join("vectors").join(name);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "skipped: cannot read {}: {e} (set ATTESTLOG_SHARED)",
+                path.display()
+            );
+            return None;
+        }
+    };
+    Some(serde_json::from_str(&text).expect("vector file is valid JSON"))
+}
+
+/// A 32-byte hash from hex.
+pub fn h(hex_str: &str) -> [u8; 32] {
+    hex::decode(hex_str)
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes")
+}
