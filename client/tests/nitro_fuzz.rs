@@ -1,6 +1,6 @@
 //! Property tests: parse and verify never panic on arbitrary or mutated input.
 
-mod common_nitro;
+mod common;
 
 use attestlog::nitro::{AttestationDocument, NitroVerifier, TrustRoots, VerifyTime};
 use proptest::prelude::*;
@@ -26,7 +26,7 @@ proptest! {
 
 #[test]
 fn mutated_samples_never_panic_and_never_verify() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let v = NitroVerifier::new(TrustRoots::aws());

@@ -1,6 +1,6 @@
 //! Nitro verification against the real AWS documents in ../shared/nitro-samples.
 
-mod common_nitro;
+mod common;
 
 use attestlog::nitro::{
     AttestationDocument, NitroError, NitroVerifier, TrustRoots, VerifyTime,
@@ -31,7 +31,7 @@ fn embedded_aws_root_matches_published_hash() {
     let roots = TrustRoots::aws();
     assert!(roots.contains(&der));
     assert_eq!(roots.len(), 1);
-    if let Some(dir) = common_nitro::shared_dir() {
+    if let Some(dir) = common::shared_dir() {
         let shared = std::fs::read(dir.join("nitro-samples/aws-nitro-root-g1.der")).unwrap();
         assert_eq!(shared, der);
     }
@@ -39,7 +39,7 @@ fn embedded_aws_root_matches_published_hash() {
 
 #[test]
 fn valid_documents_verify_at_verify_at_and_document_timestamp() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let cached = NitroVerifier::new(TrustRoots::aws());
@@ -62,7 +62,7 @@ fn valid_documents_verify_at_verify_at_and_document_timestamp() {
 
 #[test]
 fn valid_documents_fail_a_day_before_and_after() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let v = NitroVerifier::new(TrustRoots::aws());
@@ -92,7 +92,7 @@ fn valid_documents_fail_a_day_before_and_after() {
 
 #[test]
 fn mock_rooted_document_is_untrusted() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let mock = samples
@@ -124,7 +124,7 @@ fn mock_rooted_document_is_untrusted() {
 
 #[test]
 fn parsed_fields_match_manifest() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     for s in &samples {
@@ -191,7 +191,7 @@ fn flipped(
 
 #[test]
 fn single_bit_flips_in_signature_and_payload_fail() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let v = NitroVerifier::new(TrustRoots::aws());
@@ -228,7 +228,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[test]
 fn single_bit_flips_in_certificates_fail_in_the_chain_checks() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let v = NitroVerifier::new(TrustRoots::aws());
@@ -283,7 +283,7 @@ fn cabundle_mut(entries: &mut [(Value, Value)]) -> &mut Vec<Value> {
 
 #[test]
 fn replacing_the_root_with_another_self_signed_root_fails() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let mock = samples.iter().find(|s| !s.valid()).unwrap();
@@ -314,7 +314,7 @@ fn replacing_the_root_with_another_self_signed_root_fails() {
 
 #[test]
 fn unsupported_algorithm_and_tagged_envelope() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let v = NitroVerifier::new(TrustRoots::aws());
@@ -343,7 +343,7 @@ fn unsupported_algorithm_and_tagged_envelope() {
 
 #[test]
 fn chain_cache_gives_identical_verdicts() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let cached = NitroVerifier::new(TrustRoots::aws());
@@ -378,7 +378,7 @@ fn chain_cache_gives_identical_verdicts() {
 
 #[test]
 fn parse_never_panics_on_truncated_prefixes() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let v = NitroVerifier::new(TrustRoots::aws());
@@ -396,7 +396,7 @@ fn parse_never_panics_on_truncated_prefixes() {
 
 #[test]
 fn trust_roots_reject_non_roots() {
-    let Some(samples) = common_nitro::samples() else {
+    let Some(samples) = common::samples() else {
         return;
     };
     let doc = AttestationDocument::parse(&samples[0].bytes).unwrap();

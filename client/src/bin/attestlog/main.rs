@@ -1,0 +1,115 @@
+//! `attestlog`: verify attested builds offline.
+//!
+//! Every command exits 0 only when what it checked is valid. Any failure
+//! prints one line, `error: <check>: <reason>`, and exits non-zero: 1 when a
+//! check failed, 2 when the command line itself was wrong.
+
+mod attestation;
+mod checkpoint;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "attestlog", version, about = "Verify attested builds offline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Nitro attestation documents.
+    Attestation {
+        #[command(subcommand)]
+        command: AttestationCommand,
+    },
+    /// Signed checkpoints (C2SP tlog-checkpoint).
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+    /// Verify an artifact against its offline bundle and a policy.
+    Verify(verify::VerifyArgs),
+}
+
+#[derive(Subcommand)]
+enum AttestationCommand {
+    /// Verify a Nitro attestation document (COSE_Sign1 CBOR).
+    Verify(attestation::AttestationVerifyArgs),
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Verify a checkpoint's log signature and witness cosignatures.
+    Verify(checkpoint::CheckpointVerifyArgs),
+}
+
+/// A failed check: the one line the user sees.
+pub struct Failure {
+    pub check: String,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn new(check: impl Into<String>, reason: impl ToString) -> Self {
+        Failure {
+            check: check.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Reads a file named on the command line, or names the failure.
+pub fn read_input(path: &PathBuf, what: &str, limit: u64) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::new(what, format!("cannot read {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::new(what, format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 > limit {
+        return Err(Failure::new(
+            what,
+            format!("{} is larger than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("error: bad command line");
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Attestation {
+            command: AttestationCommand::Verify(args),
+        } => attestation::run(args),
+        Command::Checkpoint {
+            command: CheckpointCommand::Verify(args),
+        } => checkpoint::run(args),
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}: {}", failure.check, failure.reason);
+            ExitCode::from(1)
+        }
+    }
+}

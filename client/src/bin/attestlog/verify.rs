@@ -1,0 +1,78 @@
+//! `attestlog verify --bundle FILE --artifact FILE --policy FILE`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
+use attestlog::policy::Policy;
+use attestlog::verify::BundleVerifier;
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use crate::{read_input, Failure};
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The offline bundle (`<artifact>.attestlog.json`).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The artifact about to be installed.
+    #[arg(long)]
+    artifact: PathBuf,
+    /// The policy (TOML) naming trusted logs, witnesses and measurements.
+    #[arg(long)]
+    policy: PathBuf,
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32], Failure> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Failure::new("artifact", format!("cannot read {}: {e}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| {
+            Failure::new("artifact", format!("cannot read {}: {e}", path.display()))
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+pub fn run(args: VerifyArgs) -> Result<(), Failure> {
+    let policy = Policy::load(&args.policy).map_err(|e| Failure::new("policy", e))?;
+    let bundle_bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
+    let bundle = Bundle::parse(&bundle_bytes).map_err(|e| Failure::new("bundle", e))?;
+    let digest = sha256_file(&args.artifact)?;
+    let verdict = BundleVerifier::new(policy)
+        .verify(&bundle, &digest)
+        .map_err(|e| Failure::new(e.code(), e))?;
+    let s = &verdict.statement;
+    println!(
+        "valid: {} (sha256 {}) was built from {} at commit {}",
+        verdict.subject.name,
+        hex::encode(verdict.subject.sha256),
+        s.source.uri,
+        s.source.git_commit
+    );
+    println!(
+        "builder: {} in enclave image {:?} (pcr0 {})",
+        s.builder_id,
+        verdict.measurement,
+        hex::encode(verdict.document.pcr(0).unwrap_or_default())
+    );
+    println!(
+        "log: entry {} in {} at size {}{}",
+        verdict.index,
+        verdict.checkpoint.origin,
+        verdict.checkpoint.size,
+        if verdict.cosigners.is_empty() {
+            String::new()
+        } else {
+            format!(", cosigned by {}", verdict.cosigners.join(", "))
+        }
+    );
+    Ok(())
+}

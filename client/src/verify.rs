@@ -1,0 +1,209 @@
+//! The verdict on "artifact A was built by enclave image PCR0-2 from commit
+//! CT": every check a user makes before installing, offline, from a bundle.
+//!
+//! The checks run in a fixed order and the first failure is the verdict, so
+//! each refusal names exactly one check:
+//! 1. the artifact's SHA-256 is a subject of the statement;
+//! 2. the attestation's `user_data` commits to the statement;
+//! 3. the attestation chain and signature verify at the document's own time;
+//! 4. the PCRs are endorsed by the policy and not revoked (and debug mode and
+//!    the source repository are allowed);
+//! 5. the inclusion proof leads to the checkpoint's root;
+//! 6. the checkpoint is signed by a trusted log key and carries the witness
+//!    quorum.
+
+use time::OffsetDateTime;
+
+use crate::bundle::Bundle;
+use crate::claim::{statement_user_data, ClaimError, Entry, Statement, Subject};
+use crate::nitro::{AttestationDocument, NitroError, NitroVerifier, VerifyTime};
+use crate::policy::{MeasurementRefusal, Policy};
+use crate::tlog::checkpoint::{verify_checkpoint, Checkpoint, CheckpointError};
+use crate::tlog::merkle::{leaf_hash, verify_inclusion, ProofError};
+
+/// What a successful verification established.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub subject: Subject,
+    pub statement: Statement,
+    pub document: AttestationDocument,
+    pub measurement: String,
+    pub index: u64,
+    pub checkpoint: Checkpoint,
+    /// Names of the witnesses whose cosignatures verified.
+    pub cosigners: Vec<String>,
+}
+
+/// The one check that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("entry: {0}")]
+    Entry(ClaimError),
+    #[error("artifact: its sha256 {0} is not a subject of the statement")]
+    ArtifactNotInSubjects(String),
+    #[error("statement: {0}")]
+    Statement(ClaimError),
+    #[error("attestation: {0}")]
+    Attestation(NitroError),
+    #[error("binding: attestation user_data does not commit to the statement")]
+    UserDataMismatch,
+    #[error("policy: debug-mode attestation refused (PCR0-2 are zero)")]
+    DebugRefused,
+    #[error("policy: measurement revoked: {0}")]
+    Revoked(String),
+    #[error("policy: PCR0-2 are not an endorsed measurement")]
+    NotEndorsed,
+    #[error("policy: PCR0-2 match an endorsed measurement outside its validity window")]
+    EndorsementExpired,
+    #[error("policy: source repository {0} is not allowed")]
+    RepositoryNotAllowed(String),
+    #[error("checkpoint: {0}")]
+    CheckpointBody(CheckpointError),
+    #[error("inclusion: {0}")]
+    Inclusion(ProofError),
+    #[error("checkpoint: no trusted log key for origin {0:?}")]
+    UnknownLog(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(CheckpointError),
+}
+
+impl VerifyError {
+    /// A stable, machine-readable name for the failed check.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::Entry(e) | VerifyError::Statement(e) => e.code(),
+            VerifyError::ArtifactNotInSubjects(_) => "artifact_not_in_subjects",
+            VerifyError::Attestation(e) => e.code(),
+            VerifyError::UserDataMismatch => "user_data_mismatch",
+            VerifyError::DebugRefused => "debug_refused",
+            VerifyError::Revoked(_) => "measurement_revoked",
+            VerifyError::NotEndorsed => "measurement_not_endorsed",
+            VerifyError::EndorsementExpired => "measurement_outside_window",
+            VerifyError::RepositoryNotAllowed(_) => "repository_not_allowed",
+            VerifyError::CheckpointBody(e) | VerifyError::Checkpoint(e) => e.code(),
+            VerifyError::Inclusion(_) => "inclusion_proof",
+            VerifyError::UnknownLog(_) => "unknown_log",
+        }
+    }
+}
+
+/// Verifies bundles under one policy. Keeps a Nitro chain cache, so reuse
+/// it across bundles.
+pub struct BundleVerifier {
+    policy: Policy,
+    nitro: NitroVerifier,
+}
+
+impl BundleVerifier {
+    pub fn new(policy: Policy) -> Self {
+        let nitro = NitroVerifier::new(policy.trust_roots.clone());
+        BundleVerifier { policy, nitro }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Checks the claim that the artifact with SHA-256 `artifact` was built
+    /// as the bundle says, and that the log holds the claim.
+    pub fn verify(&self, bundle: &Bundle, artifact: &[u8; 32]) -> Result<Verdict, VerifyError> {
+        let entry = Entry::decode(&bundle.entry).map_err(VerifyError::Entry)?;
+        let statement = Statement::parse(entry.statement).map_err(VerifyError::Statement)?;
+
+        // 1. The artifact is a subject.
+        let subject = statement
+            .subject_with_digest(artifact)
+            .ok_or_else(|| VerifyError::ArtifactNotInSubjects(hex::encode(artifact)))?
+            .clone();
+
+        // 2. The binding, read before any crypto so a mismatch names itself.
+        let unverified =
+            AttestationDocument::parse(entry.attestation).map_err(VerifyError::Attestation)?;
+        if unverified.user_data.as_deref() != Some(&statement_user_data(entry.statement)[..]) {
+            return Err(VerifyError::UserDataMismatch);
+        }
+
+        // 3. The chain and COSE signature, at the document's own timestamp.
+        let document = self
+            .nitro
+            .verify(entry.attestation, VerifyTime::DocumentTimestamp)
+            .map_err(VerifyError::Attestation)?;
+
+        // 4. The policy on what was attested.
+        let measurement = self.check_policy(&statement, &document)?;
+
+        // 5. Inclusion in the checkpointed tree.
+        let checkpoint_body = bundle
+            .proof
+            .checkpoint
+            .split_once("\n\n")
+            .map_or(bundle.proof.checkpoint.as_str(), |(body, _)| body);
+        let checkpoint = Checkpoint::parse_body(&format!("{checkpoint_body}\n"))
+            .map_err(VerifyError::CheckpointBody)?;
+        verify_inclusion(
+            bundle.proof.index,
+            checkpoint.size,
+            &leaf_hash(&bundle.entry),
+            &bundle.proof.hashes,
+            &checkpoint.root_hash,
+        )
+        .map_err(VerifyError::Inclusion)?;
+
+        // 6. The log's signature and the witnesses.
+        let log_key = self
+            .policy
+            .log_keys
+            .iter()
+            .find(|k| k.name() == checkpoint.origin)
+            .ok_or_else(|| VerifyError::UnknownLog(checkpoint.origin.clone()))?;
+        let verified = verify_checkpoint(
+            &bundle.proof.checkpoint,
+            log_key,
+            &self.policy.witnesses,
+            self.policy.witness_quorum,
+        )
+        .map_err(VerifyError::Checkpoint)?;
+
+        Ok(Verdict {
+            subject,
+            statement,
+            document,
+            measurement,
+            index: bundle.proof.index,
+            checkpoint: verified.checkpoint,
+            cosigners: verified
+                .cosigners
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+        })
+    }
+
+    /// Applies the policy to a verified claim; returns the endorsing
+    /// measurement's name.
+    pub fn check_policy(
+        &self,
+        statement: &Statement,
+        document: &AttestationDocument,
+    ) -> Result<String, VerifyError> {
+        if document.is_debug() && !self.policy.allow_debug {
+            return Err(VerifyError::DebugRefused);
+        }
+        let pcrs = [0u8, 1, 2].map(|i| document.pcr(i).unwrap_or_default());
+        if let Some(revocation) = self.policy.revocation(pcrs) {
+            return Err(VerifyError::Revoked(revocation.reason.clone()));
+        }
+        let at = OffsetDateTime::from_unix_timestamp(document.timestamp_unix() as i64)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let measurement = self.policy.endorsement(pcrs, at).map_err(|r| match r {
+            MeasurementRefusal::NotEndorsed => VerifyError::NotEndorsed,
+            MeasurementRefusal::OutsideWindow => VerifyError::EndorsementExpired,
+        })?;
+        if !self.policy.repository_allowed(&statement.source.uri) {
+            return Err(VerifyError::RepositoryNotAllowed(
+                statement.source.uri.clone(),
+            ));
+        }
+        Ok(measurement.name.clone())
+    }
+}
