@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages attestlog's tests need, then runs the whole test suite.
+# This is the project's one test command; .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  fi
+fi
+
+# Tests read ../shared in place; ATTESTLOG_SHARED overrides where it is.
+export ATTESTLOG_SHARED="${ATTESTLOG_SHARED:-$(cd .. && pwd)/shared}"
+exec cargo test --workspace "$@"
