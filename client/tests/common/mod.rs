@@ -1,6 +1,7 @@
 //! Shared test helpers: locating the shared data folder outside the repo.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// The shared data folder: `$ATTESTLOG_SHARED`, or `../shared` beside the
@@ -13,7 +14,10 @@ pub fn shared_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
+        // Written to stderr directly, not through eprintln!, so the test
+        // harness does not capture it: a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "skipped: {} not found (set ATTESTLOG_SHARED)",
             dir.display()
         );
@@ -27,7 +31,8 @@ pub fn vectors(name: &str) -> Option<serde_json::Value> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "skipped: cannot read {}: {e} (set ATTESTLOG_SHARED)",
                 path.display()
             );
