@@ -53,7 +53,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use error::StorageError;
 pub use sqlite::SCHEMA_VERSION;
-use tiles::{hashes_at_level, LevelAppend, TileReader, TILE_WIDTH};
+use tiles::{hashes_at_level, LevelAppend, TileReader, UpperTileCache, TILE_WIDTH};
 use tree::RightEdge;
 
 /// A SHA-256 Merkle hash.
@@ -142,6 +142,7 @@ pub struct LogStore {
     writer: Mutex<Connection>,
     readers: sqlite::ReaderPool,
     state: RwLock<State>,
+    upper_tiles: UpperTileCache,
 }
 
 impl LogStore {
@@ -159,7 +160,7 @@ impl LogStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let edge = RightEdge::load(size, &mut TileReader::new(&conn))?;
+        let edge = RightEdge::load(size, &mut TileReader::new(&conn, None))?;
         let root = edge.root();
         let checkpoint = match latest {
             None if size == 0 => None,
@@ -182,6 +183,7 @@ impl LogStore {
                 root,
                 checkpoint,
             }),
+            upper_tiles: UpperTileCache::default(),
         })
     }
 
@@ -353,7 +355,7 @@ impl LogStore {
             });
         }
         self.readers
-            .with(|c| tree::inclusion_proof(&mut TileReader::new(c), index, tree_size))
+            .with(|c| tree::inclusion_proof(&mut self.tiles(c), index, tree_size))
     }
 
     /// RFC 9162 consistency proof (deepest first) from `first` to `second`,
@@ -368,7 +370,7 @@ impl LogStore {
             return Ok(Vec::new());
         }
         self.readers
-            .with(|c| tree::consistency_proof(&mut TileReader::new(c), first, second))
+            .with(|c| tree::consistency_proof(&mut self.tiles(c), first, second))
     }
 
     /// Root hash of the tree at any past `size` (recomputed from tiles).
@@ -378,7 +380,11 @@ impl LogStore {
             return Ok(tree::empty_root());
         }
         self.readers
-            .with(|c| tree::range_hash(&mut TileReader::new(c), 0, size))
+            .with(|c| tree::range_hash(&mut self.tiles(c), 0, size))
+    }
+
+    fn tiles<'c>(&'c self, conn: &'c Connection) -> TileReader<'c> {
+        TileReader::new(conn, Some(&self.upper_tiles))
     }
 
     fn check_size(&self, requested: u64) -> Result<(), StorageError> {

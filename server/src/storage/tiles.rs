@@ -11,9 +11,12 @@
 //! `c % 256 != 0`, tile `(L, c/256)` holds exactly `c % 256` hashes. No other
 //! tiles exist.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::tree::{perfect_root, SubtreeSource};
+use super::tree::{node_hash, perfect_root, SubtreeSource};
 use super::{Hash, StorageError};
 
 /// Hashes per full tile.
@@ -42,19 +45,92 @@ pub fn read_tile(
         .optional()?)
 }
 
+/// A tile prefix with all its interior nodes: `levels[r]` holds the complete
+/// nodes at tree level `8L + r` over the tile's first `count` hashes.
+pub struct ExpandedTile {
+    count: usize,
+    levels: Vec<Vec<Hash>>,
+}
+
+impl ExpandedTile {
+    fn new(bytes: &[u8]) -> Self {
+        let bottom: Vec<Hash> = bytes
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect();
+        let mut levels = vec![bottom];
+        for _ in 1..TILE_HEIGHT {
+            let below = levels.last().expect("non-empty");
+            let up = below
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(up);
+        }
+        ExpandedTile {
+            count: bytes.len() / 32,
+            levels,
+        }
+    }
+}
+
+/// Most tiles kept by [`UpperTileCache`] (each at most ~16 KiB expanded).
+/// 2,048 tiles cover 2^27 entries; past that the cache is simply cleared
+/// when full.
+const UPPER_CACHE_MAX: usize = 2048;
+
+/// Expanded tiles of tile levels >= 1, shared by all readers. They are only
+/// 1/256 of the tree (153 tiles at 10M entries), but every proof touches
+/// them, and expanding saves up to 247 node hashes per tile per proof. A
+/// cached partial tile is a prefix whose hashes are final (complete
+/// subtrees), so it stays valid; it is replaced by a re-read when a wider
+/// prefix is needed.
+#[derive(Default)]
+pub struct UpperTileCache {
+    map: RwLock<HashMap<(u8, u64), Arc<ExpandedTile>>>,
+}
+
+impl UpperTileCache {
+    fn get(&self, key: (u8, u64), need: usize) -> Option<Arc<ExpandedTile>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).filter(|t| t.count >= need).cloned()
+    }
+
+    fn put(&self, key: (u8, u64), tile: Arc<ExpandedTile>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= UPPER_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, tile);
+    }
+}
+
 /// [`SubtreeSource`] reading tiles through one connection. It keeps the few
-/// tiles one proof touches, so each is read at most once per proof.
+/// level-0 tiles one proof touches, so each is read at most once per proof,
+/// and uses the shared [`UpperTileCache`] (if given) for higher levels.
 pub struct TileReader<'c> {
     conn: &'c Connection,
+    upper: Option<&'c UpperTileCache>,
     cache: Vec<((u8, u64), Vec<u8>)>,
 }
 
 impl<'c> TileReader<'c> {
-    pub fn new(conn: &'c Connection) -> Self {
+    pub fn new(conn: &'c Connection, upper: Option<&'c UpperTileCache>) -> Self {
         TileReader {
             conn,
+            upper,
             cache: Vec::new(),
         }
+    }
+
+    fn missing(tile_level: u8, tile: u64) -> StorageError {
+        StorageError::Corrupt(format!("missing tile level {tile_level} index {tile}"))
+    }
+
+    fn short(tile_level: u8, tile: u64, have: usize, need: usize) -> StorageError {
+        StorageError::Corrupt(format!(
+            "tile level {tile_level} index {tile} has {have} hashes, need {need}"
+        ))
     }
 }
 
@@ -68,6 +144,23 @@ impl SubtreeSource for TileReader<'_> {
             (first % TILE_WIDTH) as usize,
             1usize << r,
         );
+        if let (Some(upper), true) = (self.upper, tile_level > 0) {
+            let key = (tile_level, tile);
+            let expanded = match upper.get(key, off + count) {
+                Some(t) => t,
+                None => {
+                    let bytes = read_tile(self.conn, tile_level, tile)?
+                        .ok_or_else(|| Self::missing(tile_level, tile))?;
+                    let t = Arc::new(ExpandedTile::new(&bytes));
+                    upper.put(key, t.clone());
+                    t
+                }
+            };
+            if expanded.count < off + count {
+                return Err(Self::short(tile_level, tile, expanded.count, off + count));
+            }
+            return Ok(expanded.levels[r as usize][off >> r]);
+        }
         let pos = match self
             .cache
             .iter()
@@ -75,21 +168,16 @@ impl SubtreeSource for TileReader<'_> {
         {
             Some(pos) => pos,
             None => {
-                let bytes = read_tile(self.conn, tile_level, tile)?.ok_or_else(|| {
-                    StorageError::Corrupt(format!("missing tile level {tile_level} index {tile}"))
-                })?;
+                let bytes = read_tile(self.conn, tile_level, tile)?
+                    .ok_or_else(|| Self::missing(tile_level, tile))?;
                 self.cache.push(((tile_level, tile), bytes));
                 self.cache.len() - 1
             }
         };
         let bytes = &self.cache[pos].1;
-        let want = &bytes.get(32 * off..32 * (off + count)).ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "tile level {tile_level} index {tile} has {} hashes, need {}",
-                bytes.len() / 32,
-                off + count
-            ))
-        })?;
+        let want = &bytes
+            .get(32 * off..32 * (off + count))
+            .ok_or_else(|| Self::short(tile_level, tile, bytes.len() / 32, off + count))?;
         Ok(perfect_root(want))
     }
 }
