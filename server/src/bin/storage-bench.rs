@@ -2,7 +2,10 @@
 //! log, then measures proof, tile and bundle reads (1 and 2 threads), RSS
 //! and disk bytes per entry.
 //!
-//! Usage: storage-bench [N=1000000] [ENTRY_BYTES=512] [DIR=$TMPDIR]
+//! Usage: storage-bench [N=1000000] [ENTRY_BYTES=512] [DIR=$TMPDIR] [FILL_BATCH=256]
+//!
+//! With FILL_BATCH > 256 the log is filled faster in bigger batches, then
+//! 51,200 more entries are appended in batches of 256 and timed at that size.
 //! Run with `cargo run --release -p attestlog-server --bin storage-bench`.
 
 use std::path::PathBuf;
@@ -97,9 +100,13 @@ fn main() {
         .get(3)
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let fill: u64 = args
+        .get(4)
+        .map(|a| a.parse().expect("FILL_BATCH"))
+        .unwrap_or(BATCH);
     let path = dir.join(format!("attestlog-bench-{}.db", std::process::id()));
     println!(
-        "storage-bench: {n} entries of {len} bytes, batches of {BATCH}, db {}",
+        "storage-bench: {n} entries of {len} bytes, fill batches of {fill}, db {}",
         path.display()
     );
 
@@ -109,30 +116,36 @@ fn main() {
             "bench.example/log\n{size}\n{root:02x?}\n\n\u{2014} bench sig\n"
         ))
     };
-    let start = Instant::now();
-    let mut last = Instant::now();
-    let mut i = 0u64;
-    while i < n {
-        let end = (i + BATCH).min(n);
-        let batch: Vec<NewEntry> = (i..end).map(|j| entry(j, len)).collect();
-        store.append_batch(&batch, &sign).expect("append");
-        i = end;
-        if last.elapsed().as_secs() >= 30 {
-            last = Instant::now();
-            let s = start.elapsed().as_secs_f64();
-            println!(
-                "  {i} appended, {:.0}/s so far, RSS {} kB",
-                i as f64 / s,
-                status_kb("VmRSS:")
-            );
+    let append = |from: u64, to: u64, batch_len: u64| {
+        let start = Instant::now();
+        let mut last = Instant::now();
+        let mut i = from;
+        while i < to {
+            let end = (i + batch_len).min(to);
+            let batch: Vec<NewEntry> = (i..end).map(|j| entry(j, len)).collect();
+            store.append_batch(&batch, &sign).expect("append");
+            i = end;
+            if last.elapsed().as_secs() >= 30 {
+                last = Instant::now();
+                let s = start.elapsed().as_secs_f64();
+                let rate = (i - from) as f64 / s;
+                println!(
+                    "  {i} appended, {rate:.0}/s so far, RSS {} kB",
+                    status_kb("VmRSS:")
+                );
+            }
         }
+        let secs = start.elapsed().as_secs_f64();
+        let count = to - from;
+        println!(
+            "append: {count} entries (tree {from} -> {to}) in batches of {batch_len}: {secs:.1} s = {:.0} entries/s",
+            count as f64 / secs
+        );
+    };
+    append(0, n, fill);
+    if fill != BATCH {
+        append(n, n + 200 * BATCH, BATCH);
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "append: {n} entries in {secs:.1} s = {:.0} entries/s ({:.1} batches/s)",
-        n as f64 / secs,
-        n as f64 / BATCH as f64 / secs
-    );
     println!(
         "RSS after appends: VmRSS {} kB, VmHWM {} kB",
         status_kb("VmRSS:"),

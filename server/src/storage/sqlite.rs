@@ -30,7 +30,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
         )));
     }
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
     )?;
     migrate(&mut conn)?;
     Ok(conn)
