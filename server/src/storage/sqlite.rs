@@ -118,13 +118,27 @@ impl ReaderPool {
                 st = self.returned.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let out = f(&conn);
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .idle
-            .push(conn);
-        self.returned.notify_one();
-        out
+        // Returned to the pool on drop, so a panic in `f` loses no slot.
+        let guard = Checkout {
+            pool: self,
+            conn: Some(conn),
+        };
+        f(guard.conn.as_ref().expect("present until drop"))
+    }
+}
+
+struct Checkout<'p> {
+    pool: &'p ReaderPool,
+    conn: Option<Connection>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.idle.push(conn);
+            drop(st);
+            self.pool.returned.notify_one();
+        }
     }
 }
