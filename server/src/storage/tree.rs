@@ -86,14 +86,7 @@ impl RightEdge {
     /// Loads the right edge of a stored tree of `size` leaves: O(log n)
     /// subtree reads.
     pub fn load(size: u64, src: &mut impl SubtreeSource) -> Result<Self, StorageError> {
-        let mut nodes = Vec::with_capacity(size.count_ones() as usize);
-        let mut start = 0u64;
-        for level in (0..64u8).rev() {
-            if size >> level & 1 == 1 {
-                nodes.push(src.subtree(level, start >> level)?);
-                start += 1 << level;
-            }
-        }
+        let nodes = perfect_subtrees(src, 0, size)?;
         Ok(RightEdge { size, nodes })
     }
 
@@ -116,22 +109,29 @@ impl RightEdge {
 
     /// The tree root: the edge nodes folded right to left.
     pub fn root(&self) -> Hash {
-        let mut it = self.nodes.iter().rev();
-        match it.next() {
-            None => empty_root(),
-            Some(last) => it.fold(*last, |acc, left| node_hash(left, &acc)),
-        }
+        fold_right(&self.nodes)
     }
 }
 
-/// Largest power of two strictly less than `n` (n >= 2).
-fn split(n: u64) -> u64 {
-    debug_assert!(n >= 2);
-    1 << (63 - (n - 1).leading_zeros())
+/// RFC 6962 root over consecutive perfect subtrees, largest first: folded
+/// right to left; SHA-256("") for none.
+fn fold_right(parts: &[Hash]) -> Hash {
+    match parts.split_last() {
+        None => empty_root(),
+        Some((last, rest)) => rest
+            .iter()
+            .rev()
+            .fold(*last, |acc, left| node_hash(left, &acc)),
+    }
 }
 
-/// MTH(D[lo:hi]) for a range satisfying the module invariant (lo < hi).
-pub fn range_hash(src: &mut impl SubtreeSource, lo: u64, hi: u64) -> Result<Hash, StorageError> {
+/// Roots of the perfect subtrees along the binary decomposition of
+/// `[lo, hi)`, largest first (module invariant: `lo` aligned).
+fn perfect_subtrees(
+    src: &mut impl SubtreeSource,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<Hash>, StorageError> {
     let size = hi - lo;
     let mut parts = Vec::with_capacity(size.count_ones() as usize);
     let mut start = lo;
@@ -146,11 +146,18 @@ pub fn range_hash(src: &mut impl SubtreeSource, lo: u64, hi: u64) -> Result<Hash
             start += 1 << level;
         }
     }
-    let last = parts.pop().expect("size >= 1");
-    Ok(parts
-        .iter()
-        .rev()
-        .fold(last, |acc, left| node_hash(left, &acc)))
+    Ok(parts)
+}
+
+/// Largest power of two strictly less than `n` (n >= 2).
+fn split(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+/// MTH(D[lo:hi]) for a range satisfying the module invariant (lo < hi).
+pub fn range_hash(src: &mut impl SubtreeSource, lo: u64, hi: u64) -> Result<Hash, StorageError> {
+    Ok(fold_right(&perfect_subtrees(src, lo, hi)?))
 }
 
 /// RFC 9162 §2.1.3 inclusion proof of leaf `index` in the tree of `size`,
