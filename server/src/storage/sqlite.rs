@@ -1,0 +1,144 @@
+//! SQLite plumbing: connection settings, schema migrations, the reader pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::StorageError;
+
+/// Schema migrations, in order; migration `i` brings the schema to version
+/// `i + 1` (tracked in `PRAGMA user_version`).
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/0001_init.sql")];
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens (creating if needed) the writer connection: WAL, synchronous=FULL,
+/// then applies pending migrations in one transaction.
+pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::Corrupt(format!(
+            "could not enable WAL (journal_mode is {mode}); is {} a real file?",
+            path.display()
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
+    )?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies the migrations newer than the database's `user_version`, all in
+/// one IMMEDIATE transaction; refuses a database newer than this build.
+pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StorageError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tracing::info!(version = i + 1, "applied storage migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("PRAGMA cache_size = -8192;")?;
+    Ok(conn)
+}
+
+/// A bounded pool of read-only connections, opened lazily.
+pub struct ReaderPool {
+    path: PathBuf,
+    max: usize,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+impl ReaderPool {
+    pub fn new(path: PathBuf, max: usize) -> Self {
+        ReaderPool {
+            path,
+            max: max.max(1),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` with a pooled reader, waiting if all `max` are busy.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let conn = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(c) = st.idle.pop() {
+                    break c;
+                }
+                if st.open < self.max {
+                    st.open += 1;
+                    drop(st);
+                    match open_reader(&self.path) {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            self.state.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                            return Err(e);
+                        }
+                    }
+                }
+                st = self.returned.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // Returned to the pool on drop, so a panic in `f` loses no slot.
+        let guard = Checkout {
+            pool: self,
+            conn: Some(conn),
+        };
+        f(guard.conn.as_ref().expect("present until drop"))
+    }
+}
+
+struct Checkout<'p> {
+    pool: &'p ReaderPool,
+    conn: Option<Connection>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.idle.push(conn);
+            drop(st);
+            self.pool.returned.notify_one();
+        }
+    }
+}
