@@ -1,5 +1,13 @@
-//! attestlog-server library: the log server's building blocks.
+//! attestlog-server: the append-only log of attested builds.
 //!
-//! Only the storage layer exists so far; see [`storage`].
+//! Every submission is verified with the `attestlog` library before it is
+//! sequenced ([`http`]); the [`sequencer`] batches entries into single
+//! SQLite transactions, each closed by a signed checkpoint; [`storage`]
+//! keeps entries, C2SP hash tiles and every checkpoint ever signed, and
+//! serves proofs from stored hashes.
 
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod sequencer;
 pub mod storage;

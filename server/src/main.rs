@@ -1,5 +1,173 @@
-//! attestlog-server: not built yet; see the log-server issue.
-fn main() {
-    eprintln!("attestlog-server is not built yet: the log server lands with the log-server issue");
-    std::process::exit(2);
+//! `attestlog-server`: the append-only log of attested builds.
+//!
+//! With no arguments it runs on the embedded default: SQLite under
+//! `./attestlog-data/`, listening on 127.0.0.1:8080, trusting only the AWS
+//! Nitro root.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use attestlog::nitro::{NitroVerifier, TrustRoots};
+use attestlog_server::http::{router, AppState, SubmitPolicy};
+use attestlog_server::keys;
+use attestlog_server::metrics::Metrics;
+use attestlog_server::sequencer::{sign_checkpoint, BatchConfig, Sequencer};
+use attestlog_server::storage::LogStore;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "attestlog-server",
+    version,
+    about = "An append-only transparency log of attested builds"
+)]
+struct Args {
+    /// Folder for the SQLite log (log.db) and, by default, the signing key.
+    #[arg(long, default_value = "attestlog-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The log's origin: the first checkpoint line and the signing key's name.
+    #[arg(long, default_value = "localhost/attestlog")]
+    origin: String,
+    /// The checkpoint signing key (PRIVATE+KEY+... text, mode 0600). Created on
+    /// first start if missing. Default: <data-dir>/log.key.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Also trust this root certificate (PEM), e.g. the simulated NSM's dev
+    /// root. Repeatable. The AWS Nitro root is always trusted.
+    #[arg(long = "trust-root", value_name = "PEM")]
+    trust_roots: Vec<PathBuf>,
+    /// Accept debug-mode attestations (PCR0-2 all zero).
+    #[arg(long)]
+    allow_debug: bool,
+    /// Refuse attestations whose timestamp is further than this from the
+    /// server clock, in seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    max_clock_skew: u64,
+    /// Close a batch when it holds this many entries...
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// ...or when its first entry has waited this many milliseconds.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    batch_max_age: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.batch_size >= 1 && args.batch_size <= 65_536,
+        "--batch-size must be 1..=65536"
+    );
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+
+    let mut roots = TrustRoots::aws();
+    for path in &args.trust_roots {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read trust root {}", path.display()))?;
+        roots
+            .add_pem(&pem)
+            .with_context(|| format!("trust root {}", path.display()))?;
+        tracing::warn!(root = %path.display(), "trusting an extra root besides AWS's");
+    }
+
+    let key_path = args
+        .key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("log.key"));
+    let (signer, created) = keys::load_or_create(&key_path, &args.origin)?;
+    if created {
+        tracing::info!(path = %key_path.display(), "created a new checkpoint signing key");
+    }
+    let verifier_key = signer.verifier_key_text();
+    let signer = Arc::new(signer);
+
+    let db = args.data_dir.join("log.db");
+    let store = Arc::new(LogStore::open(&db).with_context(|| format!("opening {}", db.display()))?);
+    store
+        .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
+        .context("signing the initial checkpoint")?;
+
+    let metrics = Arc::new(Metrics::new(store.tree_size()));
+    let (sequencer, sequencer_task) = Sequencer::start(
+        Arc::clone(&store),
+        Arc::clone(&signer),
+        BatchConfig {
+            max_entries: args.batch_size,
+            max_age: Duration::from_millis(args.batch_max_age),
+        },
+        Arc::clone(&metrics),
+    );
+    let app = Arc::new(AppState {
+        store: Arc::clone(&store),
+        nitro: NitroVerifier::new(roots),
+        sequencer,
+        origin: args.origin.clone(),
+        verifier_key: verifier_key.clone(),
+        submit_policy: SubmitPolicy {
+            allow_debug: args.allow_debug,
+            max_clock_skew: Duration::from_secs(args.max_clock_skew),
+        },
+        metrics,
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Scripts and tests read these two lines.
+    println!("verifier key: {verifier_key}");
+    println!("listening on http://{}", listener.local_addr()?);
+    tracing::info!(
+        origin = %args.origin,
+        size = store.tree_size(),
+        data_dir = %args.data_dir.display(),
+        "attestlog-server started"
+    );
+
+    axum::serve(listener, router(Arc::clone(&app)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    // In-flight requests are done; let the sequencer commit what it holds.
+    drop(app);
+    sequencer_task.await.context("sequencer task")?;
+    tracing::info!(size = store.tree_size(), "stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return interrupt.await.unwrap_or_default(),
+        };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing the batch in flight");
 }

@@ -331,6 +331,29 @@ impl LogStore {
         })
     }
 
+    /// Signs and stores a checkpoint for the empty tree when the log has
+    /// none yet, so a new log has a checkpoint to serve before its first
+    /// entry. Does nothing once any checkpoint exists.
+    pub fn ensure_checkpoint(&self, sign: SignFn<'_>) -> Result<(), StorageError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.state().checkpoint.is_some() {
+            return Ok(());
+        }
+        let (size, root) = (self.tree_size(), self.root_hash());
+        let note = sign(size, root).map_err(StorageError::Sign)?;
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO checkpoints (size, root, note) VALUES (?1, ?2, ?3)",
+            params![size as i64, &root[..], note],
+        )?;
+        tx.commit()?;
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .checkpoint = Some(note);
+        Ok(())
+    }
+
     /// Entry bytes at `index`; `None` beyond the tree.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
         if index >= self.tree_size() {

@@ -1,0 +1,127 @@
+//! The HTTP API: the write endpoint, the C2SP tlog-tiles read API, the JSON
+//! read API, `/healthz` and `/metrics`. `spec/server-api.md` documents it.
+
+mod error;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestlog::nitro::NitroVerifier;
+use attestlog::tlog::checkpoint::Checkpoint;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::sequencer::Sequencer;
+use crate::storage::LogStore;
+
+/// What the server refuses beyond what the library verifies.
+#[derive(Clone, Copy, Debug)]
+pub struct SubmitPolicy {
+    pub allow_debug: bool,
+    pub max_clock_skew: Duration,
+}
+
+pub struct AppState {
+    pub store: Arc<LogStore>,
+    pub nitro: NitroVerifier,
+    pub sequencer: Sequencer,
+    pub origin: String,
+    pub verifier_key: String,
+    pub submit_policy: SubmitPolicy,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A request body larger than this is cut off before any handler runs.
+const BODY_LIMIT: usize = 65_535;
+/// Submissions wait for a batch commit; reads should never take this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(app: Arc<AppState>) -> Router {
+    let read = Router::new()
+        .route("/checkpoint", get(read::checkpoint))
+        .route("/tile/{*path}", get(read::tile))
+        .route("/v1/log", get(read::log_info))
+        .route("/v1/proof/inclusion", get(read::inclusion_proof))
+        .route("/v1/proof/consistency", get(read::consistency_proof))
+        .route("/v1/entries/{index}", get(read::entry))
+        .route("/v1/search", get(read::search))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::HEAD]),
+        );
+    Router::new()
+        .route("/v1/entries", post(write::submit))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(read)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        // Outside the limit and timeout layers, so their refusals become JSON too.
+        .layer(middleware::from_fn(json_refusals))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Turns the plain-text refusals that axum and tower-http produce (body too
+/// large, bad method, timeout) into the API's JSON error form.
+async fn json_refusals(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::SERVICE_UNAVAILABLE => "timeout",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "bad_request",
+    };
+    let reason = status.canonical_reason().unwrap_or("refused");
+    ApiError::new(status, code, reason).into_response()
+}
+
+/// The checkpoint body of a signed note.
+pub fn parse_checkpoint(note: &str) -> Option<Checkpoint> {
+    let (body, _) = note.split_once("\n\n")?;
+    Checkpoint::parse_body(&format!("{body}\n")).ok()
+}
+
+/// The tree size a signed checkpoint note commits to (0 if unparseable).
+pub fn checkpoint_size(note: &str) -> u64 {
+    parse_checkpoint(note).map_or(0, |c| c.size)
+}

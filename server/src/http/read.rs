@@ -1,0 +1,297 @@
+//! The read API: C2SP tlog-tiles paths and the JSON endpoints.
+//!
+//! Tiles and entry bundles are served exactly at the C2SP paths. Full tiles
+//! never change and are cacheable forever; partial tiles get a short max-age
+//! because a log may stop serving them once the tile fills; the checkpoint is
+//! never cached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use attestlog::claim::{Entry, Statement};
+use attestlog::nitro::AttestationDocument;
+use attestlog::tlog::tiles::{TileKind, TilePath};
+use attestlog::tlog::Hash;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::storage::SearchKind;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const PARTIAL: &str = "public, max-age=60";
+/// At most this many indices per search answer.
+const SEARCH_LIMIT: usize = 1000;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let store = Arc::clone(&app.store);
+    let note = blocking(move || Ok(store.latest_checkpoint()?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("the log has no checkpoint yet"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        note,
+    )
+        .into_response())
+}
+
+pub async fn tile(
+    State(app): State<Arc<AppState>>,
+    Path(rest): Path<String>,
+) -> Result<Response, ApiError> {
+    let path = TilePath::parse(&format!("tile/{rest}"))
+        .map_err(|e| ApiError::not_found(format!("not a C2SP tile path: {e}")))?;
+    let store = Arc::clone(&app.store);
+    let tile = path;
+    let data = blocking(move || {
+        Ok(match tile.kind {
+            TileKind::Hashes { level } => store.hash_tile(level, tile.index, tile.width)?,
+            TileKind::Entries => store.entry_bundle(tile.index, tile.width)?,
+        })
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("{} is beyond the tree", path.to_path())))?;
+    let cache = if path.width.is_none() {
+        IMMUTABLE
+    } else {
+        PARTIAL
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        data,
+    )
+        .into_response())
+}
+
+pub async fn log_info(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = Arc::clone(&app.store);
+    let note = blocking(move || Ok(store.latest_checkpoint()?)).await?;
+    let (size, root) = note
+        .as_deref()
+        .and_then(super::parse_checkpoint)
+        .map_or((0, attestlog::tlog::merkle::empty_root()), |c| {
+            (c.size, c.root_hash)
+        });
+    Ok(Json(json!({
+        "origin": app.origin,
+        "verifier_key": app.verifier_key,
+        "tree_size": size,
+        "root_hash": b64(&root),
+    })))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn param_u64(
+    params: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<Option<u64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request("bad_parameter", format!("{name} must be a decimal u64"))
+            })
+        })
+        .transpose()
+}
+
+fn required_u64(params: &HashMap<String, String>, name: &'static str) -> Result<u64, ApiError> {
+    param_u64(params, name)?
+        .ok_or_else(|| ApiError::bad_request("bad_parameter", format!("{name} is required")))
+}
+
+/// A 32-byte hash given in hex or standard base64.
+fn param_hash(value: &str, name: &str) -> Result<Hash, ApiError> {
+    let bytes = if value.len() == 64 {
+        hex::decode(value).ok()
+    } else {
+        base64::engine::general_purpose::STANDARD.decode(value).ok()
+    };
+    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        ApiError::bad_request(
+            "bad_parameter",
+            format!("{name} must be 32 bytes in hex or base64"),
+        )
+    })
+}
+
+fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad_request(
+            "bad_parameter",
+            format!("unknown parameter {k:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub async fn inclusion_proof(
+    State(app): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    check_known(&params, &["index", "leaf_hash", "tree_size"])?;
+    let tree_size = required_u64(&params, "tree_size")?;
+    let by_index = param_u64(&params, "index")?;
+    let by_leaf = params
+        .get("leaf_hash")
+        .map(|v| param_hash(v, "leaf_hash"))
+        .transpose()?;
+    let store = Arc::clone(&app.store);
+    let (index, proof) = blocking(move || {
+        let index = match (by_index, by_leaf) {
+            (Some(i), None) => i,
+            (None, Some(leaf)) => store
+                .find_leaf(&leaf)?
+                .ok_or_else(|| ApiError::not_found("no entry has that leaf hash"))?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad_parameter",
+                    "give exactly one of index and leaf_hash",
+                ))
+            }
+        };
+        Ok((index, store.inclusion_proof(index, tree_size)?))
+    })
+    .await?;
+    Ok(Json(json!({
+        "index": index,
+        "tree_size": tree_size,
+        "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn consistency_proof(
+    State(app): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    check_known(&params, &["first", "second"])?;
+    let first = required_u64(&params, "first")?;
+    let second = required_u64(&params, "second")?;
+    let store = Arc::clone(&app.store);
+    let proof = blocking(move || Ok(store.consistency_proof(first, second)?)).await?;
+    Ok(Json(json!({
+        "first": first,
+        "second": second,
+        "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn entry(
+    State(app): State<Arc<AppState>>,
+    Path(index): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    check_known(&params, &["format"])?;
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_parameter", "index must be a decimal u64"))?;
+    let json_format = match params.get("format").map(String::as_str) {
+        None | Some("raw") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_parameter",
+                format!("format must be raw or json, not {other:?}"),
+            ))
+        }
+    };
+    let store = Arc::clone(&app.store);
+    let bytes = blocking(move || Ok(store.entry(index)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no entry {index}")))?;
+    if !json_format {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, IMMUTABLE),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
+    Ok(Json(decode_entry(index, &bytes)?).into_response())
+}
+
+/// The decoded claim of a logged entry.
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Value, ApiError> {
+    let corrupt = |what: String| ApiError::internal(format!("entry {index}: {what}"));
+    let entry = Entry::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let statement = Statement::parse(entry.statement).map_err(|e| corrupt(e.to_string()))?;
+    let doc = AttestationDocument::parse(entry.attestation).map_err(|e| corrupt(e.to_string()))?;
+    let pcrs: serde_json::Map<String, Value> = doc
+        .pcrs
+        .iter()
+        .map(|(i, v)| (i.to_string(), hex::encode(v).into()))
+        .collect();
+    let opt = |v: &Option<Vec<u8>>| v.as_ref().map(hex::encode);
+    Ok(json!({
+        "index": index,
+        "leaf_hash": b64(&attestlog::tlog::merkle::leaf_hash(bytes)),
+        "statement": statement.json,
+        "attestation": {
+            "module_id": doc.module_id,
+            "timestamp_ms": doc.timestamp_ms,
+            "debug": doc.is_debug(),
+            "pcrs": pcrs,
+            "user_data": opt(&doc.user_data),
+            "nonce": opt(&doc.nonce),
+            "public_key": opt(&doc.public_key),
+        },
+    }))
+}
+
+pub async fn search(
+    State(app): State<Arc<AppState>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    check_known(&params, &["artifact_sha256", "commit", "pcr0"])?;
+    if params.len() != 1 {
+        return Err(ApiError::bad_request(
+            "bad_parameter",
+            "give exactly one of artifact_sha256, commit and pcr0",
+        ));
+    }
+    let (name, value) = params
+        .iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("no parameter"))?;
+    let (kind, lengths): (SearchKind, &[usize]) = match name.as_str() {
+        "artifact_sha256" => (SearchKind::ArtifactSha256, &[32]),
+        "commit" => (SearchKind::Commit, &[20, 32]),
+        _ => (SearchKind::Pcr0, &[32, 48, 64]),
+    };
+    let key = hex::decode(value.to_ascii_lowercase())
+        .ok()
+        .filter(|k| lengths.contains(&k.len()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_parameter",
+                format!("{name} must be hex of {lengths:?} bytes"),
+            )
+        })?;
+    let store = Arc::clone(&app.store);
+    let indices = blocking(move || Ok(store.search(kind, &key, SEARCH_LIMIT)?)).await?;
+    Ok(Json(json!({ "indices": indices })))
+}

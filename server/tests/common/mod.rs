@@ -1,0 +1,165 @@
+//! Test support: a real `attestlog-server` process on a loopback port, and
+//! valid entries from the simulated NSM.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use attestlog::claim::{
+    statement_user_data, Entry, SourceDependency, Statement, StatementParams, Subject,
+};
+use attestlog::nitro::sim::{AttestationRequest, SimulatedNsm};
+use sha2::{Digest, Sha256};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub verifier_key: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the server on a free port with the dev root trusted.
+    pub fn start(data_dir: &Path, dev_root: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--origin")
+            .arg("test.attestlog/log")
+            .arg("--trust-root")
+            .arg(dev_root)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start attestlog-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut verifier_key = String::new();
+        let mut url = String::new();
+        for line in lines.by_ref() {
+            let line = line.expect("server stdout");
+            if let Some(k) = line.strip_prefix("verifier key: ") {
+                verifier_key = k.to_string();
+            }
+            if let Some(u) = line.strip_prefix("listening on ") {
+                url = u.to_string();
+                break;
+            }
+        }
+        assert!(!url.is_empty(), "server did not start");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            url,
+            verifier_key,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the graceful shutdown.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A simulated NSM whose root is saved at `<dir>/root.pem`.
+pub fn dev_nsm(dir: &Path) -> (SimulatedNsm, PathBuf) {
+    let nsm = SimulatedNsm::generate(now_ms() / 1000 - 3600).expect("nsm");
+    let root = dir.join("root.pem");
+    std::fs::write(&root, nsm.root_pem()).expect("root.pem");
+    (nsm, root)
+}
+
+pub fn pcrs(seed: u8) -> BTreeMap<u8, Vec<u8>> {
+    (0u8..16)
+        .map(|i| {
+            (
+                i,
+                if i < 3 {
+                    vec![seed.wrapping_add(i); 48]
+                } else {
+                    vec![0; 48]
+                },
+            )
+        })
+        .collect()
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A valid entry for artifact `n`, attested now (or at `timestamp_ms`).
+pub fn entry_at(
+    nsm: &SimulatedNsm,
+    n: u64,
+    pcrs: &BTreeMap<u8, Vec<u8>>,
+    timestamp_ms: u64,
+) -> Vec<u8> {
+    let artifact = format!("artifact {n}");
+    let (_, statement) = Statement::build(&StatementParams {
+        subjects: vec![Subject {
+            name: format!("bin-{n}"),
+            sha256: sha256(artifact.as_bytes()),
+        }],
+        source: SourceDependency {
+            uri: "git+https://example.com/repo.git".into(),
+            git_commit: hex::encode(&sha256(&n.to_be_bytes())[..20]),
+        },
+        source_ref: None,
+        builder_id: "https://attestlog.test/builder".into(),
+        builder_version: "0.1.0".into(),
+        command: vec!["make".into()],
+        started_on: "2026-11-19T00:00:00Z".into(),
+        finished_on: "2026-11-19T00:01:00Z".into(),
+        internal_parameters: serde_json::json!({}),
+    })
+    .expect("statement");
+    let doc = nsm
+        .attest(
+            &AttestationRequest {
+                user_data: Some(statement_user_data(&statement).to_vec()),
+                nonce: None,
+                public_key: None,
+            },
+            pcrs,
+            timestamp_ms,
+        )
+        .expect("attest");
+    Entry::encode(&statement, &doc).expect("entry")
+}
+
+pub fn entry(nsm: &SimulatedNsm, n: u64) -> Vec<u8> {
+    entry_at(nsm, n, &pcrs(1), now_ms())
+}
