@@ -214,6 +214,44 @@ fn leaf_is_valid_for_three_hours() {
 }
 
 #[test]
+fn leaf_is_reused_while_valid_and_cached_verdicts_match() {
+    let nsm = SimulatedNsm::generate(NOW).expect("generate");
+    let cached = NitroVerifier::new(nsm.trust_roots());
+    let uncached = NitroVerifier::without_cache(nsm.trust_roots());
+    let first = nsm.attest(&request(), &pcrs(1), TS_MS).expect("attest");
+    let later = nsm
+        .attest(&request(), &pcrs(2), TS_MS + 3_600_000)
+        .expect("attest");
+    let next_day = nsm
+        .attest(&request(), &pcrs(3), TS_MS + 86_400_000)
+        .expect("attest");
+    let leaf = |doc: &[u8]| AttestationDocument::parse(doc).expect("parse").certificate;
+    // Like a real NSM: one leaf for documents within its 3 hours, a new one after.
+    assert_eq!(leaf(&first), leaf(&later));
+    assert_ne!(leaf(&first), leaf(&next_day));
+    // The leaf cache never changes a verdict, whatever the order and time.
+    let ts = TS_MS / 1000;
+    for (doc, at) in [
+        (&first, ts),
+        (&later, ts + 3600),
+        (&first, ts + 3 * 3600 + 60),
+        (&later, ts - 60),
+        (&next_day, ts + 86_400),
+        (&first, ts + 86_400),
+    ] {
+        let at = VerifyTime::UnixSeconds(at);
+        assert_eq!(
+            code(&cached.verify(doc, at)),
+            code(&uncached.verify(doc, at))
+        );
+    }
+    assert_eq!(
+        code(&cached.verify(&first, VerifyTime::UnixSeconds(ts + 3 * 3600 + 60))),
+        "certificate_expired"
+    );
+}
+
+#[test]
 fn debug_mode_is_detected_from_zero_pcrs() {
     let nsm = SimulatedNsm::generate(NOW).unwrap();
     let v = NitroVerifier::new(nsm.trust_roots());

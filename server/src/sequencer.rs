@@ -1,19 +1,22 @@
 //! The sequencer: turns concurrent submissions into batches, and each batch
 //! into one SQLite transaction and one signed checkpoint.
 //!
-//! A batch closes when it holds `max_entries` or when its first entry has
-//! waited `max_age`, whichever comes first. Submissions that arrive while a
-//! batch commits wait in the channel and form the next batch, so commits
-//! pipeline without ever running two at once. A submitter hears back only
+//! A batch closes when it holds `max_entries`, when its first entry has
+//! waited `max_age`, or as soon as nothing more is coming: no submission is
+//! queued and none is still being verified. The last rule is group commit:
+//! a lone submission is committed at once instead of waiting out `max_age`,
+//! while under load the submissions verified during one commit form the
+//! next batch. Commits never run two at once. A submitter hears back only
 //! after its batch is durable and covered by a signed checkpoint (zero merge
 //! delay).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attestlog::tlog::checkpoint::Checkpoint;
 use attestlog::tlog::note::NoteSigner;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
 use crate::storage::{Appended, LogStore, NewEntry};
@@ -35,6 +38,29 @@ pub struct Sequenced {
 struct Job {
     entry: NewEntry,
     reply: oneshot::Sender<Result<Sequenced, String>>,
+    /// Given up when the sequencer takes the job off the queue.
+    ticket: Option<Ticket>,
+}
+
+/// Submissions on their way to the sequencer: being verified, or queued.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// Held by a submission from the moment its body is read until the
+/// sequencer takes it (or it is refused), so a batch waits for it.
+pub struct Ticket {
+    in_flight: Arc<InFlight>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.in_flight.none_left.notify_one();
+        }
+    }
 }
 
 /// A handle to submit entries. Dropping every handle lets the sequencer
@@ -42,6 +68,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Sequencer {
     jobs: mpsc::Sender<Job>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Sequencer {
@@ -54,15 +81,36 @@ impl Sequencer {
         metrics: Arc<Metrics>,
     ) -> (Sequencer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(config.max_entries.max(1) * 64);
-        let task = tokio::spawn(run(rx, store, signer, config, metrics));
-        (Sequencer { jobs }, task)
+        let in_flight = Arc::new(InFlight::default());
+        let task = tokio::spawn(run(
+            rx,
+            Arc::clone(&in_flight),
+            store,
+            signer,
+            config,
+            metrics,
+        ));
+        (Sequencer { jobs, in_flight }, task)
+    }
+
+    /// Announces a submission that will probably be submitted soon, so the
+    /// open batch waits for it (up to its age limit).
+    pub fn ticket(&self) -> Ticket {
+        self.in_flight.count.fetch_add(1, Ordering::AcqRel);
+        Ticket {
+            in_flight: Arc::clone(&self.in_flight),
+        }
     }
 
     /// Sequences one entry; returns once it is committed and checkpointed.
-    pub async fn submit(&self, entry: NewEntry) -> Result<Sequenced, String> {
+    pub async fn submit(&self, ticket: Ticket, entry: NewEntry) -> Result<Sequenced, String> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { entry, reply })
+            .send(Job {
+                entry,
+                reply,
+                ticket: Some(ticket),
+            })
             .await
             .map_err(|_| "the sequencer is shutting down".to_string())?;
         answer
@@ -83,8 +131,47 @@ pub fn sign_checkpoint(signer: &NoteSigner, size: u64, root: [u8; 32]) -> Result
     signer.sign(&body).map_err(|e| e.to_string())
 }
 
+/// Collects one batch after its first job: see the module doc for when it
+/// closes.
+async fn collect(
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+    in_flight: &InFlight,
+    config: BatchConfig,
+) -> Vec<Job> {
+    let deadline = tokio::time::Instant::now() + config.max_age;
+    // Jobs taken off the queue give up their tickets, so the count left is
+    // the submissions still being verified or queued.
+    let take = |mut job: Job| {
+        job.ticket = None;
+        job
+    };
+    let mut batch = vec![take(first)];
+    loop {
+        while batch.len() < config.max_entries {
+            match rx.try_recv() {
+                Ok(job) => batch.push(take(job)),
+                Err(_) => break,
+            }
+        }
+        let full = batch.len() >= config.max_entries;
+        if full || in_flight.count.load(Ordering::Acquire) == 0 {
+            return batch;
+        }
+        tokio::select! {
+            next = tokio::time::timeout_at(deadline, rx.recv()) => match next {
+                Ok(Some(job)) => batch.push(take(job)),
+                // Closed channel or the batch's age limit: commit what we have.
+                Ok(None) | Err(_) => return batch,
+            },
+            () = in_flight.none_left.notified() => {}
+        }
+    }
+}
+
 async fn run(
     mut rx: mpsc::Receiver<Job>,
+    in_flight: Arc<InFlight>,
     store: Arc<LogStore>,
     signer: Arc<NoteSigner>,
     config: BatchConfig,
@@ -92,15 +179,7 @@ async fn run(
 ) {
     while let Some(first) = rx.recv().await {
         let opened = Instant::now();
-        let deadline = tokio::time::Instant::now() + config.max_age;
-        let mut batch = vec![first];
-        while batch.len() < config.max_entries {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => batch.push(job),
-                // Closed channel or the batch's age limit: commit what we have.
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let batch = collect(first, &mut rx, &in_flight, config).await;
         let (entries, replies): (Vec<NewEntry>, Vec<_>) =
             batch.into_iter().map(|j| (j.entry, j.reply)).unzip();
         let store = Arc::clone(&store);

@@ -430,3 +430,54 @@ fn dev_root_is_trusted_only_when_named() {
         (422, Some("untrusted_root"))
     );
 }
+
+#[test]
+fn signing_key_is_created_private_and_loose_modes_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, root) = dev_nsm(dir.path());
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &root, &[]);
+    let key = data.join("log.key");
+    let mode = std::fs::metadata(&key)
+        .expect("key file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&key).expect("key");
+    assert!(
+        text.starts_with("PRIVATE+KEY+test.attestlog/log+"),
+        "{text}"
+    );
+    let vkey = server.verifier_key.clone();
+    assert!(server.terminate().success());
+
+    // The same key is loaded again: same verifier key.
+    let mut again = Server::start(&data, &root, &[]);
+    assert_eq!(again.verifier_key, vkey);
+    assert!(again.terminate().success());
+
+    // A key readable by others is refused, with one clear line.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--origin", "test.attestlog/log"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("readable by group or others"), "{stderr}");
+
+    // A key for another origin is refused too.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--origin", "other.attestlog/log"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("origin"));
+}

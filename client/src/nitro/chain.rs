@@ -1,9 +1,9 @@
 //! Certificate checks: parsing P-384 certificates, chain signatures, basicConstraints,
 //! pathLen, keyUsage and validity windows, following AWS's verification process.
 //!
-//! The CA part of a chain (cabundle) is checked by [`verify_ca_chain`] without any
-//! time check, so its result can be cached; [`finish`] then always redoes the time
-//! checks, the leaf checks and the COSE signature.
+//! The CA part of a chain (cabundle) is checked by [`verify_ca_chain`] and the leaf by
+//! [`verify_leaf`], both without any time check, so their results can be cached;
+//! [`finish`] then always redoes the time checks and the COSE signature.
 
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_ASN1, ECDSA_P384_SHA384_FIXED};
 use x509_cert::der::oid::ObjectIdentifier;
@@ -179,14 +179,21 @@ fn check_time(window: (u64, u64), at: u64, position: usize) -> Result<(), NitroE
     Ok(())
 }
 
-/// The checks that are never cached: the leaf (name, signature, basicConstraints,
-/// keyUsage), every certificate's validity at `at`, and the COSE ES384 signature.
-pub(crate) fn finish(
+/// A leaf whose name, signature by the chain's last CA, basicConstraints and keyUsage
+/// passed. Holds what the per-verification checks need.
+#[derive(Debug)]
+pub(crate) struct ValidatedLeaf {
+    pub window: (u64, u64),
+    /// Uncompressed SEC1 P-384 point that signs the COSE envelope.
+    pub public_key: Vec<u8>,
+}
+
+/// The leaf checks that do not depend on time: name chaining, the signature by the
+/// chain's last CA, CA:false and digitalSignature key usage.
+pub(crate) fn verify_leaf(
     chain: &ValidatedChain,
     leaf_der: &[u8],
-    at: u64,
-    envelope: &Envelope,
-) -> Result<(), NitroError> {
+) -> Result<ValidatedLeaf, NitroError> {
     let position = chain.windows.len();
     let leaf = parse_cert(leaf_der, position)?;
     if leaf.issuer != chain.issuer_subject {
@@ -205,10 +212,24 @@ pub(crate) fn finish(
     {
         return Err(NitroError::KeyUsage(position));
     }
+    Ok(ValidatedLeaf {
+        window: (leaf.not_before, leaf.not_after),
+        public_key: leaf.public_key,
+    })
+}
+
+/// The checks that are never cached: every certificate's validity at `at`, and the
+/// COSE ES384 signature by the leaf's key over the envelope as received.
+pub(crate) fn finish(
+    chain: &ValidatedChain,
+    leaf: &ValidatedLeaf,
+    at: u64,
+    envelope: &Envelope,
+) -> Result<(), NitroError> {
     for (i, window) in chain.windows.iter().enumerate() {
         check_time(*window, at, i)?;
     }
-    check_time((leaf.not_before, leaf.not_after), at, position)?;
+    check_time(leaf.window, at, chain.windows.len())?;
     UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &leaf.public_key)
         .verify(&envelope.tbs, &envelope.signature)
         .map_err(|_| NitroError::CoseSignature)

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
-use super::cache::{chain_key, ChainCache, DEFAULT_CHAIN_CACHE_CAPACITY};
-use super::chain::{finish, parse_cert, signed_by, verify_ca_chain};
+use super::cache::{chain_key, leaf_key, BoundedCache, DEFAULT_CHAIN_CACHE_CAPACITY};
+use super::chain::{
+    finish, parse_cert, signed_by, verify_ca_chain, verify_leaf, ValidatedChain, ValidatedLeaf,
+};
 use super::document::{parse_with_envelope, AttestationDocument};
 use super::error::NitroError;
 
@@ -108,7 +110,13 @@ pub enum VerifyTime {
 /// Verifies attestation documents against pinned roots. Send + Sync; share via Arc.
 pub struct NitroVerifier {
     roots: TrustRoots,
-    cache: Option<ChainCache>,
+    cache: Option<Caches>,
+}
+
+/// Verified cabundles, and verified leaves under them.
+struct Caches {
+    chains: BoundedCache<ValidatedChain>,
+    leaves: BoundedCache<ValidatedLeaf>,
 }
 
 impl NitroVerifier {
@@ -116,7 +124,10 @@ impl NitroVerifier {
     pub fn new(roots: TrustRoots) -> Self {
         NitroVerifier {
             roots,
-            cache: Some(ChainCache::new(DEFAULT_CHAIN_CACHE_CAPACITY)),
+            cache: Some(Caches {
+                chains: BoundedCache::new(DEFAULT_CHAIN_CACHE_CAPACITY),
+                leaves: BoundedCache::new(DEFAULT_CHAIN_CACHE_CAPACITY),
+            }),
         }
     }
 
@@ -127,7 +138,7 @@ impl NitroVerifier {
 
     /// Number of verified cabundles currently cached (0 without a cache).
     pub fn cached_chains(&self) -> usize {
-        self.cache.as_ref().map_or(0, ChainCache::len)
+        self.cache.as_ref().map_or(0, |c| c.chains.len())
     }
 
     /// Parses and verifies a document per AWS's process; returns it only if every check
@@ -149,21 +160,35 @@ impl NitroVerifier {
         if !self.roots.contains(root) {
             return Err(NitroError::UntrustedRoot);
         }
-        let chain = match &self.cache {
-            None => Arc::new(verify_ca_chain(&doc.cabundle)?),
+        let (chain, leaf) = match &self.cache {
+            None => {
+                let chain = verify_ca_chain(&doc.cabundle)?;
+                let leaf = verify_leaf(&chain, &doc.certificate)?;
+                (Arc::new(chain), Arc::new(leaf))
+            }
             Some(cache) => {
                 let key = chain_key(&doc.cabundle);
-                match cache.get(&key) {
+                let chain = match cache.chains.get(&key) {
                     Some(chain) => chain,
                     None => {
                         let chain = Arc::new(verify_ca_chain(&doc.cabundle)?);
-                        cache.insert(key, Arc::clone(&chain));
+                        cache.chains.insert(key, Arc::clone(&chain));
                         chain
                     }
-                }
+                };
+                let key = leaf_key(&key, &doc.certificate);
+                let leaf = match cache.leaves.get(&key) {
+                    Some(leaf) => leaf,
+                    None => {
+                        let leaf = Arc::new(verify_leaf(&chain, &doc.certificate)?);
+                        cache.leaves.insert(key, Arc::clone(&leaf));
+                        leaf
+                    }
+                };
+                (chain, leaf)
             }
         };
-        finish(&chain, &doc.certificate, at, &envelope)?;
+        finish(&chain, &leaf, at, &envelope)?;
         Ok(doc)
     }
 }

@@ -59,6 +59,8 @@ async fn submit_inner(
         ));
     }
     let bytes = read_body(body).await?;
+    // From here the open batch waits for this submission (up to its age).
+    let ticket = app.sequencer.ticket();
     let leaf = leaf_hash(&bytes);
 
     // A resubmission of logged bytes: the first submission was verified.
@@ -75,7 +77,7 @@ async fn submit_inner(
 
     let sequenced = app
         .sequencer
-        .submit(NewEntry::new(bytes.to_vec(), search_keys(&claim)))
+        .submit(ticket, NewEntry::new(bytes.to_vec(), search_keys(&claim)))
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
     answer(

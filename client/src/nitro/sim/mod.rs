@@ -1,9 +1,10 @@
 //! A software stand-in for the Nitro Secure Module (feature `sim-nsm`).
 //!
 //! It mirrors AWS's document structure under a locally generated root: root, regional
-//! (pathLen 2), zonal (pathLen 1) and instance (pathLen 0) P-384 CAs, and a fresh leaf
-//! (CA:false, digitalSignature, valid 3 hours from the document's timestamp) for every
-//! document. Documents it signs verify only when its root is explicitly trusted, never
+//! (pathLen 2), zonal (pathLen 1) and instance (pathLen 0) P-384 CAs, and a leaf
+//! (CA:false, digitalSignature, valid 3 hours from the timestamp it was issued for). Like a
+//! real NSM it signs later documents with the same leaf while the leaf is valid at their
+//! timestamp, and issues a new one otherwise. Documents it signs verify only when its root is explicitly trusted, never
 //! under [`TrustRoots::aws`].
 
 mod files;
@@ -12,6 +13,7 @@ mod payload;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
@@ -91,6 +93,16 @@ pub struct SimulatedNsm {
     certs: Vec<Vec<u8>>,
     /// Keys of root, regional, zonal, instance.
     keys: Vec<KeyPair>,
+    /// The current leaf, reused while it is valid at a document's timestamp.
+    leaf: Mutex<Option<Arc<Leaf>>>,
+}
+
+/// A leaf certificate and its signing key.
+struct Leaf {
+    der: Vec<u8>,
+    signer: EcdsaKeyPair,
+    /// Seconds since the epoch, inclusive.
+    valid: (u64, u64),
 }
 
 fn gen_err(e: impl std::fmt::Display) -> SimError {
@@ -167,7 +179,12 @@ impl SimulatedNsm {
             keys.push(key);
             issuer_params = Some(params);
         }
-        Ok(SimulatedNsm { id, certs, keys })
+        Ok(SimulatedNsm {
+            id,
+            certs,
+            keys,
+            leaf: Mutex::new(None),
+        })
     }
 
     /// Writes the state to `dir`: `<name>.pem` certificates (world-readable) and
@@ -225,7 +242,12 @@ impl SimulatedNsm {
             certs.push(der);
             keys.push(key);
         }
-        Ok(SimulatedNsm { id, certs, keys })
+        Ok(SimulatedNsm {
+            id,
+            certs,
+            keys,
+            leaf: Mutex::new(None),
+        })
     }
 
     /// DER of the simulator's root certificate.
@@ -260,18 +282,16 @@ impl SimulatedNsm {
         pcrs: &BTreeMap<u8, Vec<u8>>,
         timestamp_ms: u64,
     ) -> Result<Vec<u8>, SimError> {
-        let (leaf_der, leaf_key) = self.issue_leaf(timestamp_ms / 1000)?;
+        let leaf = self.leaf_for(timestamp_ms / 1000)?;
         let payload = encode_payload(
             self.module_id(),
             req,
             pcrs,
             timestamp_ms,
-            leaf_der,
+            leaf.der.clone(),
             &self.certs,
         )?;
-        let signer =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, leaf_key.serialized_der())
-                .map_err(|_| SimError::Sign)?;
+        let signer = &leaf.signer;
         let rng = SystemRandom::new();
         CoseSign1Builder::new()
             .protected(
@@ -289,6 +309,28 @@ impl SimulatedNsm {
             .build()
             .to_vec()
             .map_err(|_| SimError::Sign)
+    }
+
+    /// The current leaf if it is valid at `at`, else a new one issued at `at`.
+    fn leaf_for(&self, at: u64) -> Result<Arc<Leaf>, SimError> {
+        let mut current = self.leaf.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(leaf) = current.as_ref() {
+            if (leaf.valid.0..=leaf.valid.1).contains(&at) {
+                return Ok(Arc::clone(leaf));
+            }
+        }
+        let (der, key) = self.issue_leaf(at)?;
+        let signer =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, key.serialized_der())
+                .map_err(|_| SimError::Sign)?;
+        let until = at.checked_add(LEAF_LIFETIME_SECS).ok_or(SimError::Time)?;
+        let leaf = Arc::new(Leaf {
+            der,
+            signer,
+            valid: (at, until),
+        });
+        *current = Some(Arc::clone(&leaf));
+        Ok(leaf)
     }
 
     fn issue_leaf(&self, not_before: u64) -> Result<(Vec<u8>, KeyPair), SimError> {
