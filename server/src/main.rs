@@ -135,6 +135,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics,
     });
 
+    // Handlers are installed before anyone can know the address, so a
+    // SIGTERM right after start is a graceful shutdown too.
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -149,7 +152,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     axum::serve(listener, router(Arc::clone(&app)))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
     // In-flight requests are done; let the sequencer commit what it holds.
@@ -159,16 +162,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return interrupt.await.unwrap_or_default(),
-        };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down: finishing the batch in flight");
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when called.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: finishing the batch in flight");
+    })
 }

@@ -9,32 +9,16 @@ use std::time::Duration;
 use attestlog::tlog::checkpoint::{verify_checkpoint, Checkpoint};
 use attestlog::tlog::merkle::{leaf_hash, verify_consistency};
 use attestlog::tlog::note::NoteVerifierKey;
-use base64::Engine;
 use common::*;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
+/// The answer of an accepted submission, or why not.
 fn post(client: &Client, url: &str, body: &[u8]) -> Result<Value, String> {
-    let resp = client
-        .post(format!("{url}/v1/entries"))
-        .header("content-type", "application/octet-stream")
-        .body(body.to_vec())
-        .send()
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let answer: Value = resp.json().map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("{status}: {answer}"));
+    match submit_to(client, url, body)? {
+        (200, answer) => Ok(answer),
+        (status, answer) => Err(format!("{status}: {answer}")),
     }
-    Ok(answer)
-}
-
-fn b64d(s: &Value) -> [u8; 32] {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.as_str().expect("string"))
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes")
 }
 
 #[test]

@@ -12,25 +12,6 @@ use common::*;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-fn b64d(s: &Value) -> [u8; 32] {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.as_str().expect("string"))
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes")
-}
-
-fn submit(client: &Client, server: &Server, body: &[u8]) -> (u16, Value) {
-    let resp = client
-        .post(format!("{}/v1/entries", server.url))
-        .header("content-type", "application/octet-stream")
-        .body(body.to_vec())
-        .send()
-        .expect("POST");
-    let status = resp.status().as_u16();
-    (status, resp.json().expect("JSON answer"))
-}
-
 fn get_json(client: &Client, url: String) -> (u16, Value) {
     let resp = client.get(url).send().expect("GET");
     (resp.status().as_u16(), resp.json().expect("JSON"))
@@ -54,6 +35,10 @@ fn check_answer(server: &Server, entry: &[u8], answer: &Value) -> (u64, u64) {
     verify_inclusion(index, cp.size, &leaf_hash(entry), &proof, &cp.root_hash)
         .expect("inclusion proof verifies");
     (index, cp.size)
+}
+
+fn submit(client: &Client, server: &Server, body: &[u8]) -> (u16, Value) {
+    submit_to(client, &server.url, body).expect("JSON answer")
 }
 
 #[test]

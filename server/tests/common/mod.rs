@@ -163,3 +163,30 @@ pub fn entry_at(
 pub fn entry(nsm: &SimulatedNsm, n: u64) -> Vec<u8> {
     entry_at(nsm, n, &pcrs(1), now_ms())
 }
+
+/// A base64 JSON string as a 32-byte hash.
+pub fn b64d(s: &serde_json::Value) -> [u8; 32] {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.as_str().expect("string"))
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// POSTs an entry; the status and the JSON answer.
+pub fn submit_to(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    body: &[u8],
+) -> Result<(u16, serde_json::Value), String> {
+    let resp = client
+        .post(format!("{url}/v1/entries"))
+        .header("content-type", "application/octet-stream")
+        .body(body.to_vec())
+        .send()
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let answer = resp.json().map_err(|e| e.to_string())?;
+    Ok((status, answer))
+}
