@@ -14,3 +14,4 @@ pub mod nitro;
 pub mod policy;
 pub mod tlog;
 pub mod verify;
+pub mod witness;

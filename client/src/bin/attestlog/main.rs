@@ -7,6 +7,7 @@
 mod attestation;
 mod checkpoint;
 mod verify;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,17 @@ enum Command {
     },
     /// Verify an artifact against its offline bundle and a policy.
     Verify(verify::VerifyArgs),
+    /// A C2SP tlog-witness that cosigns checkpoints of trusted logs.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Serve POST /add-checkpoint (c2sp.org/tlog-witness).
+    Serve(witness::WitnessServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +116,9 @@ fn main() -> ExitCode {
             command: CheckpointCommand::Verify(args),
         } => checkpoint::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Witness {
+            command: WitnessCommand::Serve(args),
+        } => witness::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
