@@ -10,6 +10,7 @@
 
 pub mod bundle;
 pub mod claim;
+pub mod monitor;
 pub mod nitro;
 pub mod policy;
 pub mod tlog;

@@ -6,6 +6,7 @@
 
 mod attestation;
 mod checkpoint;
+mod monitor;
 mod verify;
 mod witness;
 
@@ -35,6 +36,8 @@ enum Command {
     },
     /// Verify an artifact against its offline bundle and a policy.
     Verify(verify::VerifyArgs),
+    /// Follow a log: consistency, tiles, every entry, watched builds.
+    Monitor(monitor::MonitorArgs),
     /// A C2SP tlog-witness that cosigns checkpoints of trusted logs.
     Witness {
         #[command(subcommand)]
@@ -108,6 +111,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Monitor(args) = cli.command {
+        return match monitor::run(args) {
+            Ok(code) => code,
+            Err(failure) => {
+                eprintln!("error: {}: {}", failure.check, failure.reason);
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Attestation {
             command: AttestationCommand::Verify(args),
@@ -119,6 +131,7 @@ fn main() -> ExitCode {
         Command::Witness {
             command: WitnessCommand::Serve(args),
         } => witness::serve(args),
+        Command::Monitor(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
