@@ -200,3 +200,96 @@ fn bad_entry_watched_builds_and_split_view() {
     let server = Server::start(&real, &root, &[]);
     assert_eq!(monitor(&server.url, &vkey, &state, &args).code, 0);
 }
+
+/// Catches up on a large log (100,000 entries by default;
+/// ATTESTLOG_MONITOR_ENTRIES overrides), SIGKILLed midway, then resumed:
+/// every entry is checked, at most the one bundle in flight is checked twice,
+/// and the catch-up rate is printed.
+#[test]
+fn resume_after_kill_on_a_large_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let n: u64 = std::env::var("ATTESTLOG_MONITOR_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let vkey = signer.verifier_key_text();
+    let data = dir.path().join("log");
+    write_key(&data, &signer);
+    let t0 = std::time::Instant::now();
+    let ts = now_ms();
+    let p = pcrs(1);
+    let mut i = 0;
+    while i < n {
+        let end = (i + 5_000).min(n);
+        smuggle(
+            &data,
+            &signer,
+            (i..end).map(|k| entry_at(&nsm, k, &p, ts)).collect(),
+        );
+        i = end;
+    }
+    eprintln!("made {n} entries in {:?}", t0.elapsed());
+    let server = Server::start(&data, &root, &[]);
+    let state = dir.path().join("monitor");
+    let root_arg = root.to_str().unwrap();
+
+    // First run: killed once a third is checked.
+    let mut child = Command::new(attestlog_bin())
+        .args([
+            "monitor",
+            "--once",
+            "--log",
+            &server.url,
+            "--key",
+            &vkey,
+            "--root",
+            root_arg,
+        ])
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut last_progress = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_ne!(v["event"], "bad_entry");
+        if v["event"] == "progress" {
+            last_progress = v["checked"].as_u64().unwrap();
+            if last_progress >= n / 3 {
+                child.kill().unwrap();
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    assert!(last_progress >= n / 3 && last_progress < n);
+
+    // Second run resumes where the saved progress is.
+    let started = std::time::Instant::now();
+    let run = monitor(&server.url, &vkey, &state, &["--root", root_arg]);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0);
+    let progress = events(&run, "progress");
+    let first = progress[0]["checked"].as_u64().unwrap();
+    // It resumed at a saved bundle boundary at or after the last one seen.
+    assert!(
+        first > last_progress && first - last_progress <= 256,
+        "{first} vs {last_progress}"
+    );
+    assert_eq!(progress.last().unwrap()["checked"], n);
+    let resumed = n - last_progress;
+    eprintln!(
+        "resumed at {last_progress}: {resumed} entries in {secs:.1}s = {:.0} entries/s",
+        resumed as f64 / secs
+    );
+    // Nothing left to do.
+    assert_eq!(
+        monitor(&server.url, &vkey, &state, &["--root", root_arg]).code,
+        0
+    );
+}
