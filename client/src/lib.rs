@@ -10,7 +10,9 @@
 
 pub mod bundle;
 pub mod claim;
+pub mod monitor;
 pub mod nitro;
 pub mod policy;
 pub mod tlog;
 pub mod verify;
+pub mod witness;

@@ -156,6 +156,18 @@ impl RootBuilder {
         self.size = self.size.saturating_add(1);
     }
 
+    /// Rebuilds a builder from a saved compact range (as returned by
+    /// [`RootBuilder::compact_range`]); `None` if the number of hashes does
+    /// not equal the number of set bits of `size`.
+    pub fn from_compact_range(size: u64, range: Vec<Hash>) -> Option<Self> {
+        (range.len() == size.count_ones() as usize).then_some(Self { stack: range, size })
+    }
+
+    /// The complete-subtree roots, left to right (one per set bit of size).
+    pub fn compact_range(&self) -> &[Hash] {
+        &self.stack
+    }
+
     /// Number of leaves pushed.
     pub fn size(&self) -> u64 {
         self.size

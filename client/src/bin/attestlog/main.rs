@@ -6,7 +6,9 @@
 
 mod attestation;
 mod checkpoint;
+mod monitor;
 mod verify;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,19 @@ enum Command {
     },
     /// Verify an artifact against its offline bundle and a policy.
     Verify(verify::VerifyArgs),
+    /// Follow a log: consistency, tiles, every entry, watched builds.
+    Monitor(monitor::MonitorArgs),
+    /// A C2SP tlog-witness that cosigns checkpoints of trusted logs.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Serve POST /add-checkpoint (c2sp.org/tlog-witness).
+    Serve(witness::WitnessServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +111,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Monitor(args) = cli.command {
+        return match monitor::run(args) {
+            Ok(code) => code,
+            Err(failure) => {
+                eprintln!("error: {}: {}", failure.check, failure.reason);
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Attestation {
             command: AttestationCommand::Verify(args),
@@ -104,6 +128,10 @@ fn main() -> ExitCode {
             command: CheckpointCommand::Verify(args),
         } => checkpoint::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Witness {
+            command: WitnessCommand::Serve(args),
+        } => witness::serve(args),
+        Command::Monitor(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

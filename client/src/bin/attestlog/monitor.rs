@@ -1,0 +1,106 @@
+//! `attestlog monitor`: follow a log and report split views, bad entries and
+//! builds of watched repositories (logic in `attestlog::monitor`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use attestlog::monitor::{Monitor, MonitorConfig, RoundOutcome};
+use attestlog::nitro::{NitroVerifier, TrustRoots};
+use attestlog::policy::Policy;
+use attestlog::tlog::note::NoteVerifierKey;
+use clap::Args;
+
+use crate::{read_input, Failure};
+
+/// `--once` exit code when a split view was found.
+pub const EXIT_INCONSISTENT: u8 = 3;
+/// `--once` exit code when a bad entry was found (and no split view).
+pub const EXIT_BAD_ENTRY: u8 = 4;
+
+#[derive(Args)]
+pub struct MonitorArgs {
+    /// The log's base URL.
+    #[arg(long, value_name = "URL")]
+    log: String,
+    /// The log's verifier key.
+    #[arg(long, value_name = "VKEY")]
+    key: String,
+    /// Directory for the monitor's state and evidence.
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// Policy: witnesses and quorum for checkpoints, trust roots, endorsed
+    /// measurements for `watched` reports.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Another Nitro root (PEM) to trust for entries, besides AWS's.
+    #[arg(long = "root", value_name = "PEM")]
+    roots: Vec<PathBuf>,
+    /// Report entries built from this repository.
+    #[arg(long = "watch-repo", value_name = "URI")]
+    watch_repos: Vec<String>,
+    /// Report entries with this PCR0 (hex).
+    #[arg(long = "watch-pcr0", value_name = "HEX")]
+    watch_pcr0: Vec<String>,
+    /// Seconds between rounds.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+    /// One round, then exit: 0 clean, 3 split view, 4 bad entry.
+    #[arg(long)]
+    once: bool,
+}
+
+pub fn run(args: MonitorArgs) -> Result<ExitCode, Failure> {
+    let log_key = NoteVerifierKey::parse(&args.key).map_err(|e| Failure::new("key", e))?;
+    let policy = args
+        .policy
+        .as_ref()
+        .map(|p| Policy::load(p).map_err(|e| Failure::new(e.code(), e)))
+        .transpose()?;
+    let mut roots = policy
+        .as_ref()
+        .map_or_else(TrustRoots::aws, |p| p.trust_roots.clone());
+    for path in &args.roots {
+        let pem = read_input(path, "root", 1 << 20)?;
+        let pem = String::from_utf8(pem).map_err(|_| Failure::new("root", "not UTF-8"))?;
+        roots.add_pem(&pem).map_err(|e| Failure::new("root", e))?;
+    }
+    let watch_pcr0 = args
+        .watch_pcr0
+        .iter()
+        .map(|h| hex::decode(h).map_err(|e| Failure::new("watch_pcr0", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (witnesses, quorum) = policy
+        .as_ref()
+        .map_or((vec![], 0), |p| (p.witnesses.clone(), p.witness_quorum));
+    let cfg = MonitorConfig {
+        log_url: args.log.clone(),
+        log_key,
+        witnesses,
+        quorum,
+        state_dir: args.state.clone(),
+        nitro: NitroVerifier::new(roots),
+        policy,
+        watch_repos: args.watch_repos.clone(),
+        watch_pcr0,
+    };
+    let mut monitor = Monitor::new(cfg, |v| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    })
+    .map_err(|e| Failure::new("monitor", e))?;
+    loop {
+        let outcome: RoundOutcome = monitor.round().map_err(|e| Failure::new("monitor", e))?;
+        if args.once {
+            return Ok(if outcome.inconsistent {
+                ExitCode::from(EXIT_INCONSISTENT)
+            } else if outcome.bad_entries > 0 {
+                ExitCode::from(EXIT_BAD_ENTRY)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(args.interval));
+    }
+}

@@ -1,0 +1,127 @@
+//! `attestlog witness serve`: a C2SP tlog-witness over HTTP. The logic is in
+//! `attestlog::witness`; this file is the key file, the log list and axum.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use attestlog::tlog::cosignature::CosignatureSigner;
+use attestlog::witness::{LogList, Witness, WitnessStore, MAX_BODY};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use clap::Args;
+
+use crate::{read_input, Failure};
+
+#[derive(Args)]
+pub struct WitnessServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Directory for the key (witness.key) and the state (witness.db).
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// The log list: one "<origin> <verifier key>" per line.
+    #[arg(long, value_name = "FILE")]
+    logs: PathBuf,
+    /// The witness's key name, used when the key is created (default
+    /// "attestlog-witness"); must match the existing key otherwise.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// Loads DIR/witness.key, or creates it (mode 0600) when missing.
+pub fn load_or_create_key(dir: &Path, name: Option<&str>) -> Result<CosignatureSigner, Failure> {
+    let path = dir.join("witness.key");
+    let shown = path.display().to_string();
+    match std::fs::metadata(&path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Failure::new(
+                    "key",
+                    format!("{shown} is readable by group or others (mode {mode:o}); chmod 600 it"),
+                ));
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Failure::new("key", format!("{shown}: {e}")))?;
+            let signer = CosignatureSigner::from_private_key_text(text.trim_end())
+                .map_err(|e| Failure::new("key", format!("{shown}: {e}")))?;
+            if let Some(name) = name {
+                if name != signer.name() {
+                    return Err(Failure::new(
+                        "key",
+                        format!("{shown} is named {:?}, not {name:?}", signer.name()),
+                    ));
+                }
+            }
+            Ok(signer)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let signer = CosignatureSigner::generate(name.unwrap_or("attestlog-witness"))
+                .map_err(|e| Failure::new("key", e))?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Failure::new("key", format!("{shown}: {e}")))?;
+            file.write_all(format!("{}\n", signer.private_key_text()).as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Failure::new("key", format!("{shown}: {e}")))?;
+            Ok(signer)
+        }
+        Err(e) => Err(Failure::new("key", format!("{shown}: {e}"))),
+    }
+}
+
+pub fn serve(args: WitnessServeArgs) -> Result<(), Failure> {
+    std::fs::create_dir_all(&args.state)
+        .map_err(|e| Failure::new("state", format!("{}: {e}", args.state.display())))?;
+    let signer = load_or_create_key(&args.state, args.name.as_deref())?;
+    let list = read_input(&args.logs, "logs", 1 << 20)?;
+    let list = String::from_utf8(list).map_err(|_| Failure::new("logs", "not UTF-8"))?;
+    let logs = LogList::parse(&list).map_err(|e| Failure::new("logs", e))?;
+    let store =
+        WitnessStore::open(&args.state.join("witness.db")).map_err(|e| Failure::new("state", e))?;
+    let witness = Arc::new(Witness::new(signer, logs, store));
+
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new("runtime", e))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| Failure::new("listen", format!("{}: {e}", args.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::new("listen", e))?;
+        println!("witness key: {}", witness.signer().verifier_key_text());
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        let app = Router::new()
+            .route("/add-checkpoint", post(add_checkpoint))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(witness);
+        axum::serve(listener, app)
+            .await
+            .map_err(|e| Failure::new("serve", e))
+    })
+}
+
+async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Bytes) -> Response {
+    let answer = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body)).await;
+    match answer {
+        Ok(a) => (
+            StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, a.content_type)],
+            a.body,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
+    }
+}

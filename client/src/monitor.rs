@@ -1,0 +1,419 @@
+//! A log monitor: follows a log's checkpoints, proves each new one
+//! consistent with the last it verified, re-derives the tree from the C2SP
+//! tiles and entry bundles, and checks every entry.
+//!
+//! State (`<dir>/monitor.json`, replaced atomically: write, fsync, rename):
+//! the last verified signed checkpoint, the checkpoint being caught up to
+//! (`target`), the number of entries checked (`cursor`) and the compact range
+//! of their leaf hashes. Progress is saved after every entry bundle, so a
+//! killed monitor resumes at the first bundle it had not finished.
+//!
+//! Reports are JSON objects, one per line, with an `event` field:
+//! `inconsistent`, `bad_entry`, `watched`, `progress` (see spec/monitor.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::claim::verify_entry;
+use crate::nitro::NitroVerifier;
+use crate::policy::Policy;
+use crate::tlog::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
+use crate::tlog::cosignature::CosignatureVerifierKey;
+use crate::tlog::merkle::{leaf_hash, verify_consistency, RootBuilder};
+use crate::tlog::note::NoteVerifierKey;
+use crate::tlog::tiles::{parse_entry_bundle, TileKind, TilePath, TILE_WIDTH};
+use crate::tlog::{b64, Hash};
+
+/// What the monitor checks against.
+pub struct MonitorConfig {
+    pub log_url: String,
+    pub log_key: NoteVerifierKey,
+    pub witnesses: Vec<CosignatureVerifierKey>,
+    pub quorum: usize,
+    pub state_dir: PathBuf,
+    pub nitro: NitroVerifier,
+    pub policy: Option<Policy>,
+    pub watch_repos: Vec<String>,
+    pub watch_pcr0: Vec<Vec<u8>>,
+}
+
+/// What one round found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundOutcome {
+    pub inconsistent: bool,
+    pub bad_entries: u64,
+    pub checked: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Last verified signed checkpoint.
+    verified: Option<String>,
+    /// Checkpoint being caught up to (consistency already proven).
+    target: Option<String>,
+    /// Entries checked and pushed into `range`.
+    cursor: u64,
+    /// Compact range of the first `cursor` leaf hashes, base64.
+    range: Vec<String>,
+}
+
+/// Monitor error (not a finding: network, state, protocol).
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("fetch {0}: {1}")]
+    Fetch(String, String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("state: {0}")]
+    State(String),
+    #[error("log data: {0}")]
+    Data(String),
+}
+
+/// The monitor.
+pub struct Monitor<W: FnMut(&Value)> {
+    cfg: MonitorConfig,
+    http: reqwest::blocking::Client,
+    emit: W,
+}
+
+fn hashes_to_b64(h: &[Hash]) -> Vec<String> {
+    h.iter().map(|h| b64().encode(h)).collect()
+}
+
+fn decode_hash(s: &str) -> Option<Hash> {
+    b64().decode(s).ok()?.try_into().ok()
+}
+
+impl<W: FnMut(&Value)> Monitor<W> {
+    pub fn new(cfg: MonitorConfig, emit: W) -> Result<Self, MonitorError> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| MonitorError::State(format!("{}: {e}", cfg.state_dir.display())))?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| MonitorError::Fetch(cfg.log_url.clone(), e.to_string()))?;
+        Ok(Self { cfg, http, emit })
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>, MonitorError> {
+        let url = format!("{}/{}", self.cfg.log_url.trim_end_matches('/'), path);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| MonitorError::Fetch(url.clone(), e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(MonitorError::Fetch(
+                url,
+                format!("status {}", resp.status()),
+            ));
+        }
+        resp.bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| MonitorError::Fetch(url, e.to_string()))
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.cfg.state_dir.join("monitor.json")
+    }
+
+    fn load(&self) -> Result<State, MonitorError> {
+        match std::fs::read(self.state_path()) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| MonitorError::State(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(MonitorError::State(e.to_string())),
+        }
+    }
+
+    fn save(&self, state: &State) -> Result<(), MonitorError> {
+        let bytes =
+            serde_json::to_vec_pretty(state).map_err(|e| MonitorError::State(e.to_string()))?;
+        write_atomic(&self.state_path(), &bytes).map_err(|e| MonitorError::State(e.to_string()))
+    }
+
+    fn verify(&self, note: &str) -> Result<VerifiedCheckpoint, MonitorError> {
+        verify_checkpoint(
+            note,
+            &self.cfg.log_key,
+            &self.cfg.witnesses,
+            self.cfg.quorum,
+        )
+        .map_err(|e| MonitorError::Checkpoint(format!("{}: {e}", e.code())))
+    }
+
+    /// Reports a split view and saves its evidence.
+    fn inconsistent(
+        &mut self,
+        reason: &str,
+        old: &str,
+        new: &str,
+        proof: Option<&[Hash]>,
+        roots: Option<(Hash, Hash)>,
+    ) {
+        let mut report = json!({
+            "event": "inconsistent",
+            "reason": reason,
+            "old_checkpoint": old,
+            "new_checkpoint": new,
+        });
+        if let Some(p) = proof {
+            report["proof"] = json!(hashes_to_b64(p));
+        }
+        if let Some((a, b)) = roots {
+            report["roots"] = json!([b64().encode(a), b64().encode(b)]);
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = self
+            .cfg
+            .state_dir
+            .join(format!("inconsistent-{nanos}.json"));
+        if let Ok(bytes) = serde_json::to_vec_pretty(&report) {
+            let _ = write_atomic(&path, &bytes);
+            report["evidence_file"] = json!(path.display().to_string());
+        }
+        (self.emit)(&report);
+    }
+
+    /// One round: fetch the checkpoint, prove consistency, catch up.
+    pub fn round(&mut self) -> Result<RoundOutcome, MonitorError> {
+        let mut out = RoundOutcome::default();
+        let mut state = self.load()?;
+        if state.target.is_none() {
+            let note = String::from_utf8(self.get("checkpoint")?)
+                .map_err(|_| MonitorError::Checkpoint("not UTF-8".into()))?;
+            let new = self.verify(&note)?;
+            match &state.verified {
+                None => state.target = Some(note),
+                Some(old_note) => {
+                    let old = self.verify(old_note)?;
+                    let (o, n) = (&old.checkpoint, &new.checkpoint);
+                    if n.size == o.size {
+                        if n.root_hash != o.root_hash {
+                            self.inconsistent(
+                                "two roots at one size",
+                                old_note,
+                                &note,
+                                None,
+                                Some((o.root_hash, n.root_hash)),
+                            );
+                            out.inconsistent = true;
+                        }
+                    } else {
+                        let (first, second) = if n.size > o.size { (o, n) } else { (n, o) };
+                        let proof = self.consistency_proof(first.size, second.size)?;
+                        if verify_consistency(
+                            first.size,
+                            second.size,
+                            &first.root_hash,
+                            &second.root_hash,
+                            &proof,
+                        )
+                        .is_err()
+                        {
+                            self.inconsistent(
+                                "consistency proof does not verify",
+                                old_note,
+                                &note,
+                                Some(&proof),
+                                None,
+                            );
+                            out.inconsistent = true;
+                        } else if n.size > o.size {
+                            state.target = Some(note);
+                        }
+                    }
+                }
+            }
+            self.save(&state)?;
+        }
+        if let Some(target_note) = state.target.clone() {
+            let target = self.verify(&target_note)?;
+            self.catch_up(&mut state, &target, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, MonitorError> {
+        let body = self.get(&format!(
+            "v1/proof/consistency?first={first}&second={second}"
+        ))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| MonitorError::Data(e.to_string()))?;
+        v["proof"]
+            .as_array()
+            .ok_or_else(|| MonitorError::Data("consistency proof has no \"proof\"".into()))?
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .and_then(decode_hash)
+                    .ok_or_else(|| MonitorError::Data("bad proof hash".into()))
+            })
+            .collect()
+    }
+
+    fn catch_up(
+        &mut self,
+        state: &mut State,
+        target: &VerifiedCheckpoint,
+        out: &mut RoundOutcome,
+    ) -> Result<(), MonitorError> {
+        let size = target.checkpoint.size;
+        let range: Vec<Hash> = state
+            .range
+            .iter()
+            .map(|h| decode_hash(h))
+            .collect::<Option<_>>()
+            .ok_or_else(|| MonitorError::State("bad compact range".into()))?;
+        let mut builder = RootBuilder::from_compact_range(state.cursor, range)
+            .ok_or_else(|| MonitorError::State("compact range does not match cursor".into()))?;
+        while state.cursor < size {
+            let n = state.cursor / TILE_WIDTH;
+            let width = if n < size / TILE_WIDTH {
+                None
+            } else {
+                Some((size % TILE_WIDTH) as u16)
+            };
+            let bundle_path = TilePath {
+                kind: TileKind::Entries,
+                index: n,
+                width,
+            }
+            .to_path();
+            let tile_path = TilePath {
+                kind: TileKind::Hashes { level: 0 },
+                index: n,
+                width,
+            }
+            .to_path();
+            let bundle = self.get(&bundle_path)?;
+            let tile = self.get(&tile_path)?;
+            let entries = parse_entry_bundle(&bundle)
+                .map_err(|e| MonitorError::Data(format!("{bundle_path}: {e}")))?;
+            let count = width.map_or(TILE_WIDTH as usize, usize::from);
+            if entries.len() != count || tile.len() != count * 32 {
+                let reason = format!(
+                    "{bundle_path} has {} entries and {tile_path} {} bytes; expected {count}",
+                    entries.len(),
+                    tile.len()
+                );
+                self.inconsistent(&reason, &target.note, &target.note, None, None);
+                out.inconsistent = true;
+                return Ok(());
+            }
+            let start = (state.cursor % TILE_WIDTH) as usize;
+            for (i, entry) in entries.iter().enumerate().skip(start) {
+                let index = n * TILE_WIDTH + i as u64;
+                let lh = leaf_hash(entry);
+                if tile[i * 32..i * 32 + 32] != lh {
+                    let reason = format!("leaf {index}: tile hash is not the hash of the entry");
+                    self.inconsistent(&reason, &target.note, &target.note, None, None);
+                    out.inconsistent = true;
+                    return Ok(());
+                }
+                self.check_entry(index, entry, out);
+                builder.push(lh);
+            }
+            out.checked += (count - start) as u64;
+            state.cursor = builder.size();
+            state.range = hashes_to_b64(builder.compact_range());
+            self.save(state)?;
+            (self.emit)(&json!({"event": "progress", "checked": state.cursor, "tree_size": size}));
+        }
+        let root = builder.root();
+        if root != target.checkpoint.root_hash {
+            let old = state.verified.clone().unwrap_or_default();
+            self.inconsistent(
+                "root recomputed from the tiles differs from the signed root",
+                &old,
+                &target.note,
+                None,
+                Some((root, target.checkpoint.root_hash)),
+            );
+            out.inconsistent = true;
+            return Ok(());
+        }
+        state.verified = state.target.take();
+        self.save(state)
+    }
+
+    fn check_entry(&mut self, index: u64, entry: &[u8], out: &mut RoundOutcome) {
+        let claim = match verify_entry(entry, &self.cfg.nitro) {
+            Ok(c) => c,
+            Err(e) => {
+                out.bad_entries += 1;
+                (self.emit)(
+                    &json!({"event": "bad_entry", "index": index, "check": e.code(), "reason": e.to_string()}),
+                );
+                return;
+            }
+        };
+        let st = &claim.statement;
+        let doc = &claim.document;
+        let pcr = |i: u8| doc.pcr(i).unwrap_or_default().to_vec();
+        let (p0, p1, p2) = (pcr(0), pcr(1), pcr(2));
+        let repo_watched = self
+            .cfg
+            .watch_repos
+            .iter()
+            .any(|r| same_repo(r, &st.source.uri));
+        let pcr_watched = self.cfg.watch_pcr0.contains(&p0);
+        if !(repo_watched || pcr_watched) {
+            return;
+        }
+        let at = time::OffsetDateTime::from_unix_timestamp(doc.timestamp_unix() as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let endorsed = self.cfg.policy.as_ref().is_some_and(|p| {
+            let pcrs = [&p0[..], &p1[..], &p2[..]];
+            p.endorsement(pcrs, at).is_ok()
+                && p.revocation(pcrs).is_none()
+                && p.repository_allowed(&st.source.uri)
+        });
+        let artifacts: Vec<Value> = st
+            .subjects
+            .iter()
+            .map(|s| json!({"name": s.name, "sha256": hex::encode(s.sha256)}))
+            .collect();
+        (self.emit)(&json!({
+            "event": "watched",
+            "index": index,
+            "repository": st.source.uri,
+            "commit": st.source.git_commit,
+            "artifacts": artifacts,
+            "pcrs": {"0": hex::encode(&p0), "1": hex::encode(&p1), "2": hex::encode(&p2)},
+            "timestamp": doc.timestamp_unix(),
+            "endorsed": endorsed,
+        }));
+    }
+}
+
+fn same_repo(a: &str, b: &str) -> bool {
+    fn norm(u: &str) -> &str {
+        let u = u.strip_prefix("git+").unwrap_or(u);
+        let u = u.strip_suffix('/').unwrap_or(u);
+        u.strip_suffix(".git").unwrap_or(u)
+    }
+    norm(a) == norm(b)
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync
+/// of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! A C2SP tlog-witness (`add-checkpoint`) cosigner, without any HTTP stack.
+//!
+//! [`Witness::add_checkpoint`] takes a request body and returns the status,
+//! content type and body to answer with; the `attestlog witness serve`
+//! command puts it behind HTTP. The checks follow c2sp.org/tlog-witness, in
+//! this order:
+//!
+//! 1. the body parses ("old N\n", at most 63 base64 proof lines, "\n", a
+//!    signed checkpoint), else 400;
+//! 2. the origin is in the log list, else 404;
+//! 3. a trusted key of that origin signed it (signed-note rules), else 403;
+//! 4. old <= size, else 400;
+//! 5. old equals the size this witness last cosigned (0 if never), else 409
+//!    with "<size>\n" as `text/x.tlog.size`;
+//! 6. the consistency proof from the stored root to the new root verifies
+//!    (empty when old is 0 or old = size), else 422; when old = size, the
+//!    roots must be equal, else 409;
+//! 7. the new state is committed, then the cosignature/v1 line is returned
+//!    with 200.
+//!
+//! Steps 5 to 7 run in one SQLite `BEGIN IMMEDIATE` transaction, committed
+//! with `synchronous=FULL` before the cosignature is made, so the
+//! compare-and-swap on (size, root) is atomic and durable: a witness killed at
+//! any point has either not cosigned, or persisted what it cosigned.
+//! Checkpoints that are validly signed but fail the proof are kept in the
+//! `evidence` table (the spec allows logging them as proof of misbehaviour).
+
+mod loglist;
+mod state;
+
+use base64::Engine;
+
+pub use loglist::{LogList, LogListError};
+pub use state::{StateError, WitnessState, WitnessStore};
+
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::cosignature::CosignatureSigner;
+use crate::tlog::merkle::verify_consistency;
+use crate::tlog::note::verify_note;
+use crate::tlog::Hash;
+
+/// Content type of a 409 answer's body.
+pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
+/// Content type of the other answers.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// At most this many proof lines (the spec's limit).
+pub const MAX_PROOF_LINES: usize = 63;
+/// Largest request body the witness reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the witness answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Answer {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        let mut body = body.into();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Answer {
+            status,
+            content_type: TEXT_CONTENT_TYPE,
+            body,
+        }
+    }
+}
+
+/// A parsed add-checkpoint request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddCheckpointRequest {
+    pub old_size: u64,
+    pub proof: Vec<Hash>,
+    /// The signed checkpoint, verbatim.
+    pub note: String,
+}
+
+impl AddCheckpointRequest {
+    /// Parses a request body; the error names what is malformed.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
+        let (first, mut rest) = text
+            .split_once('\n')
+            .ok_or_else(|| "missing old size line".to_string())?;
+        let old = first
+            .strip_prefix("old ")
+            .ok_or_else(|| "first line is not \"old <size>\"".to_string())?;
+        let old_size = crate::tlog::parse_canonical_u64(old)
+            .ok_or_else(|| "old size is not a decimal without leading zeroes".to_string())?;
+        let mut proof = Vec::new();
+        loop {
+            let (line, after) = rest
+                .split_once('\n')
+                .ok_or_else(|| "missing empty line before the checkpoint".to_string())?;
+            rest = after;
+            if line.is_empty() {
+                break;
+            }
+            if proof.len() == MAX_PROOF_LINES {
+                return Err(format!("more than {MAX_PROOF_LINES} proof lines"));
+            }
+            let hash: Hash = crate::tlog::b64()
+                .decode(line)
+                .ok()
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| "proof line is not base64 of 32 bytes".to_string())?;
+            proof.push(hash);
+        }
+        Ok(Self {
+            old_size,
+            proof,
+            note: rest.to_string(),
+        })
+    }
+
+    /// The request body text.
+    pub fn to_body(&self) -> String {
+        let mut out = format!("old {}\n", self.old_size);
+        for h in &self.proof {
+            out.push_str(&crate::tlog::b64().encode(h));
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.note);
+        out
+    }
+}
+
+/// A witness: its key, the logs it trusts and its state.
+pub struct Witness {
+    signer: CosignatureSigner,
+    logs: LogList,
+    store: WitnessStore,
+}
+
+impl Witness {
+    pub fn new(signer: CosignatureSigner, logs: LogList, store: WitnessStore) -> Self {
+        Self {
+            signer,
+            logs,
+            store,
+        }
+    }
+
+    /// The witness's signer.
+    pub fn signer(&self) -> &CosignatureSigner {
+        &self.signer
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &WitnessStore {
+        &self.store
+    }
+
+    /// Handles one add-checkpoint request body.
+    pub fn add_checkpoint(&self, body: &[u8]) -> Answer {
+        self.add_checkpoint_at(body, now())
+    }
+
+    /// As [`Witness::add_checkpoint`], cosigning at `timestamp`.
+    pub fn add_checkpoint_at(&self, body: &[u8], timestamp: u64) -> Answer {
+        let req = match AddCheckpointRequest::parse(body) {
+            Ok(r) => r,
+            Err(e) => return Answer::text(400, format!("malformed request: {e}")),
+        };
+        // The origin is the first line of the note; parse the body fully
+        // only after the signature verified.
+        let origin = req.note.split('\n').next().unwrap_or_default();
+        let Some(keys) = self.logs.keys(origin) else {
+            return Answer::text(404, format!("unknown origin {origin:?}"));
+        };
+        let signed = match verify_note(&req.note, keys) {
+            Ok(s) => s,
+            Err(e) => {
+                return Answer::text(403, format!("no valid signature by a trusted key: {e}"))
+            }
+        };
+        let checkpoint = match Checkpoint::parse_body(&signed.text) {
+            Ok(c) => c,
+            Err(e) => return Answer::text(400, format!("malformed checkpoint: {e}")),
+        };
+        if req.old_size > checkpoint.size {
+            return Answer::text(
+                400,
+                format!(
+                    "old size {} is larger than the checkpoint size {}",
+                    req.old_size, checkpoint.size
+                ),
+            );
+        }
+        let body_text = signed.text.clone();
+        let result = self.store.compare_and_swap(origin, |current| {
+            let (cur_size, cur_root) = match current {
+                Some(s) => (s.size, s.root),
+                None => (0, crate::tlog::merkle::empty_root()),
+            };
+            if req.old_size != cur_size {
+                return Err(Rejection::Conflict(cur_size));
+            }
+            if current.is_some()
+                && req.old_size == checkpoint.size
+                && req.proof.is_empty()
+                && cur_root != checkpoint.root_hash
+            {
+                // Same size, different root: a fork at this size.
+                return Err(Rejection::Evidence(
+                    Answer::text(409, format!("{cur_size}\n")),
+                    "same size, different root",
+                ));
+            }
+            verify_consistency(
+                cur_size,
+                checkpoint.size,
+                &cur_root,
+                &checkpoint.root_hash,
+                &req.proof,
+            )
+            .map_err(|e| {
+                Rejection::Evidence(
+                    Answer::text(422, format!("consistency proof: {e}")),
+                    e.code(),
+                )
+            })?;
+            Ok(WitnessState {
+                size: checkpoint.size,
+                root: checkpoint.root_hash,
+                note: req.note.clone(),
+            })
+        });
+        match result {
+            Ok(()) => match self.signer.cosign(&body_text, timestamp) {
+                Ok(line) => Answer {
+                    status: 200,
+                    content_type: TEXT_CONTENT_TYPE,
+                    body: line,
+                },
+                Err(e) => Answer::text(500, format!("cosigning failed: {e}")),
+            },
+            Err(state::CasError::Rejected(Rejection::Conflict(size))) => Answer {
+                status: 409,
+                content_type: SIZE_CONTENT_TYPE,
+                body: format!("{size}\n"),
+            },
+            Err(state::CasError::Rejected(Rejection::Evidence(mut answer, why))) => {
+                // Keep the validly signed checkpoint that failed.
+                let _ = self.store.record_evidence(origin, &req.to_body(), why);
+                if answer.status == 409 {
+                    answer.content_type = SIZE_CONTENT_TYPE;
+                }
+                answer
+            }
+            Err(state::CasError::Store(e)) => Answer::text(500, format!("state: {e}")),
+        }
+    }
+}
+
+/// Why the compare-and-swap refused.
+#[derive(Debug)]
+pub enum Rejection {
+    /// 409 with the stored size.
+    Conflict(u64),
+    /// The answer to give, and a reason kept with the evidence.
+    Evidence(Answer, &'static str),
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,295 @@
+//! `attestlog monitor` against real servers: bad entries smuggled into the
+//! storage, watched builds with endorsed and other PCRs, split views served
+//! by a rogue log holding the real log's key, and clean runs on the real log.
+
+mod common;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use attestlog::tlog::checkpoint::Checkpoint;
+use attestlog::tlog::note::NoteSigner;
+use attestlog_server::storage::{LogStore, NewEntry};
+use common::*;
+
+const ORIGIN: &str = "test.attestlog/log";
+const REPO: &str = "git+https://example.com/repo.git";
+
+/// The `attestlog` binary, built beside this test.
+fn attestlog_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("attestlog");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "attestlog", "--bin", "attestlog"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    bin
+}
+
+fn write_key(dir: &Path, signer: &NoteSigner) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("log.key"))
+        .unwrap();
+    writeln!(f, "{}", signer.private_key_text()).unwrap();
+}
+
+/// Appends `entries` straight into the log storage, without verification.
+fn smuggle(dir: &Path, signer: &NoteSigner, entries: Vec<Vec<u8>>) {
+    let store = LogStore::open(&dir.join("log.db")).unwrap();
+    let sign = |size: u64, root: [u8; 32]| {
+        let body = Checkpoint {
+            origin: ORIGIN.into(),
+            size,
+            root_hash: root,
+            extensions: vec![],
+        }
+        .to_body();
+        signer.sign(&body).map_err(|e| e.to_string())
+    };
+    let batch: Vec<NewEntry> = entries
+        .into_iter()
+        .map(|e| NewEntry::new(e, vec![]))
+        .collect();
+    store.append_batch(&batch, &sign).unwrap();
+}
+
+struct Run {
+    code: i32,
+    reports: Vec<serde_json::Value>,
+}
+
+fn monitor(url: &str, vkey: &str, state: &Path, extra: &[&str]) -> Run {
+    let out = Command::new(attestlog_bin())
+        .args(["monitor", "--once", "--log", url, "--key", vkey, "--state"])
+        .arg(state)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let reports = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    Run {
+        code: out.status.code().unwrap(),
+        reports,
+    }
+}
+
+fn events<'a>(run: &'a Run, kind: &str) -> Vec<&'a serde_json::Value> {
+    run.reports.iter().filter(|r| r["event"] == kind).collect()
+}
+
+#[test]
+fn bad_entry_watched_builds_and_split_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let vkey = signer.verifier_key_text();
+
+    // The real log: endorsed build, other-PCR build, a smuggled bad entry
+    // (user_data of another statement), and another endorsed build.
+    let real = dir.path().join("real");
+    write_key(&real, &signer);
+    let good = entry_at(&nsm, 0, &pcrs(1), now_ms());
+    let other = entry_at(&nsm, 1, &pcrs(2), now_ms());
+    let mut bad = entry_at(&nsm, 2, &pcrs(1), now_ms());
+    let last = bad.len() - 1;
+    bad[last] ^= 1; // breaks the COSE signature
+    let good2 = entry_at(&nsm, 3, &pcrs(1), now_ms());
+    smuggle(&real, &signer, vec![good, other, bad, good2]);
+    let mut server = Server::start(&real, &root, &[]);
+    assert_eq!(server.verifier_key, vkey);
+
+    let p = pcrs(1);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "log_keys = [\"{vkey}\"]\n[trust]\naws_root = true\nextra_roots = [\"root.pem\"]\n\
+             [[measurement]]\nname = \"builder\"\npcr0 = \"{}\"\npcr1 = \"{}\"\npcr2 = \"{}\"\n",
+            hex::encode(&p[&0]),
+            hex::encode(&p[&1]),
+            hex::encode(&p[&2])
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("monitor");
+    let policy_arg = policy.to_str().unwrap();
+    let args = ["--policy", policy_arg, "--watch-repo", REPO];
+    let run = monitor(&server.url, &vkey, &state, &args);
+    assert_eq!(run.code, 4, "{:?}", run.reports);
+    let bad = events(&run, "bad_entry");
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["index"], 2);
+    assert_eq!(bad[0]["check"], "cose_signature");
+    let watched = events(&run, "watched");
+    let got: Vec<(u64, bool)> = watched
+        .iter()
+        .map(|w| {
+            (
+                w["index"].as_u64().unwrap(),
+                w["endorsed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(0, true), (1, false), (3, true)]);
+    assert_eq!(watched[1]["pcrs"]["0"], hex::encode(&pcrs(2)[&0]));
+    assert_eq!(watched[0]["commit"].as_str().unwrap().len(), 40);
+    assert_eq!(watched[0]["artifacts"][0]["name"], "bin-0");
+    assert!(events(&run, "inconsistent").is_empty());
+
+    // Nothing new: clean. Then the real log grows: clean, entries checked.
+    assert_eq!(monitor(&server.url, &vkey, &state, &args).code, 0);
+    let client = reqwest::blocking::Client::new();
+    for n in 10..13 {
+        let resp = client
+            .post(format!("{}/v1/entries", server.url))
+            .header("content-type", "application/octet-stream")
+            .body(entry(&nsm, n))
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+    let run = monitor(&server.url, &vkey, &state, &args);
+    assert_eq!(run.code, 0, "{:?}", run.reports);
+    assert_eq!(events(&run, "watched").len(), 3);
+    let progress = events(&run, "progress");
+    assert_eq!(progress.last().unwrap()["checked"], 7);
+    server.kill();
+
+    // A rogue log with the same key signs another tree of size 7.
+    let rogue = dir.path().join("rogue");
+    write_key(&rogue, &signer);
+    smuggle(&rogue, &signer, (20..27).map(|n| entry(&nsm, n)).collect());
+    let rogue_server = Server::start(&rogue, &root, &[]);
+    let run = monitor(&rogue_server.url, &vkey, &state, &args);
+    assert_eq!(run.code, 3, "{:?}", run.reports);
+    let inc = events(&run, "inconsistent");
+    assert_eq!(inc.len(), 1);
+    assert_eq!(inc[0]["reason"], "two roots at one size");
+    assert!(inc[0]["old_checkpoint"].as_str().unwrap().contains("\n7\n"));
+    assert!(inc[0]["new_checkpoint"].as_str().unwrap().contains("\n7\n"));
+    let evidence = inc[0]["evidence_file"].as_str().unwrap();
+    assert!(Path::new(evidence).starts_with(&state));
+    assert!(std::fs::read_to_string(evidence)
+        .unwrap()
+        .contains("inconsistent"));
+
+    // It grows to 9: its consistency proof from the real size-7 tree fails.
+    drop(rogue_server);
+    smuggle(&rogue, &signer, (27..29).map(|n| entry(&nsm, n)).collect());
+    let rogue_server = Server::start(&rogue, &root, &[]);
+    let run = monitor(&rogue_server.url, &vkey, &state, &args);
+    assert_eq!(run.code, 3, "{:?}", run.reports);
+    let inc = events(&run, "inconsistent");
+    assert_eq!(inc[0]["reason"], "consistency proof does not verify");
+    assert!(inc[0]["proof"].as_array().is_some());
+
+    // The monitor's state still holds the real log's checkpoint: clean again.
+    let server = Server::start(&real, &root, &[]);
+    assert_eq!(monitor(&server.url, &vkey, &state, &args).code, 0);
+}
+
+/// Catches up on a large log (100,000 entries by default;
+/// ATTESTLOG_MONITOR_ENTRIES overrides), SIGKILLed midway, then resumed:
+/// every entry is checked, at most the one bundle in flight is checked twice,
+/// and the catch-up rate is printed.
+#[test]
+fn resume_after_kill_on_a_large_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let n: u64 = std::env::var("ATTESTLOG_MONITOR_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let vkey = signer.verifier_key_text();
+    let data = dir.path().join("log");
+    write_key(&data, &signer);
+    let t0 = std::time::Instant::now();
+    let ts = now_ms();
+    let p = pcrs(1);
+    let mut i = 0;
+    while i < n {
+        let end = (i + 5_000).min(n);
+        smuggle(
+            &data,
+            &signer,
+            (i..end).map(|k| entry_at(&nsm, k, &p, ts)).collect(),
+        );
+        i = end;
+    }
+    eprintln!("made {n} entries in {:?}", t0.elapsed());
+    let server = Server::start(&data, &root, &[]);
+    let state = dir.path().join("monitor");
+    let root_arg = root.to_str().unwrap();
+
+    // First run: killed once a third is checked.
+    let mut child = Command::new(attestlog_bin())
+        .args([
+            "monitor",
+            "--once",
+            "--log",
+            &server.url,
+            "--key",
+            &vkey,
+            "--root",
+            root_arg,
+        ])
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut last_progress = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_ne!(v["event"], "bad_entry");
+        if v["event"] == "progress" {
+            last_progress = v["checked"].as_u64().unwrap();
+            if last_progress >= n / 3 {
+                child.kill().unwrap();
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    assert!(last_progress >= n / 3 && last_progress < n);
+
+    // Second run resumes where the saved progress is.
+    let started = std::time::Instant::now();
+    let run = monitor(&server.url, &vkey, &state, &["--root", root_arg]);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0);
+    let progress = events(&run, "progress");
+    let first = progress[0]["checked"].as_u64().unwrap();
+    // It resumed at a saved bundle boundary at or after the last one seen.
+    assert!(
+        first > last_progress && first - last_progress <= 256,
+        "{first} vs {last_progress}"
+    );
+    assert_eq!(progress.last().unwrap()["checked"], n);
+    let resumed = n - last_progress;
+    eprintln!(
+        "resumed at {last_progress}: {resumed} entries in {secs:.1}s = {:.0} entries/s",
+        resumed as f64 / secs
+    );
+    // Nothing left to do.
+    assert_eq!(
+        monitor(&server.url, &vkey, &state, &["--root", root_arg]).code,
+        0
+    );
+}
