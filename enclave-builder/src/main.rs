@@ -96,6 +96,7 @@ impl Measured {
 }
 
 #[derive(Args)]
+#[command(args_override_self = true)]
 struct BuildArgs {
     /// Repository URL or local path.
     #[arg(long)]
@@ -125,6 +126,7 @@ struct BuildArgs {
 }
 
 #[derive(Args)]
+#[command(args_override_self = true)]
 struct MeasureArgs {
     #[command(flatten)]
     measured: Measured,

@@ -151,6 +151,9 @@ pub fn fetch(req: &SourceRequest, dest: &Path) -> Result<CheckedOut, BuildError>
         let first = dirty.lines().next().unwrap_or("").trim().to_string();
         return Err(BuildError::DirtyTree(first));
     }
+    // Content check, independent of the index's stat cache and of
+    // attributes: every tracked file must hold exactly the committed bytes.
+    raw_matches_commit(dest)?;
     let commit_time = git(Some(dest), &["log", "-1", "--format=%ct", "HEAD"])?
         .parse()
         .unwrap_or(0);
@@ -160,6 +163,71 @@ pub fn fetch(req: &SourceRequest, dest: &Path) -> Result<CheckedOut, BuildError>
         git_ref: req.git_ref.clone(),
         commit_time,
     })
+}
+
+/// Checks that each regular file of HEAD's tree holds, byte for byte, the
+/// blob the commit records (`git hash-object --no-filters`), so end-of-line
+/// conversion, smudge filters or anything else between the object store and
+/// the build is refused as a dirty tree.
+fn raw_matches_commit(dest: &Path) -> Result<(), BuildError> {
+    let listing = git(Some(dest), &["ls-tree", "-r", "--full-tree", "HEAD"])?;
+    let mut paths = Vec::new();
+    let mut blobs = Vec::new();
+    for line in listing.lines() {
+        let Some((meta, path)) = line.split_once('\t') else {
+            continue;
+        };
+        let mut parts = meta.split_whitespace();
+        let (mode, kind, id) = (parts.next(), parts.next(), parts.next());
+        if kind == Some("blob") && matches!(mode, Some("100644") | Some("100755")) {
+            paths.push(path.to_string());
+            blobs.push(id.unwrap_or_default().to_string());
+        }
+    }
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dest)
+        .args(["hash-object", "--no-filters", "--stdin-paths"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| BuildError::Git {
+            args: "hash-object".into(),
+            reason: e.to_string(),
+        })?;
+    let input = paths.join("\n") + "\n";
+    let mut stdin = child.stdin.take().ok_or_else(|| BuildError::Git {
+        args: "hash-object".into(),
+        reason: "no stdin".into(),
+    })?;
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes())
+    });
+    let out = child.wait_with_output().map_err(|e| BuildError::Git {
+        args: "hash-object".into(),
+        reason: e.to_string(),
+    })?;
+    let _ = writer.join();
+    if !out.status.success() {
+        return Err(BuildError::DirtyTree(format!(
+            "cannot hash the checked-out files: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    for ((path, blob), got) in paths.iter().zip(&blobs).zip(text.lines()) {
+        if got != blob {
+            return Err(BuildError::DirtyTree(format!(
+                "{path} differs from the committed blob (line-ending conversion or a filter?)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure the full id `commit` names a commit object in the clone,
