@@ -1,0 +1,103 @@
+//! Why a build was refused. Every variant names one failed check with a
+//! stable code, so the command line can print `error: <code>: <reason>`.
+
+use std::path::PathBuf;
+
+/// The one check that stopped a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("commit {0:?} is not a full 40- or 64-hex commit id (abbreviated ids and branch names need --ref)")]
+    AbbreviatedCommit(String),
+    #[error("repository {repo} could not be cloned: {reason}")]
+    MissingRepo { repo: String, reason: String },
+    #[error("commit {0} is not in the repository")]
+    CommitNotFound(String),
+    #[error("ref {name:?} could not be resolved: {reason}")]
+    RefNotFound { name: String, reason: String },
+    #[error("ref {name:?} resolves to {resolved}, not to the given commit {commit}")]
+    RefMismatch {
+        name: String,
+        resolved: String,
+        commit: String,
+    },
+    #[error("HEAD is {head} after checkout, expected {expected}")]
+    HeadMismatch { head: String, expected: String },
+    #[error("working tree is not clean after checkout: {0}")]
+    DirtyTree(String),
+    #[error("submodules are not at their recorded commits: {0}")]
+    Submodules(String),
+    #[error("git {args}: {reason}")]
+    Git { args: String, reason: String },
+    #[error("attestlog-build.toml: {0}")]
+    Config(String),
+    #[error("no build command: give --cmd or declare `command` in attestlog-build.toml")]
+    NoCommand,
+    #[error("no outputs: give --output or declare `outputs` in attestlog-build.toml")]
+    NoOutputs,
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    #[error("build command failed: {0}")]
+    BuildFailed(String),
+    #[error("build timed out after {0} s and was killed")]
+    BuildTimeout(u64),
+    #[error("declared output {0:?} was not produced by the build")]
+    MissingOutput(String),
+    #[error("output {0:?} is not a regular file inside the build directory")]
+    BadOutput(String),
+    #[error("statement: {0}")]
+    Statement(String),
+    #[error("attestation: {0}")]
+    Attestation(String),
+    #[error("log {url} unreachable: {reason}")]
+    LogUnreachable { url: String, reason: String },
+    #[error("log refused the entry: {0}")]
+    LogRefused(String),
+    #[error("log answer fails verification: {0}")]
+    LogAnswer(String),
+    #[error("log key: {0}")]
+    LogKey(String),
+    #[error("io error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    /// A stable, machine-readable name for the failed check.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BuildError::AbbreviatedCommit(_) => "abbreviated_commit",
+            BuildError::MissingRepo { .. } => "missing_repo",
+            BuildError::CommitNotFound(_) => "commit_not_found",
+            BuildError::RefNotFound { .. } => "ref_not_found",
+            BuildError::RefMismatch { .. } => "ref_mismatch",
+            BuildError::HeadMismatch { .. } => "head_mismatch",
+            BuildError::DirtyTree(_) => "dirty_tree",
+            BuildError::Submodules(_) => "submodules",
+            BuildError::Git { .. } => "git",
+            BuildError::Config(_) => "bad_build_config",
+            BuildError::NoCommand => "no_command",
+            BuildError::NoOutputs => "no_outputs",
+            BuildError::Sandbox(_) => "sandbox",
+            BuildError::BuildFailed(_) => "build_failed",
+            BuildError::BuildTimeout(_) => "build_timeout",
+            BuildError::MissingOutput(_) => "missing_output",
+            BuildError::BadOutput(_) => "bad_output",
+            BuildError::Statement(_) => "statement",
+            BuildError::Attestation(_) => "attestation",
+            BuildError::LogUnreachable { .. } => "log_unreachable",
+            BuildError::LogRefused(_) => "log_refused",
+            BuildError::LogAnswer(_) => "log_answer_invalid",
+            BuildError::LogKey(_) => "bad_log_key",
+            BuildError::Io { .. } => "io",
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BuildError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! enclave-builder: builds a commit in a sandbox, attests the result with a
+//! (real or simulated) Nitro Secure Module, logs the claim in attestlog and
+//! writes an offline bundle beside each artifact.
+//!
+//! One job per module: [`source`] (git), [`config`] (attestlog-build.toml),
+//! [`sandbox`] (bubblewrap and limits), [`measure`] (simulated PCRs),
+//! [`nsm`] (attestation backends), [`submit`] (log submission and answer
+//! verification), [`pipeline`] (the whole build), [`devca`] (dev CA helper).
+
+pub mod config;
+pub mod devca;
+pub mod error;
+pub mod measure;
+pub mod nsm;
+pub mod pipeline;
+pub mod sandbox;
+pub mod source;
+pub mod submit;
+
+pub use error::BuildError;

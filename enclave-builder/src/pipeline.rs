@@ -1,0 +1,220 @@
+//! The build pipeline: source, sandboxed build, hashes, statement,
+//! attestation, log, bundles. Nothing reaches the log unless every step
+//! before it succeeded, and nothing is written to the output directory
+//! unless the log's answer verified.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use attestlog::bundle::{Bundle, BUNDLE_SUFFIX};
+use attestlog::claim::{
+    statement_user_data, Entry, SourceDependency, Statement, StatementParams, Subject,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config;
+use crate::error::BuildError;
+use crate::nsm::Nsm;
+use crate::sandbox::{self, SandboxConfig, SandboxKind, BUILD_MOUNT};
+use crate::source::{self, SourceRequest};
+use crate::submit;
+
+/// The builder id recorded by default.
+pub const DEFAULT_BUILDER_ID: &str = "https://attestlog.dev/enclave-builder/v1";
+
+/// Everything a build needs besides the NSM.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    pub source: SourceRequest,
+    pub cmd: Option<String>,
+    pub outputs: Vec<String>,
+    pub log_url: String,
+    pub log_key: String,
+    pub sandbox: SandboxConfig,
+    pub out_dir: PathBuf,
+    pub builder_id: String,
+    /// Paths the build must never see (dev CA, keys).
+    pub hidden: Vec<PathBuf>,
+}
+
+/// One published artifact.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub artifact: PathBuf,
+    pub bundle: PathBuf,
+    pub sha256: [u8; 32],
+}
+
+/// Wall-clock time of each phase, in seconds.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    pub clone: f64,
+    pub build: f64,
+    pub attest: f64,
+    pub log: f64,
+}
+
+/// A successful build.
+#[derive(Clone, Debug)]
+pub struct BuildOutcome {
+    pub commit: String,
+    pub index: u64,
+    pub published: Vec<Published>,
+    pub timings: Timings,
+}
+
+fn now_rfc3339() -> Result<String, BuildError> {
+    let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    now.format(&Rfc3339)
+        .map_err(|e| BuildError::Statement(e.to_string()))
+}
+
+/// Resolves a declared output inside the build directory and hashes it.
+fn hash_output(src: &Path, name: &str) -> Result<(Vec<u8>, [u8; 32]), BuildError> {
+    let rel = Path::new(name);
+    if rel.is_absolute() || name.is_empty() {
+        return Err(BuildError::BadOutput(name.to_string()));
+    }
+    let path = src.join(rel);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(BuildError::MissingOutput(name.to_string()));
+    }
+    let root = std::fs::canonicalize(src).map_err(|e| BuildError::io(src, e))?;
+    let real = std::fs::canonicalize(&path).map_err(|_| BuildError::MissingOutput(name.into()))?;
+    if !real.starts_with(&root) || !real.is_file() {
+        return Err(BuildError::BadOutput(name.to_string()));
+    }
+    let bytes = std::fs::read(&real).map_err(|e| BuildError::io(&real, e))?;
+    let digest = Sha256::digest(&bytes).into();
+    Ok((bytes, digest))
+}
+
+/// Runs the whole pipeline.
+pub fn build(req: &BuildRequest, nsm: &dyn Nsm) -> Result<BuildOutcome, BuildError> {
+    let key = submit::parse_key(&req.log_key)?;
+    let mut timings = Timings::default();
+    let work = tempfile::Builder::new()
+        .prefix("enclave-builder-")
+        .tempdir()
+        .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
+    let src = work.path().join("src");
+
+    let t = Instant::now();
+    let checked = source::fetch(&req.source, &src)?;
+    timings.clone = t.elapsed().as_secs_f64();
+    tracing::info!(commit = %checked.commit, uri = %checked.uri, "source checked out");
+
+    let build_config = config::load(&src, req.cmd.as_deref(), &req.outputs)?;
+    let mut names = BTreeMap::new();
+    for o in &build_config.outputs {
+        let base = Path::new(o)
+            .file_name()
+            .ok_or_else(|| BuildError::BadOutput(o.clone()))?
+            .to_string_lossy()
+            .to_string();
+        if names.insert(base, o.clone()).is_some() {
+            return Err(BuildError::BadOutput(format!(
+                "{o} (two outputs share a file name)"
+            )));
+        }
+    }
+    sandbox::check_hidden(&src, &req.hidden)?;
+    let home = match req.sandbox.kind {
+        SandboxKind::Bwrap => BUILD_MOUNT.to_string(),
+        SandboxKind::None => src.display().to_string(),
+    };
+    let mut env = sandbox::base_env(checked.commit_time, &home);
+    env.extend(build_config.env.clone());
+
+    let started_on = now_rfc3339()?;
+    let t = Instant::now();
+    tracing::info!(command = ?build_config.command, sandbox = ?req.sandbox.kind, "building");
+    sandbox::run(
+        &req.sandbox,
+        &src,
+        &build_config.command,
+        &env,
+        &work.path().join("build.log"),
+    )?;
+    timings.build = t.elapsed().as_secs_f64();
+    let finished_on = now_rfc3339()?;
+
+    let mut artifacts = Vec::new();
+    for o in &build_config.outputs {
+        let (bytes, digest) = hash_output(&src, o)?;
+        let mode = std::fs::metadata(src.join(o)).map(|m| m.permissions());
+        artifacts.push((o.clone(), bytes, digest, mode.ok()));
+    }
+    let subjects = artifacts
+        .iter()
+        .map(|(name, _, digest, _)| Subject {
+            name: name.clone(),
+            sha256: *digest,
+        })
+        .collect();
+    let (_, statement) = Statement::build(&StatementParams {
+        subjects,
+        source: SourceDependency {
+            uri: checked.uri.clone(),
+            git_commit: checked.commit.clone(),
+        },
+        source_ref: checked.git_ref.clone(),
+        builder_id: req.builder_id.clone(),
+        builder_version: env!("CARGO_PKG_VERSION").to_string(),
+        command: build_config.command.clone(),
+        started_on,
+        finished_on,
+        internal_parameters: json!({
+            "sandbox": req.sandbox,
+            "env": build_config.env,
+            "outputs": build_config.outputs,
+            "nsm": nsm.name(),
+        }),
+    })
+    .map_err(|e| BuildError::Statement(e.to_string()))?;
+
+    let t = Instant::now();
+    let document = nsm.attest(&statement_user_data(&statement))?;
+    timings.attest = t.elapsed().as_secs_f64();
+    let entry =
+        Entry::encode(&statement, &document).map_err(|e| BuildError::Statement(e.to_string()))?;
+
+    std::fs::create_dir_all(&req.out_dir).map_err(|e| BuildError::io(&req.out_dir, e))?;
+    let t = Instant::now();
+    let proof = submit::submit(&req.log_url, &key, &entry)?;
+    timings.log = t.elapsed().as_secs_f64();
+    let index = proof.index;
+    let bundle = Bundle { entry, proof };
+    let bundle_json = bundle.to_json();
+
+    let mut published = Vec::new();
+    for (name, bytes, digest, mode) in artifacts {
+        let base = Path::new(&name)
+            .file_name()
+            .map(|b| b.to_string_lossy().to_string())
+            .unwrap_or(name.clone());
+        let artifact = req.out_dir.join(&base);
+        let bundle_path = req.out_dir.join(format!("{base}{BUNDLE_SUFFIX}"));
+        std::fs::write(&artifact, &bytes).map_err(|e| BuildError::io(&artifact, e))?;
+        if let Some(mode) = mode {
+            std::fs::set_permissions(&artifact, mode).map_err(|e| BuildError::io(&artifact, e))?;
+        }
+        std::fs::write(&bundle_path, &bundle_json).map_err(|e| BuildError::io(&bundle_path, e))?;
+        published.push(Published {
+            artifact,
+            bundle: bundle_path,
+            sha256: digest,
+        });
+    }
+    Ok(BuildOutcome {
+        commit: checked.commit,
+        index,
+        published,
+        timings,
+    })
+}
