@@ -89,13 +89,8 @@ fn concurrent_clients_get_dense_distinct_indices() {
         .filter_map(|(n, i)| n.map(|n| (n, *i)))
         .take(40)
     {
-        let raw = client
-            .get(format!("{}/v1/entries/{index}", server.url))
-            .send()
-            .expect("GET")
-            .bytes()
-            .expect("bytes");
-        assert_eq!(raw.as_ref(), &entries[n][..]);
+        let raw = get_bytes(&client, format!("{}/v1/entries/{index}", server.url));
+        assert_eq!(&raw[..], &entries[n][..]);
     }
 }
 
@@ -166,25 +161,15 @@ fn crash_during_submissions_loses_nothing_acknowledged() {
     let server = Server::start(&data, &root, &[]);
     let client = Client::new();
     let key = NoteVerifierKey::parse(&server.verifier_key).expect("vkey");
-    let latest = client
-        .get(format!("{}/checkpoint", server.url))
-        .send()
-        .expect("GET")
-        .text()
-        .expect("cp");
+    let latest = get_text(&client, format!("{}/checkpoint", server.url));
     let latest = verify_checkpoint(&latest, &key, &[], 0)
         .expect("latest verifies")
         .checkpoint;
 
     // Acknowledged entries are at their acknowledged indices.
     for (n, (index, _)) in &acked {
-        let raw = client
-            .get(format!("{}/v1/entries/{index}", server.url))
-            .send()
-            .expect("GET")
-            .bytes()
-            .expect("bytes");
-        assert_eq!(raw.as_ref(), &entries[*n][..], "entry {n} at {index}");
+        let raw = get_bytes(&client, format!("{}/v1/entries/{index}", server.url));
+        assert_eq!(&raw[..], &entries[*n][..], "entry {n} at {index}");
     }
     // Every checkpoint handed out is consistent with the new one.
     let mut seen: HashMap<u64, Checkpoint> = HashMap::new();
@@ -241,17 +226,8 @@ fn crash_during_submissions_loses_nothing_acknowledged() {
                 let index = resp.json::<Value>().expect("json")["index"]
                     .as_u64()
                     .expect("index");
-                let raw = client
-                    .get(format!("{}/v1/entries/{index}", server.url))
-                    .send()
-                    .expect("GET")
-                    .bytes()
-                    .expect("bytes");
-                assert_eq!(
-                    raw.as_ref(),
-                    &e[..],
-                    "unacknowledged entry {n} half-written"
-                );
+                let raw = get_bytes(&client, format!("{}/v1/entries/{index}", server.url));
+                assert_eq!(&raw[..], &e[..], "unacknowledged entry {n} half-written");
                 present += 1;
             }
             other => panic!("unexpected {other}"),

@@ -222,12 +222,7 @@ fn submit_read_and_resubmit_across_restart() {
             .status(),
         200
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .expect("GET")
-        .text()
-        .expect("text");
+    let metrics = get_text(&client, format!("{}/metrics", server.url));
     assert!(metrics.contains("attestlog_tree_size 5"), "{metrics}");
     assert!(
         metrics.contains("attestlog_submissions_total{result=\"duplicate\"} 1"),
@@ -243,12 +238,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     let server = Server::start(&dir.path().join("data"), &root, &[]);
     let good = entry(&nsm, 1);
     assert_eq!(submit(&client, &server, &good).0, 200);
-    let before_cp = client
-        .get(format!("{}/checkpoint", server.url))
-        .send()
-        .expect("GET")
-        .text()
-        .expect("cp");
+    let before_cp = get_text(&client, format!("{}/checkpoint", server.url));
 
     let other_nsm =
         attestlog::nitro::sim::SimulatedNsm::generate(now_ms() / 1000 - 3600).expect("nsm");
@@ -361,22 +351,12 @@ fn bad_input_is_refused_and_changes_nothing() {
     }
 
     // Nothing changed.
-    let after_cp = client
-        .get(format!("{}/checkpoint", server.url))
-        .send()
-        .expect("GET")
-        .text()
-        .expect("cp");
+    let after_cp = get_text(&client, format!("{}/checkpoint", server.url));
     assert_eq!(before_cp, after_cp);
     let (_, log) = get_json(&client, format!("{}/v1/log", server.url));
     assert_eq!(log["tree_size"], 1);
-    let raw = client
-        .get(format!("{}/v1/entries/0", server.url))
-        .send()
-        .expect("GET")
-        .bytes()
-        .expect("bytes");
-    assert_eq!(raw.as_ref(), &good[..]);
+    let raw = get_bytes(&client, format!("{}/v1/entries/0", server.url));
+    assert_eq!(&raw[..], &good[..]);
 }
 
 #[test]

@@ -190,3 +190,14 @@ pub fn submit_to(
     let answer = resp.json().map_err(|e| e.to_string())?;
     Ok((status, answer))
 }
+
+/// GET a URL's body as bytes.
+pub fn get_bytes(client: &reqwest::blocking::Client, url: String) -> Vec<u8> {
+    let resp = client.get(url).send().expect("GET");
+    resp.bytes().expect("bytes").to_vec()
+}
+
+/// GET a URL's body as text.
+pub fn get_text(client: &reqwest::blocking::Client, url: String) -> String {
+    client.get(url).send().expect("GET").text().expect("text")
+}
