@@ -1,7 +1,9 @@
 //! Witnessed checkpoints: a server with 3 real `attestlog witness serve`
 //! processes and a quorum of 2 keeps publishing with one witness down,
 //! refuses with 503 `witness_quorum` naming the failed witnesses with two
-//! down, and publishes the refused entry once a witness is back.
+//! down, and publishes the refused entry once a witness is back; then
+//! `attestlog bundle refresh` upgrades a bundle to the latest cosigned
+//! checkpoint.
 
 mod common;
 
@@ -10,10 +12,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use attestlog::bundle::Bundle;
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::cosignature::CosignatureVerifierKey;
 use attestlog::tlog::merkle::{leaf_hash, verify_inclusion};
 use attestlog::tlog::note::{NoteSigner, NoteVerifierKey};
+use attestlog::tlog::proof::TlogProof;
 use common::{b64d, dev_nsm, entry, submit_to, Server};
 use serde_json::Value;
 
@@ -169,6 +173,9 @@ fn quorum_of_two_out_of_three_witnesses() {
     assert_eq!(status, 200, "{answer}");
     let cosigners = check_answer(&answer, &e0, &log_key, &wkeys);
     assert_eq!(cosigners.len(), 3, "{cosigners:?}");
+    // Kept as an offline bundle, refreshed at the end.
+    let bundle_file = dir.path().join("e0.attestlog.json");
+    std::fs::write(&bundle_file, bundle_of(&e0, &answer).to_json()).unwrap();
     let note = published();
     verify_checkpoint(&note, &log_key, &wkeys, 3).expect("/checkpoint cosigned by all 3");
     assert!(checkpoint_size(&note) >= 1);
@@ -229,4 +236,58 @@ fn quorum_of_two_out_of_three_witnesses() {
     let (status, answer) = submit_to(&client, &server.url, &e3).unwrap();
     assert_eq!(status, 200, "{answer}");
     check_answer(&answer, &e3, &log_key, &wkeys);
+
+    // `attestlog bundle refresh` moves the size-1 bundle to the latest
+    // cosigned checkpoint, after checking consistency.
+    let refresh = |key: &str| {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["bundle", "refresh", "--bundle"])
+            .arg(&bundle_file)
+            .args(["--log", &server.url, "--key", key, "--quorum", "2"]);
+        for k in &wkeys {
+            cmd.args(["--witness", &k.to_text()]);
+        }
+        cmd.output().unwrap()
+    };
+    let before = std::fs::read(&bundle_file).unwrap();
+    let other_key = NoteSigner::generate(ORIGIN).unwrap().verifier_key_text();
+    let out = refresh(&other_key);
+    assert!(
+        !out.status.success(),
+        "refresh with a wrong log key succeeded"
+    );
+    assert_eq!(std::fs::read(&bundle_file).unwrap(), before);
+    let out = refresh(&signer.verifier_key_text());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refreshed = Bundle::parse(&std::fs::read(&bundle_file).unwrap()).unwrap();
+    assert_eq!(refreshed.entry, e0);
+    assert_eq!(refreshed.proof.index, 0);
+    let verified = refreshed
+        .proof
+        .verify(&leaf_hash(&e0), &log_key, &wkeys, 2)
+        .expect("refreshed bundle verifies with quorum 2");
+    assert_eq!(verified.checkpoint.size, checkpoint_size(&published()));
+    assert!(verified.checkpoint.size > 1);
+}
+
+/// An offline bundle from a submission answer.
+fn bundle_of(entry: &[u8], answer: &Value) -> Bundle {
+    Bundle {
+        entry: entry.to_vec(),
+        proof: TlogProof {
+            extra: None,
+            index: answer["index"].as_u64().unwrap(),
+            hashes: answer["inclusion_proof"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(b64d)
+                .collect(),
+            checkpoint: answer["checkpoint"].as_str().unwrap().to_string(),
+        },
+    }
 }
