@@ -8,7 +8,9 @@
 //! while under load the submissions verified during one commit form the
 //! next batch. Commits never run two at once. A submitter hears back only
 //! after its batch is durable and covered by a signed checkpoint (zero merge
-//! delay).
+//! delay). With witnesses ([`crate::witnessing`]), it also waits until the
+//! checkpoint is cosigned by the quorum; if that fails, the batch stays
+//! committed and its submitters get [`SequenceError::WitnessQuorum`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -234,6 +236,12 @@ async fn run(
             fail_all(replies, "log has no checkpoint".into());
             continue;
         };
+        metrics.batch_committed(replies.len(), opened.elapsed(), outcome.tree_size);
+        tracing::debug!(
+            entries = replies.len(),
+            size = outcome.tree_size,
+            "batch committed"
+        );
         let mut tree_size = outcome.tree_size;
         if let Some(w) = &witnesses {
             // The batch is durable; publish it only with the quorum.
@@ -248,12 +256,6 @@ async fn run(
                 }
             }
         }
-        metrics.batch_committed(replies.len(), opened.elapsed(), outcome.tree_size);
-        tracing::debug!(
-            entries = replies.len(),
-            size = outcome.tree_size,
-            "batch committed"
-        );
         for (reply, appended) in replies.into_iter().zip(outcome.entries) {
             let _ = reply.send(Ok(Sequenced {
                 appended,
