@@ -326,3 +326,23 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestlog::tlog::cosignature::CosignatureSigner;
+
+    #[test]
+    fn parses_url_equals_vkey() {
+        let vkey = CosignatureSigner::from_seed("witness.test/w1", [7; 32])
+            .unwrap()
+            .verifier_key_text();
+        let w = WitnessConfig::parse(&format!("http://127.0.0.1:7380/={vkey}")).unwrap();
+        assert_eq!(w.url, "http://127.0.0.1:7380");
+        assert_eq!(w.name(), "witness.test/w1");
+        assert_eq!(w.key.to_text(), vkey);
+        assert!(WitnessConfig::parse("http://127.0.0.1:7380").is_err());
+        assert!(WitnessConfig::parse("http://127.0.0.1:7380=not-a-key").is_err());
+        assert!(WitnessConfig::parse(&format!("ftp://x={vkey}")).is_err());
+    }
+}

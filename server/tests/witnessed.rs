@@ -155,7 +155,7 @@ fn quorum_of_two_out_of_three_witnesses() {
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &root, &extra);
+    let mut server = Server::start(&data, &root, &extra);
     assert_eq!(server.verifier_key, signer.verifier_key_text());
     let client = reqwest::blocking::Client::new();
     let published = || -> String {
@@ -272,6 +272,26 @@ fn quorum_of_two_out_of_three_witnesses() {
         .expect("refreshed bundle verifies with quorum 2");
     assert_eq!(verified.checkpoint.size, checkpoint_size(&published()));
     assert!(verified.checkpoint.size > 1);
+    let last_cosigned = published();
+
+    // A restarted server serves the stored cosigned checkpoint, and starts
+    // from old size 0 for every witness: their 409s give the sizes to retry
+    // from.
+    server.terminate();
+    let server = Server::start(&data, &root, &extra);
+    let note = client
+        .get(format!("{}/checkpoint", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(checkpoint_size(&note), checkpoint_size(&last_cosigned));
+    verify_checkpoint(&note, &log_key, &wkeys, 2).expect("stored cosigned checkpoint");
+    let e4 = entry(&nsm, 4);
+    let (status, answer) = submit_to(&client, &server.url, &e4).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let cosigners = check_answer(&answer, &e4, &log_key, &wkeys);
+    assert_eq!(cosigners, vec![names[1].to_string(), names[2].to_string()]);
 }
 
 /// An offline bundle from a submission answer.
