@@ -311,3 +311,77 @@ fn bundle_of(entry: &[u8], answer: &Value) -> Bundle {
         },
     }
 }
+
+/// A witness whose cosignature does not verify under the key the server was
+/// given counts as failed: its line is never published.
+#[test]
+fn cosignature_under_the_wrong_key_is_not_counted() {
+    let Some(bin) = attestlog_bin() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping: the attestlog binary is not built next to attestlog-server"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let key_file = dir.path().join("log.key");
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&key_file)
+        .unwrap()
+        .write_all(format!("{}\n", signer.private_key_text()).as_bytes())
+        .unwrap();
+    let logs = dir.path().join("logs.txt");
+    std::fs::write(&logs, format!("{ORIGIN} {}\n", signer.verifier_key_text())).unwrap();
+    let w1 = WitnessProc::start(
+        &bin,
+        "witness.test/w1",
+        &dir.path().join("w1"),
+        &logs,
+        "127.0.0.1:0",
+    );
+    let w2 = WitnessProc::start(
+        &bin,
+        "witness.test/w2",
+        &dir.path().join("w2"),
+        &logs,
+        "127.0.0.1:0",
+    );
+    // w2 is configured with another key of the same name.
+    let impostor = attestlog::tlog::cosignature::CosignatureSigner::generate("witness.test/w2")
+        .unwrap()
+        .verifier_key_text();
+    let key_arg = key_file.display().to_string();
+    let w1_arg = format!("{}={}", w1.url, w1.vkey);
+    let w2_arg = format!("{}={impostor}", w2.url);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &root,
+        &[
+            "--key-file",
+            &key_arg,
+            "--witness",
+            &w1_arg,
+            "--witness",
+            &w2_arg,
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    let (status, answer) = submit_to(&client, &server.url, &entry(&nsm, 0)).unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "witness_quorum");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("witness.test/w2"), "{message}");
+    assert!(message.contains("no valid cosignature"), "{message}");
+    assert!(!message.contains("witness.test/w1 "), "{message}");
+    // No checkpoint was ever cosigned, so none is published.
+    let resp = client
+        .get(format!("{}/checkpoint", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}
