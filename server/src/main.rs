@@ -17,6 +17,7 @@ use attestlog_server::keys;
 use attestlog_server::metrics::Metrics;
 use attestlog_server::sequencer::{sign_checkpoint, BatchConfig, Sequencer};
 use attestlog_server::storage::LogStore;
+use attestlog_server::witnessing::{WitnessConfig, Witnesses};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -56,6 +57,16 @@ struct Args {
     /// ...or when its first entry has waited this many milliseconds.
     #[arg(long, default_value_t = 50, value_name = "MS")]
     batch_max_age: u64,
+    /// A c2sp.org/tlog-witness witness to cosign every checkpoint, as
+    /// URL=VKEY (VKEY: the witness's cosignature/v1 verifier key).
+    /// Repeatable. With witnesses, only checkpoints cosigned by the quorum
+    /// are published.
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    witnesses: Vec<String>,
+    /// How many witnesses must cosign a checkpoint before it is published
+    /// (default: all of them).
+    #[arg(long, value_name = "K")]
+    witness_quorum: Option<usize>,
 }
 
 #[tokio::main]
@@ -112,6 +123,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
         .context("signing the initial checkpoint")?;
 
+    let witnesses = if args.witnesses.is_empty() {
+        anyhow::ensure!(
+            args.witness_quorum.is_none(),
+            "--witness-quorum needs at least one --witness"
+        );
+        None
+    } else {
+        let configs = args
+            .witnesses
+            .iter()
+            .map(|w| WitnessConfig::parse(w))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let quorum = args.witness_quorum.unwrap_or(configs.len());
+        let log_key = signer.verifier_key().context("the log's verifier key")?;
+        Some(Arc::new(
+            Witnesses::new(configs, quorum, log_key).map_err(anyhow::Error::msg)?,
+        ))
+    };
+
     let metrics = Arc::new(Metrics::new(store.tree_size()));
     let (sequencer, sequencer_task) = Sequencer::start(
         Arc::clone(&store),
@@ -121,6 +152,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_age: Duration::from_millis(args.batch_max_age),
         },
         Arc::clone(&metrics),
+        witnesses.clone(),
     );
     let app = Arc::new(AppState {
         store: Arc::clone(&store),
@@ -133,7 +165,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_clock_skew: Duration::from_secs(args.max_clock_skew),
         },
         metrics,
+        witnesses: witnesses.clone(),
     });
+    if let Some(w) = witnesses {
+        // Publish the latest checkpoint if it is not cosigned yet (a new log,
+        // or a batch that missed the quorum before a restart).
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            if let Ok(Some(note)) = store.latest_checkpoint() {
+                let size = attestlog_server::http::checkpoint_size(&note);
+                if let Err(e) = w.publish(&store, size, &note).await {
+                    tracing::warn!(error = %e, "the latest checkpoint is not cosigned yet");
+                }
+            }
+        });
+    }
 
     // Handlers are installed before anyone can know the address, so a
     // SIGTERM right after start is a graceful shutdown too.

@@ -8,7 +8,9 @@
 //! while under load the submissions verified during one commit form the
 //! next batch. Commits never run two at once. A submitter hears back only
 //! after its batch is durable and covered by a signed checkpoint (zero merge
-//! delay).
+//! delay). With witnesses ([`crate::witnessing`]), it also waits until the
+//! checkpoint is cosigned by the quorum; if that fails, the batch stays
+//! committed and its submitters get [`SequenceError::WitnessQuorum`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,6 +22,27 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::metrics::Metrics;
 use crate::storage::{Appended, LogStore, NewEntry};
+use crate::witnessing::Witnesses;
+
+/// Why a submission was not sequenced and published.
+#[derive(Clone, Debug)]
+pub enum SequenceError {
+    /// Nothing was committed, or the sequencer is stopping.
+    Unavailable(String),
+    /// The entry is committed, but its checkpoint lacks the witness quorum
+    /// (the message names the witnesses that failed).
+    WitnessQuorum(String),
+}
+
+impl std::fmt::Display for SequenceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SequenceError::Unavailable(m) | SequenceError::WitnessQuorum(m) => f.write_str(m),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Sequenced, SequenceError>>;
 
 #[derive(Clone, Copy, Debug)]
 pub struct BatchConfig {
@@ -37,7 +60,7 @@ pub struct Sequenced {
 
 struct Job {
     entry: NewEntry,
-    reply: oneshot::Sender<Result<Sequenced, String>>,
+    reply: Reply,
     /// Given up when the sequencer takes the job off the queue.
     ticket: Option<Ticket>,
 }
@@ -79,6 +102,7 @@ impl Sequencer {
         signer: Arc<NoteSigner>,
         config: BatchConfig,
         metrics: Arc<Metrics>,
+        witnesses: Option<Arc<Witnesses>>,
     ) -> (Sequencer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(config.max_entries.max(1) * 64);
         let in_flight = Arc::new(InFlight::default());
@@ -89,6 +113,7 @@ impl Sequencer {
             signer,
             config,
             metrics,
+            witnesses,
         ));
         (Sequencer { jobs, in_flight }, task)
     }
@@ -102,8 +127,13 @@ impl Sequencer {
         }
     }
 
-    /// Sequences one entry; returns once it is committed and checkpointed.
-    pub async fn submit(&self, ticket: Ticket, entry: NewEntry) -> Result<Sequenced, String> {
+    /// Sequences one entry; returns once it is committed and checkpointed
+    /// (and, with witnesses, the checkpoint is cosigned by the quorum).
+    pub async fn submit(
+        &self,
+        ticket: Ticket,
+        entry: NewEntry,
+    ) -> Result<Sequenced, SequenceError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
@@ -112,10 +142,10 @@ impl Sequencer {
                 ticket: Some(ticket),
             })
             .await
-            .map_err(|_| "the sequencer is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the sequencer stopped before committing".to_string())?
+            .map_err(|_| SequenceError::Unavailable("the sequencer is shutting down".into()))?;
+        answer.await.map_err(|_| {
+            SequenceError::Unavailable("the sequencer stopped before committing".into())
+        })?
     }
 }
 
@@ -176,16 +206,17 @@ async fn run(
     signer: Arc<NoteSigner>,
     config: BatchConfig,
     metrics: Arc<Metrics>,
+    witnesses: Option<Arc<Witnesses>>,
 ) {
     while let Some(first) = rx.recv().await {
         let opened = Instant::now();
         let batch = collect(first, &mut rx, &in_flight, config).await;
         let (entries, replies): (Vec<NewEntry>, Vec<_>) =
             batch.into_iter().map(|j| (j.entry, j.reply)).unzip();
-        let store = Arc::clone(&store);
+        let st = Arc::clone(&store);
         let signer = Arc::clone(&signer);
         let committed = tokio::task::spawn_blocking(move || {
-            store.append_batch(&entries, &|size, root| sign_checkpoint(&signer, size, root))
+            st.append_batch(&entries, &|size, root| sign_checkpoint(&signer, size, root))
         })
         .await;
         let outcome = match committed {
@@ -201,7 +232,7 @@ async fn run(
                 continue;
             }
         };
-        let Some(checkpoint) = outcome.checkpoint else {
+        let Some(mut checkpoint) = outcome.checkpoint else {
             fail_all(replies, "log has no checkpoint".into());
             continue;
         };
@@ -211,18 +242,32 @@ async fn run(
             size = outcome.tree_size,
             "batch committed"
         );
+        let mut tree_size = outcome.tree_size;
+        if let Some(w) = &witnesses {
+            // The batch is durable; publish it only with the quorum.
+            match w.publish(&store, tree_size, &checkpoint).await {
+                Ok((size, note)) => (tree_size, checkpoint) = (size, note),
+                Err(failure) => {
+                    tracing::error!(size = tree_size, error = %failure, "checkpoint not published");
+                    for reply in replies {
+                        let _ = reply.send(Err(SequenceError::WitnessQuorum(failure.to_string())));
+                    }
+                    continue;
+                }
+            }
+        }
         for (reply, appended) in replies.into_iter().zip(outcome.entries) {
             let _ = reply.send(Ok(Sequenced {
                 appended,
-                tree_size: outcome.tree_size,
+                tree_size,
                 checkpoint: checkpoint.clone(),
             }));
         }
     }
 }
 
-fn fail_all(replies: Vec<oneshot::Sender<Result<Sequenced, String>>>, why: String) {
+fn fail_all(replies: Vec<Reply>, why: String) {
     for reply in replies {
-        let _ = reply.send(Err(why.clone()));
+        let _ = reply.send(Err(SequenceError::Unavailable(why.clone())));
     }
 }

@@ -26,6 +26,7 @@ pub use error::ApiError;
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;
 use crate::storage::LogStore;
+use crate::witnessing::Witnesses;
 
 /// What the server refuses beyond what the library verifies.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +43,20 @@ pub struct AppState {
     pub verifier_key: String,
     pub submit_policy: SubmitPolicy,
     pub metrics: Arc<Metrics>,
+    /// With witnesses, only checkpoints cosigned by the quorum are published.
+    pub witnesses: Option<Arc<Witnesses>>,
+}
+
+impl AppState {
+    /// The checkpoint to publish: the latest signed one, or with witnesses
+    /// the latest cosigned one.
+    pub fn published_checkpoint(&self) -> Result<Option<String>, crate::storage::StorageError> {
+        if self.witnesses.is_some() {
+            Ok(self.store.latest_cosigned()?.map(|(_, note)| note))
+        } else {
+            self.store.latest_checkpoint()
+        }
+    }
 }
 
 /// A request body larger than this is cut off before any handler runs.

@@ -39,8 +39,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let store = Arc::clone(&app.store);
-    let note = blocking(move || Ok(store.latest_checkpoint()?))
+    let state = Arc::clone(&app);
+    let note = blocking(move || Ok(state.published_checkpoint()?))
         .await?
         .ok_or_else(|| ApiError::not_found("the log has no checkpoint yet"))?;
     Ok((
@@ -85,8 +85,8 @@ pub async fn tile(
 }
 
 pub async fn log_info(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let store = Arc::clone(&app.store);
-    let note = blocking(move || Ok(store.latest_checkpoint()?)).await?;
+    let state = Arc::clone(&app);
+    let note = blocking(move || Ok(state.published_checkpoint()?)).await?;
     let (size, root) = note
         .as_deref()
         .and_then(super::parse_checkpoint)

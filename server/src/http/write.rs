@@ -18,7 +18,35 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::sequencer::SequenceError;
 use crate::storage::{NewEntry, SearchKind};
+
+/// With witnesses: the latest cosigned checkpoint if it covers `index`;
+/// otherwise the latest signed checkpoint is sent to the witnesses again
+/// (an entry whose batch missed the quorum is published by a retry), and a
+/// 503 `witness_quorum` is the answer if they still cannot cosign it.
+async fn cosigned_covering(app: &Arc<AppState>, index: u64) -> Result<(u64, String), ApiError> {
+    let store = Arc::clone(&app.store);
+    let (cosigned, latest) = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::storage::StorageError>((
+            store.latest_cosigned()?,
+            store.latest_checkpoint()?,
+        ))
+    })
+    .await??;
+    if let Some((size, note)) = cosigned {
+        if index < size {
+            return Ok((size, note));
+        }
+    }
+    let latest = latest.unwrap_or_default();
+    let size = super::checkpoint_size(&latest);
+    let witnesses = app.witnesses.as_ref().expect("called with witnesses");
+    witnesses
+        .publish(&app.store, size, &latest)
+        .await
+        .map_err(|f| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", f))
+}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -66,7 +94,11 @@ async fn submit_inner(
     // A resubmission of logged bytes: the first submission was verified.
     let store = Arc::clone(&app.store);
     if let Some(index) = tokio::task::spawn_blocking(move || store.find_leaf(&leaf)).await?? {
-        return answer(app, index, true, leaf, None, started).await;
+        let published = match &app.witnesses {
+            Some(_) => Some(cosigned_covering(app, index).await?),
+            None => None,
+        };
+        return answer(app, index, true, leaf, published, started).await;
     }
 
     let verifier = Arc::clone(app);
@@ -79,7 +111,14 @@ async fn submit_inner(
         .sequencer
         .submit(ticket, NewEntry::new(bytes.to_vec(), search_keys(&claim)))
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+        .map_err(|e| match e {
+            SequenceError::WitnessQuorum(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", m)
+            }
+            SequenceError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
+        })?;
     answer(
         app,
         sequenced.appended.index,

@@ -135,6 +135,8 @@ struct State {
     edge: RightEdge,
     root: Hash,
     checkpoint: Option<String>,
+    /// The latest witnessed checkpoint: (size, cosigned note).
+    cosigned: Option<(u64, String)>,
 }
 
 /// The log's storage. See the module documentation.
@@ -174,6 +176,14 @@ impl LogStore {
                 )))
             }
         };
+        let cosigned: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT size, note FROM cosigned ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let cosigned = cosigned.map(|(s, n)| (s as u64, n));
         tracing::info!(size, path = %path.display(), "opened log store");
         Ok(LogStore {
             writer: Mutex::new(conn),
@@ -182,6 +192,7 @@ impl LogStore {
                 edge,
                 root,
                 checkpoint,
+                cosigned,
             }),
             upper_tiles: UpperTileCache::default(),
         })
@@ -204,6 +215,29 @@ impl LogStore {
     /// The latest signed checkpoint (for [`Self::tree_size`]); `None` while empty.
     pub fn latest_checkpoint(&self) -> Result<Option<String>, StorageError> {
         Ok(self.state().checkpoint.clone())
+    }
+
+    /// The latest witnessed checkpoint stored with [`Self::store_cosigned`]:
+    /// its size and the note with the cosignature lines; `None` if none yet.
+    pub fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError> {
+        Ok(self.state().cosigned.clone())
+    }
+
+    /// Stores `note`, the checkpoint signed for `size` with cosignatures
+    /// appended, and makes it the latest cosigned checkpoint unless a larger
+    /// one is already stored. `size` must be a checkpointed size.
+    pub fn store_cosigned(&self, size: u64, note: &str) -> Result<(), StorageError> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.execute(
+            "INSERT OR REPLACE INTO cosigned (size, note) VALUES (?1, ?2)",
+            params![size as i64, note],
+        )?;
+        drop(writer);
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if st.cosigned.as_ref().is_none_or(|(s, _)| *s <= size) {
+            st.cosigned = Some((size, note.to_string()));
+        }
+        Ok(())
     }
 
     /// The checkpoint signed for exactly `size`, if one was.
@@ -317,11 +351,12 @@ impl LogStore {
             params![size as i64, &root[..], note],
         )?;
         tx.commit()?;
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = State {
-            edge,
-            root,
-            checkpoint: Some(note.clone()),
-        };
+        {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            st.edge = edge;
+            st.root = root;
+            st.checkpoint = Some(note.clone());
+        }
         drop(writer);
         Ok(BatchOutcome {
             entries: out,

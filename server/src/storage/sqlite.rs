@@ -10,7 +10,10 @@ use super::StorageError;
 
 /// Schema migrations, in order; migration `i` brings the schema to version
 /// `i + 1` (tracked in `PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/0001_init.sql"),
+    include_str!("../../../migrations/0002_cosigned.sql"),
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -5,6 +5,7 @@
 //! check failed, 2 when the command line itself was wrong.
 
 mod attestation;
+mod bundle;
 mod checkpoint;
 mod monitor;
 mod verify;
@@ -34,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Offline bundles.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
     /// Verify an artifact against its offline bundle and a policy.
     Verify(verify::VerifyArgs),
     /// Follow a log: consistency, tiles, every entry, watched builds.
@@ -49,6 +55,13 @@ enum Command {
 enum WitnessCommand {
     /// Serve POST /add-checkpoint (c2sp.org/tlog-witness).
     Serve(witness::WitnessServeArgs),
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Upgrade a bundle to the log's latest (cosigned) checkpoint, proving
+    /// it consistent with the bundle's.
+    Refresh(bundle::BundleRefreshArgs),
 }
 
 #[derive(Subcommand)]
@@ -127,6 +140,9 @@ fn main() -> ExitCode {
         Command::Checkpoint {
             command: CheckpointCommand::Verify(args),
         } => checkpoint::run(args),
+        Command::Bundle {
+            command: BundleCommand::Refresh(args),
+        } => bundle::refresh(args),
         Command::Verify(args) => verify::run(args),
         Command::Witness {
             command: WitnessCommand::Serve(args),

@@ -1,0 +1,197 @@
+//! `attestlog bundle refresh`: move a bundle to the log's latest (cosigned)
+//! checkpoint, proving the new checkpoint consistent with the old one.
+//!
+//! 1. The bundle's own proof must verify against the log key (any quorum:
+//!    an old bundle may predate the witnesses).
+//! 2. `GET <log>/checkpoint` must verify with the log key and the witness
+//!    quorum given.
+//! 3. `GET <log>/v1/proof/consistency` from the bundle's size to the new
+//!    size must verify between the two roots (a smaller new size, or a
+//!    different root at the same size, is refused).
+//! 4. `GET <log>/v1/proof/inclusion` for the entry at the new size must
+//!    verify; then the bundle file is replaced (written beside it, renamed).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
+use attestlog::tlog::checkpoint::verify_checkpoint;
+use attestlog::tlog::cosignature::CosignatureVerifierKey;
+use attestlog::tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use attestlog::tlog::note::NoteVerifierKey;
+use attestlog::tlog::proof::TlogProof;
+use attestlog::tlog::Hash;
+use base64::Engine;
+use clap::Args;
+
+use crate::{read_input, Failure};
+
+#[derive(Args)]
+pub struct BundleRefreshArgs {
+    /// The bundle to upgrade in place.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The log's base URL.
+    #[arg(long, value_name = "URL")]
+    log: String,
+    /// The log's verifier key.
+    #[arg(long, value_name = "VKEY")]
+    key: String,
+    /// A witness's cosignature verifier key; repeat for each witness.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many witnesses must have cosigned the new checkpoint. Default:
+    /// all that are given.
+    #[arg(long)]
+    quorum: Option<usize>,
+}
+
+struct Log {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Log {
+    fn get(&self, path: &str) -> Result<String, Failure> {
+        let url = format!("{}/{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .map_err(|e| Failure::new("fetch", format!("{url}: {e}")))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .map_err(|e| Failure::new("fetch", format!("{url}: {e}")))?;
+        if !status.is_success() {
+            return Err(Failure::new(
+                "fetch",
+                format!("{url}: status {status}: {}", text.trim_end()),
+            ));
+        }
+        Ok(text)
+    }
+
+    /// The `"proof"` array of a JSON proof answer.
+    fn proof(&self, path: &str) -> Result<Vec<Hash>, Failure> {
+        let text = self.get(path)?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Failure::new("fetch", format!("{path}: not JSON: {e}")))?;
+        json["proof"]
+            .as_array()
+            .ok_or_else(|| Failure::new("fetch", format!("{path}: no \"proof\" array")))?
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .and_then(|b| Hash::try_from(b).ok())
+                    .ok_or_else(|| Failure::new("fetch", format!("{path}: bad proof hash")))
+            })
+            .collect()
+    }
+}
+
+pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
+    let log_key = NoteVerifierKey::parse(&args.key).map_err(|e| Failure::new("key", e))?;
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|w| CosignatureVerifierKey::parse(w).map_err(|e| Failure::new("witness", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = args.quorum.unwrap_or(witnesses.len());
+    if quorum > witnesses.len() {
+        return Err(Failure::new(
+            "quorum",
+            format!(
+                "{quorum} is more than the {} witnesses given",
+                witnesses.len()
+            ),
+        ));
+    }
+    let bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
+    let bundle = Bundle::parse(&bytes).map_err(|e| Failure::new("bundle", e))?;
+    let leaf = leaf_hash(&bundle.entry);
+    let old = bundle
+        .proof
+        .verify(&leaf, &log_key, &[], 0)
+        .map_err(|e| Failure::new("bundle", format!("{}: {e}", e.code())))?
+        .checkpoint;
+
+    let log = Log {
+        base: args.log.trim_end_matches('/').to_string(),
+        http: reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure::new("fetch", e))?,
+    };
+    let note = log.get("checkpoint")?;
+    let new = verify_checkpoint(&note, &log_key, &witnesses, quorum)
+        .map_err(|e| Failure::new(e.code(), format!("the log's checkpoint: {e}")))?;
+    let new_cp = &new.checkpoint;
+    if new_cp.size < old.size {
+        return Err(Failure::new(
+            "consistency",
+            format!(
+                "the log's checkpoint (size {}) is older than the bundle's (size {})",
+                new_cp.size, old.size
+            ),
+        ));
+    }
+    let consistency = if old.size == 0 || old.size == new_cp.size {
+        Vec::new()
+    } else {
+        log.proof(&format!(
+            "v1/proof/consistency?first={}&second={}",
+            old.size, new_cp.size
+        ))?
+    };
+    verify_consistency(
+        old.size,
+        new_cp.size,
+        &old.root_hash,
+        &new_cp.root_hash,
+        &consistency,
+    )
+    .map_err(|e| {
+        Failure::new(
+            "consistency",
+            format!(
+                "the log's checkpoint (size {}) is not consistent with the bundle's (size {}): {e}",
+                new_cp.size, old.size
+            ),
+        )
+    })?;
+    let index = bundle.proof.index;
+    let inclusion = log.proof(&format!(
+        "v1/proof/inclusion?index={index}&tree_size={}",
+        new_cp.size
+    ))?;
+    verify_inclusion(index, new_cp.size, &leaf, &inclusion, &new_cp.root_hash)
+        .map_err(|e| Failure::new("inclusion", e))?;
+
+    let refreshed = Bundle {
+        entry: bundle.entry.clone(),
+        proof: TlogProof {
+            extra: bundle.proof.extra.clone(),
+            index,
+            hashes: inclusion,
+            checkpoint: note,
+        },
+    };
+    let tmp = args.bundle.with_extension("refresh.tmp");
+    std::fs::write(&tmp, refreshed.to_json())
+        .and_then(|()| std::fs::rename(&tmp, &args.bundle))
+        .map_err(|e| Failure::new("write", format!("{}: {e}", args.bundle.display())))?;
+    println!(
+        "refreshed: entry {index} from size {} to size {}{}",
+        old.size,
+        new_cp.size,
+        if new.cosigners.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = new.cosigners.iter().map(|(n, _)| n.as_str()).collect();
+            format!(", cosigned by {}", names.join(", "))
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! Witnessed checkpoints: sends each new checkpoint to the configured
+//! c2sp.org/tlog-witness witnesses and keeps it only if at least `quorum` of
+//! them cosigned it.
+//!
+//! Each witness gets `add-checkpoint` with a consistency proof from the size
+//! it last cosigned (kept in memory, 0 after a restart). A 409 names the size
+//! the witness holds; the request is retried once from that size. All
+//! witnesses are asked concurrently, each with [`WITNESS_TIMEOUT`]. Every
+//! cosignature line returned is verified against that witness's key before
+//! it is appended to the note. One round runs at a time (a mutex), so the
+//! sizes sent to a witness never go backwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use attestlog::tlog::checkpoint::verify_checkpoint;
+use attestlog::tlog::cosignature::CosignatureVerifierKey;
+use attestlog::tlog::note::NoteVerifierKey;
+use attestlog::witness::AddCheckpointRequest;
+
+use crate::storage::LogStore;
+
+/// How long one witness has to answer one add-checkpoint request.
+pub const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One configured witness.
+#[derive(Clone, Debug)]
+pub struct WitnessConfig {
+    /// Base URL; requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    pub key: CosignatureVerifierKey,
+}
+
+impl WitnessConfig {
+    /// Parses `URL=VKEY` (split at the first `=`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (url, vkey) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--witness {text:?}: expected URL=VKEY"))?;
+        let key = CosignatureVerifierKey::parse(vkey.trim())
+            .map_err(|e| format!("--witness {url}: verifier key: {e}"))?;
+        let url = url.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("--witness {url}: URL must be http(s)"));
+        }
+        Ok(WitnessConfig { url, key })
+    }
+
+    /// The witness's name (its key's name).
+    pub fn name(&self) -> &str {
+        self.key.name()
+    }
+}
+
+/// Why a checkpoint could not be published.
+#[derive(Debug, Clone)]
+pub struct QuorumFailure {
+    pub have: usize,
+    pub need: usize,
+    /// "name (url): reason" for each witness that did not cosign.
+    pub failed: Vec<String>,
+}
+
+impl std::fmt::Display for QuorumFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "witness quorum not met: {} of {} required cosignatures; failed witnesses: {}",
+            self.have,
+            self.need,
+            self.failed.join("; ")
+        )
+    }
+}
+
+/// The witnesses of a log and what each last cosigned.
+pub struct Witnesses {
+    witnesses: Vec<WitnessConfig>,
+    quorum: usize,
+    log_key: NoteVerifierKey,
+    client: reqwest::Client,
+    /// Per witness, the size it last cosigned as far as we know; held for a
+    /// whole round so rounds never interleave.
+    last: tokio::sync::Mutex<Vec<u64>>,
+}
+
+impl Witnesses {
+    pub fn new(
+        witnesses: Vec<WitnessConfig>,
+        quorum: usize,
+        log_key: NoteVerifierKey,
+    ) -> Result<Self, String> {
+        if quorum > witnesses.len() {
+            return Err(format!(
+                "--witness-quorum {quorum} is more than the {} witnesses given",
+                witnesses.len()
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(WITNESS_TIMEOUT)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let n = witnesses.len();
+        Ok(Witnesses {
+            witnesses,
+            quorum,
+            log_key,
+            client,
+            last: tokio::sync::Mutex::new(vec![0; n]),
+        })
+    }
+
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// Makes sure the checkpoint `(size, note)` is cosigned: if the store
+    /// already holds a cosigned checkpoint of at least `size`, returns it;
+    /// otherwise asks the witnesses, stores the cosigned note and returns
+    /// it. Returns the (size, note) published.
+    pub async fn publish(
+        &self,
+        store: &Arc<LogStore>,
+        size: u64,
+        note: &str,
+    ) -> Result<(u64, String), QuorumFailure> {
+        let mut last = self.last.lock().await;
+        if let Ok(Some((s, n))) = store.latest_cosigned() {
+            if s >= size {
+                return Ok((s, n));
+            }
+        }
+        let asks = self.witnesses.iter().enumerate().map(|(i, w)| {
+            let old = last[i];
+            self.ask(store, w, old, size, note)
+        });
+        let answers = futures_join_all(asks).await;
+        let mut lines = String::new();
+        let mut have = 0;
+        let mut failed = Vec::new();
+        for (i, (w, answer)) in self.witnesses.iter().zip(answers).enumerate() {
+            match answer {
+                Ok(line) => {
+                    last[i] = size;
+                    lines.push_str(&line);
+                    have += 1;
+                }
+                Err((why, known_size)) => {
+                    if let Some(s) = known_size {
+                        last[i] = s;
+                    }
+                    tracing::warn!(witness = w.name(), url = %w.url, size, reason = %why, "witness did not cosign");
+                    failed.push(format!("{} ({}): {why}", w.name(), w.url));
+                }
+            }
+        }
+        if have < self.quorum {
+            return Err(QuorumFailure {
+                have,
+                need: self.quorum,
+                failed,
+            });
+        }
+        let cosigned = format!("{note}{lines}");
+        let st = Arc::clone(store);
+        let stored = cosigned.clone();
+        tokio::task::spawn_blocking(move || st.store_cosigned(size, &stored))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| QuorumFailure {
+                have,
+                need: self.quorum,
+                failed: vec![format!("storing the cosigned checkpoint failed: {e}")],
+            })?;
+        Ok((size, cosigned))
+    }
+
+    /// Asks one witness, retrying once from the size a 409 reports. On
+    /// failure: the reason and, if learned, the size the witness holds.
+    async fn ask(
+        &self,
+        store: &Arc<LogStore>,
+        w: &WitnessConfig,
+        old: u64,
+        size: u64,
+        note: &str,
+    ) -> Result<String, (String, Option<u64>)> {
+        match self.ask_once(store, w, old, size, note).await {
+            Err(Attempt::Conflict(held)) if held != old => {
+                match self.ask_once(store, w, held, size, note).await {
+                    Ok(line) => Ok(line),
+                    Err(Attempt::Conflict(again)) => Err((
+                        format!("409 again: witness holds size {again}"),
+                        Some(again),
+                    )),
+                    Err(Attempt::Failed(why)) => Err((why, Some(held))),
+                }
+            }
+            Err(Attempt::Conflict(held)) => Err((
+                format!("409: witness holds size {held}, a different tree at that size"),
+                Some(held),
+            )),
+            Err(Attempt::Failed(why)) => Err((why, None)),
+            Ok(line) => Ok(line),
+        }
+    }
+
+    async fn ask_once(
+        &self,
+        store: &Arc<LogStore>,
+        w: &WitnessConfig,
+        old: u64,
+        size: u64,
+        note: &str,
+    ) -> Result<String, Attempt> {
+        if old > size {
+            return Err(Attempt::Failed(format!(
+                "witness holds size {old}, beyond this checkpoint's {size}"
+            )));
+        }
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            let st = Arc::clone(store);
+            tokio::task::spawn_blocking(move || st.consistency_proof(old, size))
+                .await
+                .map_err(|e| Attempt::Failed(e.to_string()))?
+                .map_err(|e| Attempt::Failed(format!("consistency proof: {e}")))?
+        };
+        let body = AddCheckpointRequest {
+            old_size: old,
+            proof,
+            note: note.to_string(),
+        }
+        .to_body();
+        let resp = self
+            .client
+            .post(format!("{}/add-checkpoint", w.url))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Attempt::Failed(format!("unreachable: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| Attempt::Failed(format!("reading the answer: {e}")))?;
+        match status {
+            200 => self
+                .check_cosignature(w, note, &text)
+                .map_err(Attempt::Failed),
+            409 => text
+                .trim_end_matches('\n')
+                .parse::<u64>()
+                .map(Attempt::Conflict)
+                .map_or_else(
+                    |_| Err(Attempt::Failed(format!("409 with a bad size {text:?}"))),
+                    Err,
+                ),
+            other => Err(Attempt::Failed(format!(
+                "HTTP {other}: {}",
+                text.trim_end().chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+
+    /// Keeps the answer's signature lines that are valid cosignatures by
+    /// `w` of `note`; an answer with none is a failure.
+    fn check_cosignature(
+        &self,
+        w: &WitnessConfig,
+        note: &str,
+        body: &str,
+    ) -> Result<String, String> {
+        let mut good = String::new();
+        for line in body.lines().filter(|l| !l.is_empty()) {
+            let candidate = format!("{note}{line}\n");
+            if verify_checkpoint(&candidate, &self.log_key, std::slice::from_ref(&w.key), 1).is_ok()
+            {
+                good.push_str(line);
+                good.push('\n');
+                break;
+            }
+        }
+        if good.is_empty() {
+            return Err("answer holds no valid cosignature by its key".into());
+        }
+        Ok(good)
+    }
+}
+
+enum Attempt {
+    Conflict(u64),
+    Failed(String),
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    // Poll all together: a small join_all without the futures crate.
+    let mut slots: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if slots[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => slots[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    for s in slots {
+        out.extend(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestlog::tlog::cosignature::CosignatureSigner;
+
+    #[test]
+    fn parses_url_equals_vkey() {
+        let vkey = CosignatureSigner::from_seed("witness.test/w1", [7; 32])
+            .unwrap()
+            .verifier_key_text();
+        let w = WitnessConfig::parse(&format!("http://127.0.0.1:7380/={vkey}")).unwrap();
+        assert_eq!(w.url, "http://127.0.0.1:7380");
+        assert_eq!(w.name(), "witness.test/w1");
+        assert_eq!(w.key.to_text(), vkey);
+        assert!(WitnessConfig::parse("http://127.0.0.1:7380").is_err());
+        assert!(WitnessConfig::parse("http://127.0.0.1:7380=not-a-key").is_err());
+        assert!(WitnessConfig::parse(&format!("ftp://x={vkey}")).is_err());
+    }
+}
