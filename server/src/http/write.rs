@@ -41,7 +41,10 @@ async fn cosigned_covering(app: &Arc<AppState>, index: u64) -> Result<(u64, Stri
     }
     let latest = latest.unwrap_or_default();
     let size = super::checkpoint_size(&latest);
-    let witnesses = app.witnesses.as_ref().expect("called with witnesses");
+    let witnesses = app
+        .witnesses
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("no witnesses configured"))?;
     witnesses
         .publish(&app.store, size, &latest)
         .await
