@@ -5,8 +5,9 @@
 //! State (`<dir>/monitor.json`, replaced atomically: write, fsync, rename):
 //! the last verified signed checkpoint, the checkpoint being caught up to
 //! (`target`), the number of entries checked (`cursor`) and the compact range
-//! of their leaf hashes. Progress is saved after every entry bundle, so a
-//! killed monitor resumes at the first bundle it had not finished.
+//! of their leaf hashes, and the highest index reported. Progress is saved
+//! after every entry bundle and every report, so a killed monitor resumes at
+//! the first bundle it had not finished without printing a report again.
 //!
 //! Reports are JSON objects, one per line, with an `event` field:
 //! `inconsistent`, `bad_entry`, `watched`, `progress` (see spec/monitor.md).
@@ -59,6 +60,10 @@ struct State {
     cursor: u64,
     /// Compact range of the first `cursor` leaf hashes, base64.
     range: Vec<String>,
+    /// The highest index whose `bad_entry` or `watched` report was printed,
+    /// so a monitor resumed inside a bundle does not print it again.
+    #[serde(default)]
+    reported_through: Option<u64>,
 }
 
 /// Monitor error (not a finding: network, state, protocol).
@@ -134,6 +139,20 @@ impl<W: FnMut(&Value)> Monitor<W> {
         let bytes =
             serde_json::to_vec_pretty(state).map_err(|e| MonitorError::State(e.to_string()))?;
         write_atomic(&self.state_path(), &bytes).map_err(|e| MonitorError::State(e.to_string()))
+    }
+
+    /// Saves the state by an atomic rename without fsync: it survives the
+    /// monitor being killed, which is what `reported_through` is for, at the
+    /// cost of one small write per report rather than one fsync (a watched
+    /// PCR0 can match every entry of a log).
+    fn save_unsynced(&self, state: &State) -> Result<(), MonitorError> {
+        let bytes =
+            serde_json::to_vec_pretty(state).map_err(|e| MonitorError::State(e.to_string()))?;
+        let path = self.state_path();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &bytes)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| MonitorError::State(e.to_string()))
     }
 
     fn verify(&self, note: &str) -> Result<VerifiedCheckpoint, MonitorError> {
@@ -318,7 +337,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
                     out.inconsistent = true;
                     return Ok(());
                 }
-                self.check_entry(index, entry, out);
+                self.check_entry(index, entry, state, out)?;
                 builder.push(lh);
             }
             out.checked += (count - start) as u64;
@@ -344,15 +363,36 @@ impl<W: FnMut(&Value)> Monitor<W> {
         self.save(state)
     }
 
-    fn check_entry(&mut self, index: u64, entry: &[u8], out: &mut RoundOutcome) {
+    /// Prints a finding about entry `index` unless it was printed before a
+    /// restart, then records that it was (at least once: a kill between the
+    /// two repeats it).
+    fn report(
+        &mut self,
+        index: u64,
+        report: &Value,
+        state: &mut State,
+    ) -> Result<(), MonitorError> {
+        if state.reported_through.is_some_and(|r| index <= r) {
+            return Ok(());
+        }
+        (self.emit)(report);
+        state.reported_through = Some(index);
+        self.save_unsynced(state)
+    }
+
+    fn check_entry(
+        &mut self,
+        index: u64,
+        entry: &[u8],
+        state: &mut State,
+        out: &mut RoundOutcome,
+    ) -> Result<(), MonitorError> {
         let claim = match verify_entry(entry, &self.cfg.nitro) {
             Ok(c) => c,
             Err(e) => {
                 out.bad_entries += 1;
-                (self.emit)(
-                    &json!({"event": "bad_entry", "index": index, "check": e.code(), "reason": e.to_string()}),
-                );
-                return;
+                let report = json!({"event": "bad_entry", "index": index, "check": e.code(), "reason": e.to_string()});
+                return self.report(index, &report, state);
             }
         };
         let st = &claim.statement;
@@ -366,7 +406,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
             .any(|r| same_repo(r, &st.source.uri));
         let pcr_watched = self.cfg.watch_pcr0.contains(&p0);
         if !(repo_watched || pcr_watched) {
-            return;
+            return Ok(());
         }
         let at = time::OffsetDateTime::from_unix_timestamp(doc.timestamp_unix() as i64)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -381,7 +421,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
             .iter()
             .map(|s| json!({"name": s.name, "sha256": hex::encode(s.sha256)}))
             .collect();
-        (self.emit)(&json!({
+        let report = json!({
             "event": "watched",
             "index": index,
             "repository": st.source.uri,
@@ -390,7 +430,8 @@ impl<W: FnMut(&Value)> Monitor<W> {
             "pcrs": {"0": hex::encode(&p0), "1": hex::encode(&p1), "2": hex::encode(&p2)},
             "timestamp": doc.timestamp_unix(),
             "endorsed": endorsed,
-        }));
+        });
+        self.report(index, &report, state)
     }
 }
 

@@ -236,6 +236,7 @@ fn resume_after_kill_on_a_large_log() {
     let server = Server::start(&data, &root, &[]);
     let state = dir.path().join("monitor");
     let root_arg = root.to_str().unwrap();
+    let watch = hex::encode(&p[&0]);
 
     // First run: killed once a third is checked.
     let mut child = Command::new(attestlog_bin())
@@ -248,6 +249,8 @@ fn resume_after_kill_on_a_large_log() {
             &vkey,
             "--root",
             root_arg,
+            "--watch-pcr0",
+            &watch,
         ])
         .arg("--state")
         .arg(&state)
@@ -255,14 +258,23 @@ fn resume_after_kill_on_a_large_log() {
         .spawn()
         .unwrap();
     let mut last_progress = 0;
+    let mut killed = false;
+    let mut reported = std::collections::HashSet::new();
+    // Read to the end: lines printed before the kill are still in the pipe.
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let Ok(line) = line else { break };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            break; // a line cut by the kill
+        };
         assert_ne!(v["event"], "bad_entry");
-        if v["event"] == "progress" {
+        if v["event"] == "watched" {
+            reported.insert(v["index"].as_u64().unwrap());
+        }
+        if v["event"] == "progress" && !killed {
             last_progress = v["checked"].as_u64().unwrap();
             if last_progress >= n / 3 {
                 child.kill().unwrap();
-                break;
+                killed = true;
             }
         }
     }
@@ -271,9 +283,24 @@ fn resume_after_kill_on_a_large_log() {
 
     // Second run resumes where the saved progress is.
     let started = std::time::Instant::now();
-    let run = monitor(&server.url, &vkey, &state, &["--root", root_arg]);
+    let run = monitor(
+        &server.url,
+        &vkey,
+        &state,
+        &["--root", root_arg, "--watch-pcr0", &watch],
+    );
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(run.code, 0);
+    // Every entry is watched: each reported exactly once across the kill
+    // (a kill between printing and saving may repeat the last one).
+    let mut repeats = 0;
+    for v in events(&run, "watched") {
+        if !reported.insert(v["index"].as_u64().unwrap()) {
+            repeats += 1;
+        }
+    }
+    assert!(repeats <= 1, "{repeats} reports repeated after resuming");
+    assert_eq!(reported.len() as u64, n, "every entry reported");
     let progress = events(&run, "progress");
     let first = progress[0]["checked"].as_u64().unwrap();
     // It resumed at a saved bundle boundary at or after the last one seen.

@@ -83,11 +83,30 @@ pub fn run(args: MonitorArgs) -> Result<ExitCode, Failure> {
         watch_repos: args.watch_repos.clone(),
         watch_pcr0,
     };
-    let mut monitor = Monitor::new(cfg, |v| {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{v}");
-        let _ = out.flush();
+    // On a terminal, catching up shows a progress bar instead of `progress`
+    // lines; findings are printed above it. Piped output is all JSON lines.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} checked {pos}/{len} entries {wide_bar} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut monitor = Monitor::new(cfg, |v| match &bar {
+        Some(bar) if v["event"] == "progress" => {
+            bar.set_length(v["tree_size"].as_u64().unwrap_or(0));
+            bar.set_position(v["checked"].as_u64().unwrap_or(0));
+        }
+        Some(bar) => bar.println(v.to_string()),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{v}");
+            let _ = out.flush();
+        }
     })
     .map_err(|e| Failure::new("monitor", e))?;
     loop {
