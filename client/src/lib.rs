@@ -10,9 +10,11 @@
 
 pub mod bundle;
 pub mod claim;
+#[cfg(feature = "monitor")]
 pub mod monitor;
 pub mod nitro;
 pub mod policy;
 pub mod tlog;
 pub mod verify;
+#[cfg(feature = "witness")]
 pub mod witness;
