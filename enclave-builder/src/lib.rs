@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod sandbox;
 pub mod source;
 pub mod submit;
+pub mod transport;
 
 pub use error::BuildError;
