@@ -56,6 +56,10 @@ pub enum BuildError {
     LogAnswer(String),
     #[error("log key: {0}")]
     LogKey(String),
+    #[error("host/enclave channel: {0}")]
+    Transport(String),
+    #[error("the enclave refused the build: {code}: {message}")]
+    Enclave { code: String, message: String },
     #[error("io error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -90,6 +94,8 @@ impl BuildError {
             BuildError::LogRefused(_) => "log_refused",
             BuildError::LogAnswer(_) => "log_answer_invalid",
             BuildError::LogKey(_) => "bad_log_key",
+            BuildError::Transport(_) => "transport",
+            BuildError::Enclave { .. } => "enclave_failed",
             BuildError::Io { .. } => "io",
         }
     }

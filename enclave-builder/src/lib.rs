@@ -10,6 +10,7 @@
 pub mod config;
 pub mod devca;
 pub mod error;
+pub mod hostsplit;
 pub mod measure;
 pub mod nsm;
 pub mod pipeline;

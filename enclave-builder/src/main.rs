@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use enclave_builder::hostsplit::{self, EnclaveSettings, HostJob};
 use enclave_builder::measure::{self, BuilderConfig};
 use enclave_builder::nsm::{NitroBackend, Nsm, SimulatedBackend};
 use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
 use enclave_builder::sandbox::{SandboxConfig, SandboxKind};
 use enclave_builder::source::SourceRequest;
+use enclave_builder::transport::{self, Endpoint, VSOCK_PARENT_CID};
 use enclave_builder::{devca, BuildError};
 
 #[derive(Parser)]
@@ -34,6 +36,66 @@ enum Cmd {
     },
     /// Print the PCR0-2 the simulated backend reports for these settings.
     Measure(MeasureArgs),
+    /// Host half: clone and bundle the source, send the job to the enclave,
+    /// relay its log submission, write the returned artifacts and bundles.
+    Host(HostArgs),
+    /// Enclave half: read one job from the host, build, attest, log through
+    /// the host (verifying the answer with --log-key), send the result back.
+    Enclave(EnclaveArgs),
+}
+
+#[derive(Args)]
+#[command(args_override_self = true)]
+struct HostArgs {
+    /// Listen for the enclave on this Unix socket.
+    #[arg(long = "listen-unix", conflicts_with = "vsock_cid")]
+    listen_unix: Option<PathBuf>,
+    /// Listen for the enclave on AF_VSOCK at this CID (4294967295 = any).
+    #[arg(long = "vsock-cid")]
+    vsock_cid: Option<u32>,
+    #[arg(long = "vsock-port", default_value_t = 5005)]
+    vsock_port: u32,
+    /// Log base URL the host POSTs the enclave's entries to.
+    #[arg(long)]
+    log: String,
+    #[arg(long)]
+    repo: Option<String>,
+    #[arg(long)]
+    commit: Option<String>,
+    #[arg(long = "ref")]
+    git_ref: Option<String>,
+    #[arg(long)]
+    cmd: Option<String>,
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// Tighter time limit to ask of the enclave, in seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Tighter memory limit to ask of the enclave, in MiB.
+    #[arg(long)]
+    memory: Option<u64>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+#[command(args_override_self = true)]
+struct EnclaveArgs {
+    /// Connect to the host on this Unix socket.
+    #[arg(long = "connect-unix", conflicts_with = "vsock_port")]
+    connect_unix: Option<PathBuf>,
+    /// Connect to the host on AF_VSOCK at this port.
+    #[arg(long = "vsock-port")]
+    vsock_port: Option<u32>,
+    /// The host's CID (3 is the parent instance).
+    #[arg(long = "vsock-cid", default_value_t = VSOCK_PARENT_CID)]
+    vsock_cid: u32,
+    #[arg(long, value_enum)]
+    nsm: NsmKind,
+    #[arg(long = "dev-ca")]
+    dev_ca: Option<PathBuf>,
+    #[command(flatten)]
+    measured: Measured,
 }
 
 #[derive(Subcommand)]
@@ -132,18 +194,24 @@ struct MeasureArgs {
     measured: Measured,
 }
 
-fn run_build(args: BuildArgs) -> Result<(), BuildError> {
-    let sandbox = args.measured.sandbox();
+type Backend = (Box<dyn Nsm>, Vec<PathBuf>, SandboxConfig);
+
+fn backend(
+    kind: NsmKind,
+    dev_ca: Option<PathBuf>,
+    measured: &Measured,
+) -> Result<Backend, BuildError> {
+    let sandbox = measured.sandbox();
     if sandbox.kind == SandboxKind::None {
         eprintln!("warning: --sandbox none: the build runs UNSANDBOXED with the builder's network, files and keys; never use it for builds others rely on");
     }
     let mut hidden = Vec::new();
-    let nsm: Box<dyn Nsm> = match args.nsm {
+    let nsm: Box<dyn Nsm> = match kind {
         NsmKind::Simulated => {
-            let dir = args.dev_ca.clone().ok_or_else(|| {
+            let dir = dev_ca.ok_or_else(|| {
                 BuildError::Attestation("--nsm simulated needs --dev-ca DIR".into())
             })?;
-            let m = measure::measure(&sandbox, &args.measured.builder())?;
+            let m = measure::measure(&sandbox, &measured.builder())?;
             hidden.push(dir.clone());
             Box::new(SimulatedBackend::load(&dir, measure::pcr_map(&m))?)
         }
@@ -152,11 +220,89 @@ fn run_build(args: BuildArgs) -> Result<(), BuildError> {
             Box::new(NitroBackend)
         }
     };
+    Ok((nsm, hidden, sandbox))
+}
+
+fn run_host(args: HostArgs) -> Result<(), BuildError> {
+    let ep = match (&args.listen_unix, args.vsock_cid) {
+        (Some(p), None) => Endpoint::Unix(p.clone()),
+        (None, Some(cid)) => Endpoint::Vsock {
+            cid,
+            port: args.vsock_port,
+        },
+        _ => {
+            return Err(BuildError::Transport(
+                "give exactly one of --listen-unix PATH or --vsock-cid CID".into(),
+            ))
+        }
+    };
+    let repo = args.repo.clone().ok_or_else(|| BuildError::MissingRepo {
+        repo: String::new(),
+        reason: "give --repo".into(),
+    })?;
+    let job = hostsplit::prepare_job(&HostJob {
+        source: SourceRequest {
+            repo,
+            commit: args.commit.clone(),
+            git_ref: args.git_ref.clone(),
+            uri: None,
+        },
+        cmd: args.cmd.clone(),
+        outputs: args.outputs.clone(),
+        timeout_secs: args.timeout,
+        memory_mb: args.memory,
+    })?;
+    let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+    println!("waiting for the enclave on {ep:?}");
+    let stream = listener
+        .accept()
+        .map_err(|e| BuildError::Transport(e.to_string()))?;
+    let outcome = hostsplit::serve_job(stream, job, &args.log, &args.out)?;
+    println!("commit: {}", outcome.commit);
+    println!("log index: {}", outcome.index);
+    for (a, b) in &outcome.written {
+        println!("artifact: {}", a.display());
+        println!("bundle: {}", b.display());
+    }
+    Ok(())
+}
+
+fn run_enclave(args: EnclaveArgs) -> Result<(), BuildError> {
+    let ep = match (&args.connect_unix, args.vsock_port) {
+        (Some(p), None) => Endpoint::Unix(p.clone()),
+        (None, Some(port)) => Endpoint::Vsock {
+            cid: args.vsock_cid,
+            port,
+        },
+        _ => {
+            return Err(BuildError::Transport(
+                "give exactly one of --connect-unix PATH or --vsock-port PORT".into(),
+            ))
+        }
+    };
+    let (nsm, hidden, sandbox) = backend(args.nsm, args.dev_ca.clone(), &args.measured)?;
+    let settings = EnclaveSettings {
+        log_url: args.measured.log.clone(),
+        log_key: args.measured.log_key.clone(),
+        sandbox,
+        builder_id: args.measured.builder_id.clone(),
+        hidden,
+    };
+    let stream = transport::connect(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let outcome = hostsplit::run_enclave(stream, &settings, nsm.as_ref())?;
+    println!("commit: {}", outcome.commit);
+    println!("log index: {}", outcome.index);
+    Ok(())
+}
+
+fn run_build(args: BuildArgs) -> Result<(), BuildError> {
+    let (nsm, hidden, sandbox) = backend(args.nsm, args.dev_ca.clone(), &args.measured)?;
     let req = BuildRequest {
         source: SourceRequest {
             repo: args.repo,
             commit: args.commit,
             git_ref: args.git_ref,
+            uri: None,
         },
         cmd: args.cmd,
         outputs: args.outputs,
@@ -218,6 +364,11 @@ fn main() -> ExitCode {
         } => devca::init(&dir)
             .map(|text| println!("{text}"))
             .map_err(|e| (e.code().to_string(), e.to_string())),
+        Cmd::Host(args) => run_host(args).map_err(|e| match e {
+            BuildError::Enclave { code, message } => (code, message),
+            e => (e.code().to_string(), e.to_string()),
+        }),
+        Cmd::Enclave(args) => run_enclave(args).map_err(|e| (e.code().to_string(), e.to_string())),
         Cmd::Measure(args) => run_measure(args).map_err(|e| ("measure".into(), format!("{e:#}"))),
     };
     match result {

@@ -18,6 +18,9 @@ pub struct SourceRequest {
     pub commit: Option<String>,
     /// A branch or tag name to resolve.
     pub git_ref: Option<String>,
+    /// The URI to record instead of [`repository_uri`] of `repo` (the
+    /// enclave clones a git bundle but records the host's repository).
+    pub uri: Option<String>,
 }
 
 /// The checked-out source.
@@ -158,11 +161,28 @@ pub fn fetch(req: &SourceRequest, dest: &Path) -> Result<CheckedOut, BuildError>
         .parse()
         .unwrap_or(0);
     Ok(CheckedOut {
-        uri: repository_uri(&req.repo),
+        uri: req.uri.clone().unwrap_or_else(|| repository_uri(&req.repo)),
         commit,
         git_ref: req.git_ref.clone(),
         commit_time,
     })
+}
+
+/// Writes a `git bundle` of `commit` from the checked-out clone at `dir`
+/// to `file`. The commit travels as `refs/heads/<git_ref>` (or
+/// `refs/heads/attestlog-build`), so a clone of the bundle resolves the
+/// same ref to the same commit.
+pub fn bundle(
+    dir: &Path,
+    commit: &str,
+    git_ref: Option<&str>,
+    file: &Path,
+) -> Result<(), BuildError> {
+    let name = format!("refs/heads/{}", git_ref.unwrap_or("attestlog-build"));
+    git(Some(dir), &["update-ref", &name, commit])?;
+    let file = file.to_string_lossy().to_string();
+    git(Some(dir), &["bundle", "create", "--quiet", &file, &name])?;
+    Ok(())
 }
 
 /// Checks that each regular file of HEAD's tree holds, byte for byte, the
@@ -287,6 +307,7 @@ mod tests {
                 repo: "x".into(),
                 commit: Some(c.to_string()),
                 git_ref: None,
+                uri: None,
             };
             assert_eq!(
                 check_request(&req).unwrap_err().code(),
@@ -297,6 +318,7 @@ mod tests {
             repo: "x".into(),
             commit: Some("a".repeat(40)),
             git_ref: None,
+            uri: None,
         };
         assert!(check_request(&ok).is_ok());
         let ok64 = SourceRequest {

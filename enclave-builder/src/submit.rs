@@ -29,26 +29,71 @@ pub fn parse_key(text: &str) -> Result<NoteVerifierKey, BuildError> {
     NoteVerifierKey::parse(text.trim()).map_err(|e| BuildError::LogKey(e.to_string()))
 }
 
-/// Sends `entry` to the log at `url` and returns the verified proof.
-pub fn submit(url: &str, key: &NoteVerifierKey, entry: &[u8]) -> Result<TlogProof, BuildError> {
+/// Posts an entry to a log and hands back the raw HTTP answer; the
+/// answer is checked by [`submit_with`], never by the poster, so a relay
+/// (the untrusted enclave host) can carry it.
+pub trait LogClient {
+    /// The log's base URL, for messages.
+    fn url(&self) -> &str;
+    /// POSTs `entry` to `/v1/entries`; returns (HTTP status, body).
+    fn post_entry(&self, entry: &[u8]) -> Result<(u16, Vec<u8>), BuildError>;
+}
+
+/// Talks to the log directly over HTTP.
+pub struct HttpLog {
+    pub url: String,
+}
+
+impl LogClient for HttpLog {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn post_entry(&self, entry: &[u8]) -> Result<(u16, Vec<u8>), BuildError> {
+        post_entry_http(&self.url, entry).map_err(|reason| BuildError::LogUnreachable {
+            url: self.url.clone(),
+            reason,
+        })
+    }
+}
+
+/// POSTs `entry` to `<url>/v1/entries`; errors are reasons the log was unreachable.
+pub fn post_entry_http(url: &str, entry: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let endpoint = format!("{}/v1/entries", url.trim_end_matches('/'));
-    let unreachable = |reason: String| BuildError::LogUnreachable {
-        url: url.to_string(),
-        reason,
-    };
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let response = client
         .post(&endpoint)
         .header("content-type", "application/octet-stream")
         .body(entry.to_vec())
         .send()
-        .map_err(|e| unreachable(error_chain(&e)))?;
-    let status = response.status();
-    let body = response.text().map_err(|e| unreachable(e.to_string()))?;
-    if !status.is_success() {
+        .map_err(|e| error_chain(&e))?;
+    let status = response.status().as_u16();
+    let body = response.bytes().map_err(|e| e.to_string())?;
+    Ok((status, body.to_vec()))
+}
+
+/// Sends `entry` to the log at `url` and returns the verified proof.
+pub fn submit(url: &str, key: &NoteVerifierKey, entry: &[u8]) -> Result<TlogProof, BuildError> {
+    submit_with(
+        &HttpLog {
+            url: url.to_string(),
+        },
+        key,
+        entry,
+    )
+}
+
+/// Sends `entry` through `log` and verifies the answer against `key`.
+pub fn submit_with(
+    log: &dyn LogClient,
+    key: &NoteVerifierKey,
+    entry: &[u8],
+) -> Result<TlogProof, BuildError> {
+    let (status, body) = log.post_entry(entry)?;
+    let body = String::from_utf8_lossy(&body);
+    if !(200..300).contains(&status) {
         let first: String = body
             .lines()
             .next()

@@ -671,3 +671,60 @@ fn bad_inputs_are_refused_without_a_log_entry() {
     assert!(!w.tmp.path().join("bad/hello.attestlog.json").exists());
     assert!(!w.tmp.path().join("bad/hello").exists());
 }
+
+/// Host and enclave halves as two processes over a Unix socket: the host
+/// clones and bundles, relays the log submission; the enclave builds in
+/// bwrap with the simulated NSM and verifies the log's answer itself.
+#[test]
+fn host_and_enclave_over_a_unix_socket() {
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let sock = w.tmp.path().join("enclave.sock");
+    let out = w.tmp.path().join("split-out");
+    let host = Command::new(BUILDER)
+        .arg("host")
+        .arg("--listen-unix")
+        .arg(&sock)
+        .args(["--log", &w.server.url, "--repo"])
+        .arg(&w.repo)
+        .args(["--commit", &c1, "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !sock.exists() {
+        assert!(t.elapsed().as_secs() < 60, "host never listened");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let enclave = Command::new(BUILDER)
+        .arg("enclave")
+        .arg("--connect-unix")
+        .arg(&sock)
+        .args(["--nsm", "simulated", "--dev-ca"])
+        .arg(&w.ca)
+        .args(w.measured_args())
+        .output()
+        .unwrap();
+    let host = host.wait_with_output().unwrap();
+    assert!(enclave.status.success(), "enclave: {}", stderr(&enclave));
+    assert!(host.status.success(), "host: {}", stderr(&host));
+    let artifact = std::fs::read(out.join("hello")).unwrap();
+    let bundle = Bundle::parse(&std::fs::read(out.join("hello.attestlog.json")).unwrap()).unwrap();
+    let good = w.policy("split.toml", &w.pcrs(), &w.server.key, false);
+    assert_eq!(verify_code(&good, &bundle, &artifact), Ok(c1.clone()));
+    // The statement records the host's repository, not the bundle file.
+    let digest: [u8; 32] = Sha256::digest(&artifact).into();
+    let v = BundleVerifier::new(Policy::load(&good).unwrap())
+        .verify(&bundle, &digest)
+        .unwrap();
+    assert!(
+        v.statement.source.uri.ends_with("/repo"),
+        "{}",
+        v.statement.source.uri
+    );
+}

@@ -1,0 +1,285 @@
+//! The build split in two over a [`transport`](crate::transport) channel:
+//! the host (network, untrusted) clones the source, bundles the commit and
+//! relays the log submission; the enclave (no network) clones the bundle,
+//! runs the unchanged [`pipeline`](crate::pipeline), verifies the log's
+//! answer against its own `--log-key`, and returns artifacts and bundles.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use attestlog::bundle::BUNDLE_SUFFIX;
+
+use crate::error::BuildError;
+use crate::nsm::Nsm;
+use crate::pipeline::{self, BuildRequest};
+use crate::sandbox::SandboxConfig;
+use crate::source::{self, SourceRequest};
+use crate::submit::{self, LogClient};
+use crate::transport::{ArtifactMsg, Channel, Job, JobResult, Message, Stream};
+
+fn chan_err(e: std::io::Error) -> BuildError {
+    BuildError::Transport(e.to_string())
+}
+
+/// What the host is asked to build.
+#[derive(Clone, Debug)]
+pub struct HostJob {
+    pub source: SourceRequest,
+    pub cmd: Option<String>,
+    pub outputs: Vec<String>,
+    pub timeout_secs: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// Host: a fresh clone of the repository with every source check, then a
+/// `git bundle` of the commit, packed into a job.
+pub fn prepare_job(req: &HostJob) -> Result<Job, BuildError> {
+    let work = tempfile::Builder::new()
+        .prefix("enclave-host-")
+        .tempdir()
+        .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
+    let src = work.path().join("src");
+    let checked = source::fetch(&req.source, &src)?;
+    let file = work.path().join("job.bundle");
+    source::bundle(&src, &checked.commit, checked.git_ref.as_deref(), &file)?;
+    let git_bundle = std::fs::read(&file).map_err(|e| BuildError::io(&file, e))?;
+    Ok(Job {
+        git_bundle,
+        uri: checked.uri,
+        commit: checked.commit,
+        git_ref: checked.git_ref,
+        cmd: req.cmd.clone(),
+        outputs: req.outputs.clone(),
+        timeout_secs: req.timeout_secs,
+        memory_mb: req.memory_mb,
+    })
+}
+
+/// What the host wrote.
+#[derive(Clone, Debug)]
+pub struct HostOutcome {
+    pub commit: String,
+    pub index: u64,
+    pub written: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Host: sends `job` over `stream`, relays log submissions to `log_url`,
+/// and writes the returned artifacts and bundles to `out_dir`.
+pub fn serve_job(
+    stream: Box<dyn Stream>,
+    job: Job,
+    log_url: &str,
+    out_dir: &Path,
+) -> Result<HostOutcome, BuildError> {
+    let mut ch = Channel::new(stream);
+    ch.send(&Message::Job(Box::new(job))).map_err(chan_err)?;
+    loop {
+        match ch.recv().map_err(chan_err)? {
+            Message::LogSubmit { entry } => {
+                let answer = match submit::post_entry_http(log_url, &entry) {
+                    Ok((status, body)) => Message::LogAnswer {
+                        status,
+                        body,
+                        error: None,
+                    },
+                    Err(e) => Message::LogAnswer {
+                        status: 0,
+                        body: Vec::new(),
+                        error: Some(e),
+                    },
+                };
+                ch.send(&answer).map_err(chan_err)?;
+            }
+            Message::Result(JobResult::Err { code, message }) => {
+                return Err(BuildError::Enclave { code, message })
+            }
+            Message::Result(JobResult::Ok {
+                commit,
+                index,
+                artifacts,
+            }) => {
+                std::fs::create_dir_all(out_dir).map_err(|e| BuildError::io(out_dir, e))?;
+                let mut written = Vec::new();
+                for a in artifacts {
+                    written.push(write_artifact(out_dir, &a)?);
+                }
+                return Ok(HostOutcome {
+                    commit,
+                    index,
+                    written,
+                });
+            }
+            other => {
+                return Err(BuildError::Transport(format!(
+                    "unexpected message from the enclave: {}",
+                    kind(&other)
+                )))
+            }
+        }
+    }
+}
+
+fn kind(m: &Message) -> &'static str {
+    match m {
+        Message::Job(_) => "job",
+        Message::LogSubmit { .. } => "log submission",
+        Message::LogAnswer { .. } => "log answer",
+        Message::Result(_) => "result",
+    }
+}
+
+fn write_artifact(out_dir: &Path, a: &ArtifactMsg) -> Result<(PathBuf, PathBuf), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    if a.name.is_empty() || a.name.contains('/') || a.name == "." || a.name == ".." {
+        return Err(BuildError::Transport(format!(
+            "artifact name {:?} is not a plain file name",
+            a.name
+        )));
+    }
+    let artifact = out_dir.join(&a.name);
+    let bundle = out_dir.join(format!("{}{BUNDLE_SUFFIX}", a.name));
+    std::fs::write(&artifact, &a.bytes).map_err(|e| BuildError::io(&artifact, e))?;
+    std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(a.mode & 0o777))
+        .map_err(|e| BuildError::io(&artifact, e))?;
+    std::fs::write(&bundle, &a.bundle).map_err(|e| BuildError::io(&bundle, e))?;
+    Ok((artifact, bundle))
+}
+
+/// The enclave's own, measured settings; the host cannot change them.
+#[derive(Clone, Debug)]
+pub struct EnclaveSettings {
+    pub log_url: String,
+    pub log_key: String,
+    pub sandbox: SandboxConfig,
+    pub builder_id: String,
+    pub hidden: Vec<PathBuf>,
+}
+
+struct RelayLog<'a, S: Stream> {
+    url: String,
+    ch: RefCell<&'a mut Channel<S>>,
+}
+
+impl<S: Stream> LogClient for RelayLog<'_, S> {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn post_entry(&self, entry: &[u8]) -> Result<(u16, Vec<u8>), BuildError> {
+        let mut ch = self.ch.borrow_mut();
+        ch.send(&Message::LogSubmit {
+            entry: entry.to_vec(),
+        })
+        .map_err(chan_err)?;
+        match ch.recv().map_err(chan_err)? {
+            Message::LogAnswer {
+                error: Some(reason),
+                ..
+            } => Err(BuildError::LogUnreachable {
+                url: self.url.clone(),
+                reason: format!("(relayed by the host) {reason}"),
+            }),
+            Message::LogAnswer { status, body, .. } => Ok((status, body)),
+            other => Err(BuildError::Transport(format!(
+                "expected a log answer, got a {}",
+                kind(&other)
+            ))),
+        }
+    }
+}
+
+/// Enclave: reads one job from `stream`, builds it with the existing
+/// pipeline, and sends back the result (or the error and its code).
+pub fn run_enclave<S: Stream>(
+    stream: S,
+    settings: &EnclaveSettings,
+    nsm: &dyn Nsm,
+) -> Result<pipeline::BuildOutcome, BuildError> {
+    let mut ch = Channel::new(stream);
+    let job = match ch.recv().map_err(chan_err)? {
+        Message::Job(job) => job,
+        other => {
+            return Err(BuildError::Transport(format!(
+                "expected a job, got a {}",
+                kind(&other)
+            )))
+        }
+    };
+    let result = build_job(&mut ch, &job, settings, nsm);
+    let msg = match &result {
+        Ok((outcome, artifacts)) => JobResult::Ok {
+            commit: outcome.commit.clone(),
+            index: outcome.index,
+            artifacts: artifacts.clone(),
+        },
+        Err(e) => JobResult::Err {
+            code: e.code().to_string(),
+            message: e.to_string(),
+        },
+    };
+    ch.send(&Message::Result(msg)).map_err(chan_err)?;
+    result.map(|(o, _)| o)
+}
+
+fn build_job<S: Stream>(
+    ch: &mut Channel<S>,
+    job: &Job,
+    settings: &EnclaveSettings,
+    nsm: &dyn Nsm,
+) -> Result<(pipeline::BuildOutcome, Vec<ArtifactMsg>), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::Builder::new()
+        .prefix("enclave-job-")
+        .tempdir()
+        .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
+    let file = work.path().join("job.bundle");
+    std::fs::write(&file, &job.git_bundle).map_err(|e| BuildError::io(&file, e))?;
+    let mut sandbox = settings.sandbox.clone();
+    if let Some(t) = job.timeout_secs {
+        sandbox.timeout_secs = sandbox.timeout_secs.min(t);
+    }
+    if let Some(m) = job.memory_mb {
+        sandbox.memory_mb = sandbox.memory_mb.min(m);
+    }
+    let out_dir = work.path().join("out");
+    let req = BuildRequest {
+        source: SourceRequest {
+            repo: file.to_string_lossy().to_string(),
+            commit: Some(job.commit.clone()),
+            git_ref: job.git_ref.clone(),
+            uri: Some(job.uri.clone()),
+        },
+        cmd: job.cmd.clone(),
+        outputs: job.outputs.clone(),
+        log_url: settings.log_url.clone(),
+        log_key: settings.log_key.clone(),
+        sandbox,
+        out_dir,
+        builder_id: settings.builder_id.clone(),
+        hidden: settings.hidden.clone(),
+    };
+    let relay = RelayLog {
+        url: settings.log_url.clone(),
+        ch: RefCell::new(ch),
+    };
+    let outcome = pipeline::build_with(&req, nsm, &relay)?;
+    let mut artifacts = Vec::new();
+    for p in &outcome.published {
+        let name = p
+            .artifact
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let bytes = std::fs::read(&p.artifact).map_err(|e| BuildError::io(&p.artifact, e))?;
+        let mode = std::fs::metadata(&p.artifact)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o644);
+        let bundle = std::fs::read(&p.bundle).map_err(|e| BuildError::io(&p.bundle, e))?;
+        artifacts.push(ArtifactMsg {
+            name,
+            bytes,
+            mode,
+            bundle,
+        });
+    }
+    Ok((outcome, artifacts))
+}
