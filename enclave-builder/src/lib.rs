@@ -18,5 +18,6 @@ pub mod sandbox;
 pub mod source;
 pub mod submit;
 pub mod transport;
+pub mod webhook;
 
 pub use error::BuildError;

@@ -12,7 +12,7 @@ use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
 use enclave_builder::sandbox::{SandboxConfig, SandboxKind};
 use enclave_builder::source::SourceRequest;
 use enclave_builder::transport::{self, Endpoint, VSOCK_PARENT_CID};
-use enclave_builder::{devca, BuildError};
+use enclave_builder::{devca, webhook, BuildError};
 
 #[derive(Parser)]
 #[command(
@@ -74,8 +74,16 @@ struct HostArgs {
     /// Tighter memory limit to ask of the enclave, in MiB.
     #[arg(long)]
     memory: Option<u64>,
+    /// Where artifacts and bundles are written (webhook builds: OUT/<commit>/).
     #[arg(long)]
     out: PathBuf,
+    /// Serve a GitHub webhook (POST /webhook) on this address; every
+    /// verified push/workflow_job event queues a build.
+    #[arg(long = "webhook-listen", requires = "webhook_secret_file")]
+    webhook_listen: Option<String>,
+    /// File holding the webhook secret (HMAC-SHA256 key).
+    #[arg(long = "webhook-secret-file")]
+    webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -236,22 +244,67 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
             ))
         }
     };
-    let repo = args.repo.clone().ok_or_else(|| BuildError::MissingRepo {
-        repo: String::new(),
-        reason: "give --repo".into(),
-    })?;
-    let job = hostsplit::prepare_job(&HostJob {
+    let host_job = |repo: String, commit: Option<String>, git_ref: Option<String>| HostJob {
         source: SourceRequest {
             repo,
-            commit: args.commit.clone(),
-            git_ref: args.git_ref.clone(),
+            commit,
+            git_ref,
             uri: None,
         },
         cmd: args.cmd.clone(),
         outputs: args.outputs.clone(),
         timeout_secs: args.timeout,
         memory_mb: args.memory,
+    };
+    if let Some(addr) = &args.webhook_listen {
+        let file = args.webhook_secret_file.clone().unwrap_or_default();
+        let secret = std::fs::read(&file).map_err(|e| BuildError::Io {
+            path: file.clone(),
+            source: e,
+        })?;
+        let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        let tcp = std::net::TcpListener::bind(addr)
+            .map_err(|e| BuildError::Transport(format!("webhook listen {addr}: {e}")))?;
+        let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+        println!(
+            "webhook on http://{}/webhook; enclave channel {ep:?}",
+            tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || webhook::serve(tcp, secret, tx));
+        for queued in rx {
+            let out = args.out.join(&queued.commit);
+            let result = hostsplit::prepare_job(&host_job(
+                queued.repo.clone(),
+                Some(queued.commit.clone()),
+                None,
+            ))
+            .and_then(|job| {
+                let stream = listener
+                    .accept()
+                    .map_err(|e| BuildError::Transport(e.to_string()))?;
+                hostsplit::serve_job(stream, job, &args.log, &out)
+            });
+            match result {
+                Ok(o) => println!(
+                    "built {} {} -> log index {}",
+                    queued.repo, o.commit, o.index
+                ),
+                Err(e) => eprintln!(
+                    "build of {} {} failed: {}: {e}",
+                    queued.repo,
+                    queued.commit,
+                    e.code()
+                ),
+            }
+        }
+        return Ok(());
+    }
+    let repo = args.repo.clone().ok_or_else(|| BuildError::MissingRepo {
+        repo: String::new(),
+        reason: "give --repo (or --webhook-listen)".into(),
     })?;
+    let job = hostsplit::prepare_job(&host_job(repo, args.commit.clone(), args.git_ref.clone()))?;
     let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
     println!("waiting for the enclave on {ep:?}");
     let stream = listener
