@@ -5,7 +5,10 @@
 //! One job per module: [`source`] (git), [`config`] (attestlog-build.toml),
 //! [`sandbox`] (bubblewrap and limits), [`measure`] (simulated PCRs),
 //! [`nsm`] (attestation backends), [`submit`] (log submission and answer
-//! verification), [`pipeline`] (the whole build), [`devca`] (dev CA helper).
+//! verification), [`pipeline`] (the whole build), [`devca`] (dev CA helper),
+//! [`transport`] (the framed host<->enclave channel over vsock or Unix
+//! sockets), [`hostsplit`] (the host and enclave halves), [`webhook`]
+//! (GitHub webhook intake with HMAC-SHA256 signatures).
 
 pub mod config;
 pub mod devca;
