@@ -728,3 +728,71 @@ fn host_and_enclave_over_a_unix_socket() {
         v.statement.source.uri
     );
 }
+
+/// The host is untrusted: a host that tampers with the log's answer is
+/// caught by the enclave, which reports `log_answer_invalid` and writes nothing.
+#[test]
+fn enclave_refuses_a_tampered_relay() {
+    use enclave_builder::hostsplit::{prepare_job, HostJob};
+    use enclave_builder::source::SourceRequest;
+    use enclave_builder::transport::{Channel, JobResult, Message};
+
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let job = prepare_job(&HostJob {
+        source: SourceRequest {
+            repo: w.repo.to_string_lossy().to_string(),
+            commit: Some(c1.clone()),
+            git_ref: None,
+            uri: None,
+        },
+        cmd: None,
+        outputs: vec![],
+        timeout_secs: None,
+        memory_mb: None,
+    })
+    .unwrap();
+    let sock = w.tmp.path().join("evil.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let enclave = Command::new(BUILDER)
+        .arg("enclave")
+        .arg("--connect-unix")
+        .arg(&sock)
+        .args(["--nsm", "simulated", "--dev-ca"])
+        .arg(&w.ca)
+        .args(w.measured_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut ch = Channel::new(stream);
+    ch.send(&Message::Job(Box::new(job))).unwrap();
+    let result = loop {
+        match ch.recv().unwrap() {
+            Message::LogSubmit { entry } => {
+                let (status, body) =
+                    enclave_builder::submit::post_entry_http(&w.server.url, &entry).unwrap();
+                let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                v["index"] = serde_json::json!(v["index"].as_u64().unwrap() + 1);
+                ch.send(&Message::LogAnswer {
+                    status,
+                    body: v.to_string().into_bytes(),
+                    error: None,
+                })
+                .unwrap();
+            }
+            Message::Result(r) => break r,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    match result {
+        JobResult::Err { code, .. } => assert_eq!(code, "log_answer_invalid"),
+        JobResult::Ok { .. } => panic!("the enclave accepted a tampered answer"),
+    }
+    let out = enclave.wait_with_output().unwrap();
+    assert_fails_with(&out, "log_answer_invalid");
+}
