@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
 use attestlog::tlog::checkpoint::verify_checkpoint;
-use attestlog::tlog::cosignature::CosignatureVerifierKey;
 use attestlog::tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
-use attestlog::tlog::note::NoteVerifierKey;
 use attestlog::tlog::proof::TlogProof;
 use attestlog::tlog::Hash;
 use base64::Engine;
@@ -92,22 +90,8 @@ impl Log {
 }
 
 pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
-    let log_key = NoteVerifierKey::parse(&args.key).map_err(|e| Failure::new("key", e))?;
-    let witnesses = args
-        .witnesses
-        .iter()
-        .map(|w| CosignatureVerifierKey::parse(w).map_err(|e| Failure::new("witness", e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let quorum = args.quorum.unwrap_or(witnesses.len());
-    if quorum > witnesses.len() {
-        return Err(Failure::new(
-            "quorum",
-            format!(
-                "{quorum} is more than the {} witnesses given",
-                witnesses.len()
-            ),
-        ));
-    }
+    let (log_key, witnesses, quorum) =
+        crate::trusted_keys(&args.key, &args.witnesses, args.quorum)?;
     let bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
     let bundle = Bundle::parse(&bytes).map_err(|e| Failure::new("bundle", e))?;
     let leaf = leaf_hash(&bundle.entry);

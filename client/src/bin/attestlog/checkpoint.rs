@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 
 use attestlog::tlog::checkpoint::verify_checkpoint;
-use attestlog::tlog::cosignature::CosignatureVerifierKey;
-use attestlog::tlog::note::NoteVerifierKey;
 use base64::Engine;
 use clap::Args;
 
@@ -27,22 +25,8 @@ pub struct CheckpointVerifyArgs {
 }
 
 pub fn run(args: CheckpointVerifyArgs) -> Result<(), Failure> {
-    let log_key = NoteVerifierKey::parse(&args.key).map_err(|e| Failure::new("key", e))?;
-    let witnesses = args
-        .witnesses
-        .iter()
-        .map(|w| CosignatureVerifierKey::parse(w).map_err(|e| Failure::new("witness", e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let quorum = args.quorum.unwrap_or(witnesses.len());
-    if quorum > witnesses.len() {
-        return Err(Failure::new(
-            "quorum",
-            format!(
-                "{quorum} is more than the {} witnesses given",
-                witnesses.len()
-            ),
-        ));
-    }
+    let (log_key, witnesses, quorum) =
+        crate::trusted_keys(&args.key, &args.witnesses, args.quorum)?;
     let bytes = read_input(&args.file, "input", 1 << 20)?;
     let text = String::from_utf8(bytes).map_err(|_| Failure::new("note", "not UTF-8"))?;
     let verified = verify_checkpoint(&text, &log_key, &witnesses, quorum)

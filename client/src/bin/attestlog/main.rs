@@ -14,6 +14,8 @@ mod witness;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use attestlog::tlog::cosignature::CosignatureVerifierKey;
+use attestlog::tlog::note::NoteVerifierKey;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -89,6 +91,31 @@ impl Failure {
             reason: reason.to_string(),
         }
     }
+}
+
+/// The log key, witness keys and quorum named on the command line; the
+/// quorum defaults to every witness given and may not exceed them.
+pub fn trusted_keys(
+    key: &str,
+    witnesses: &[String],
+    quorum: Option<usize>,
+) -> Result<(NoteVerifierKey, Vec<CosignatureVerifierKey>, usize), Failure> {
+    let log_key = NoteVerifierKey::parse(key).map_err(|e| Failure::new("key", e))?;
+    let witnesses = witnesses
+        .iter()
+        .map(|w| CosignatureVerifierKey::parse(w).map_err(|e| Failure::new("witness", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = quorum.unwrap_or(witnesses.len());
+    if quorum > witnesses.len() {
+        return Err(Failure::new(
+            "quorum",
+            format!(
+                "{quorum} is more than the {} witnesses given",
+                witnesses.len()
+            ),
+        ));
+    }
+    Ok((log_key, witnesses, quorum))
 }
 
 /// Reads a file named on the command line, or names the failure.
