@@ -423,26 +423,23 @@ fn signing_key_is_created_private_and_loose_modes_are_refused() {
     assert_eq!(again.verifier_key, vkey);
     assert!(again.terminate().success());
 
+    // A refused start: non-zero exit, and stderr names why.
+    let refused = |origin: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--origin", origin])
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
     // A key readable by others is refused, with one clear line.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0", "--origin", "test.attestlog/log"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused("test.attestlog/log");
     assert!(stderr.contains("readable by group or others"), "{stderr}");
 
     // A key for another origin is refused too.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0", "--origin", "other.attestlog/log"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("origin"));
+    assert!(refused("other.attestlog/log").contains("origin"));
 }
