@@ -58,6 +58,8 @@ pub enum BuildError {
     LogKey(String),
     #[error("host/enclave channel: {0}")]
     Transport(String),
+    #[error("enclave start: {0}")]
+    EnclaveStart(String),
     #[error("the enclave refused the build: {code}: {message}")]
     Enclave { code: String, message: String },
     #[error("io error on {path}: {source}")]
@@ -95,6 +97,7 @@ impl BuildError {
             BuildError::LogAnswer(_) => "log_answer_invalid",
             BuildError::LogKey(_) => "bad_log_key",
             BuildError::Transport(_) => "transport",
+            BuildError::EnclaveStart(_) => "enclave_start",
             BuildError::Enclave { .. } => "enclave_failed",
             BuildError::Io { .. } => "io",
         }

@@ -7,13 +7,15 @@
 //! [`nsm`] (attestation backends), [`submit`] (log submission and answer
 //! verification), [`pipeline`] (the whole build), [`devca`] (dev CA helper),
 //! [`transport`] (the framed host<->enclave channel over vsock or Unix
-//! sockets), [`hostsplit`] (the host and enclave halves), [`webhook`]
-//! (GitHub webhook intake with HMAC-SHA256 signatures).
+//! sockets), [`hostsplit`] (the host and enclave halves), [`launcher`]
+//! (starting a fresh enclave per job: `nitro-cli` or a local process),
+//! [`webhook`] (GitHub webhook intake with HMAC-SHA256 signatures).
 
 pub mod config;
 pub mod devca;
 pub mod error;
 pub mod hostsplit;
+pub mod launcher;
 pub mod measure;
 pub mod nsm;
 pub mod pipeline;

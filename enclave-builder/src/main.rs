@@ -1,17 +1,19 @@
 //! enclave-builder command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enclave_builder::hostsplit::{self, EnclaveSettings, HostJob};
+use enclave_builder::launcher::{self, EnclaveLauncher, LocalCommand, NitroCli};
 use enclave_builder::measure::{self, BuilderConfig};
 use enclave_builder::nsm::{NitroBackend, Nsm, SimulatedBackend};
 use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
 use enclave_builder::sandbox::{SandboxConfig, SandboxKind};
 use enclave_builder::source::SourceRequest;
-use enclave_builder::transport::{self, Endpoint, VSOCK_PARENT_CID};
+use enclave_builder::transport::{self, Endpoint, Job, VSOCK_PARENT_CID};
 use enclave_builder::{devca, webhook, BuildError};
 
 #[derive(Parser)]
@@ -84,6 +86,29 @@ struct HostArgs {
     /// File holding the webhook secret (HMAC-SHA256 key).
     #[arg(long = "webhook-secret-file")]
     webhook_secret_file: Option<PathBuf>,
+    /// Start a fresh Nitro enclave from this image for every job
+    /// (`nitro-cli run-enclave`, then `terminate-enclave`).
+    #[arg(long, conflicts_with = "enclave_cmd")]
+    eif: Option<PathBuf>,
+    #[arg(long = "enclave-cpus", default_value_t = 2)]
+    enclave_cpus: u32,
+    /// Enclave memory in MiB.
+    #[arg(long = "enclave-memory", default_value_t = 4096)]
+    enclave_memory: u64,
+    /// The enclave's CID (nitro-cli chooses one when absent).
+    #[arg(long = "enclave-cid")]
+    enclave_cid: Option<u32>,
+    /// The nitro-cli executable.
+    #[arg(long = "nitro-cli", default_value = "nitro-cli")]
+    nitro_cli: PathBuf,
+    /// Seconds to wait for a started enclave to connect.
+    #[arg(long = "enclave-connect-timeout", default_value_t = 120)]
+    enclave_connect_timeout: u64,
+    /// After `--`: run this command as the enclave half for every job, on
+    /// this machine (development and tests). Without it or --eif, the host
+    /// waits for an enclave started by someone else.
+    #[arg(last = true, value_name = "ENCLAVE_CMD")]
+    enclave_cmd: Vec<String>,
 }
 
 #[derive(Args)]
@@ -231,6 +256,24 @@ fn backend(
     Ok((nsm, hidden, sandbox))
 }
 
+fn enclave_launcher(args: &HostArgs) -> Option<Box<dyn EnclaveLauncher>> {
+    if let Some(eif) = &args.eif {
+        return Some(Box::new(NitroCli {
+            program: args.nitro_cli.clone(),
+            eif: eif.clone(),
+            cpu_count: args.enclave_cpus,
+            memory_mib: args.enclave_memory,
+            cid: args.enclave_cid,
+        }));
+    }
+    if !args.enclave_cmd.is_empty() {
+        return Some(Box::new(LocalCommand {
+            argv: args.enclave_cmd.clone(),
+        }));
+    }
+    None
+}
+
 fn run_host(args: HostArgs) -> Result<(), BuildError> {
     let ep = match (&args.listen_unix, args.vsock_cid) {
         (Some(p), None) => Endpoint::Unix(p.clone()),
@@ -256,6 +299,26 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
         timeout_secs: args.timeout,
         memory_mb: args.memory,
     };
+    let launcher = enclave_launcher(&args);
+    let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+    // One job, one enclave: started here when there is a launcher.
+    let run = |job: Job, out: &Path| match &launcher {
+        Some(l) => launcher::run_job(
+            l.as_ref(),
+            listener.as_ref(),
+            Duration::from_secs(args.enclave_connect_timeout),
+            job,
+            &args.log,
+            out,
+        ),
+        None => {
+            println!("waiting for the enclave on {ep:?}");
+            let stream = listener
+                .accept()
+                .map_err(|e| BuildError::Transport(e.to_string()))?;
+            hostsplit::serve_job(stream, job, &args.log, out)
+        }
+    };
     if let Some(addr) = &args.webhook_listen {
         let file = args.webhook_secret_file.clone().unwrap_or_default();
         let secret = std::fs::read(&file).map_err(|e| BuildError::Io {
@@ -265,7 +328,6 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
         let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
         let tcp = std::net::TcpListener::bind(addr)
             .map_err(|e| BuildError::Transport(format!("webhook listen {addr}: {e}")))?;
-        let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
         println!(
             "webhook on http://{}/webhook; enclave channel {ep:?}",
             tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
@@ -279,18 +341,13 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
                 Some(queued.commit.clone()),
                 None,
             ))
-            .and_then(|job| {
-                let stream = listener
-                    .accept()
-                    .map_err(|e| BuildError::Transport(e.to_string()))?;
-                hostsplit::serve_job(stream, job, &args.log, &out)
-            });
+            .and_then(|job| run(job, &out));
             match result {
                 Ok(o) => println!(
                     "built {} {} -> log index {}",
                     queued.repo, o.commit, o.index
                 ),
-                Err(e) => eprintln!(
+                Err(e) => println!(
                     "build of {} {} failed: {}: {e}",
                     queued.repo,
                     queued.commit,
@@ -305,12 +362,7 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
         reason: "give --repo (or --webhook-listen)".into(),
     })?;
     let job = hostsplit::prepare_job(&host_job(repo, args.commit.clone(), args.git_ref.clone()))?;
-    let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
-    println!("waiting for the enclave on {ep:?}");
-    let stream = listener
-        .accept()
-        .map_err(|e| BuildError::Transport(e.to_string()))?;
-    let outcome = hostsplit::serve_job(stream, job, &args.log, &args.out)?;
+    let outcome = run(job, &args.out)?;
     println!("commit: {}", outcome.commit);
     println!("log index: {}", outcome.index);
     for (a, b) in &outcome.written {

@@ -11,8 +11,10 @@
 //! the log's answer itself.
 
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -146,8 +148,36 @@ pub enum Endpoint {
 }
 
 /// Accepts enclave connections.
-pub trait Listener: Send {
+pub trait Listener: Send + AsRawFd {
     fn accept(&self) -> io::Result<Box<dyn Stream>>;
+}
+
+/// Waits at most `timeout` for a connection on `listener`: `Ok(None)` when
+/// none came, so the host can notice an enclave that died before connecting.
+pub fn accept_within(
+    listener: &dyn Listener,
+    timeout: Duration,
+) -> io::Result<Option<Box<dyn Stream>>> {
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: poll(2) on one valid pollfd that lives for the call.
+    let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match ready {
+        r if r < 0 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(None),
+        _ => listener.accept().map(Some),
+    }
 }
 
 impl Listener for UnixListener {
@@ -226,6 +256,12 @@ mod vsock {
     }
 
     pub struct VsockListener(OwnedFd);
+
+    impl std::os::fd::AsRawFd for VsockListener {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            std::os::fd::AsRawFd::as_raw_fd(&self.0)
+        }
+    }
 
     impl VsockListener {
         pub fn bind(cid: u32, port: u32) -> io::Result<Self> {

@@ -1,0 +1,275 @@
+//! The host starting a fresh enclave for every job: as a local process
+//! (both for CLI jobs and for signed GitHub webhook events), and through
+//! `nitro-cli`, here a stand-in script that records its arguments and runs
+//! the enclave half on this machine (there is no Nitro hypervisor here).
+//! Each build is checked end to end: a real `attestlog-server`, the enclave
+//! half building in bwrap with the simulated NSM, and `BundleVerifier`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdout, Command, Output, Stdio};
+
+use attestlog::bundle::Bundle;
+use common::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "webhook secret for the test";
+
+/// The enclave half's command line for `world`, connecting to `sock`.
+fn enclave_argv(w: &World, sock: &Path) -> Vec<String> {
+    let mut argv = vec![
+        BUILDER.to_string(),
+        "enclave".into(),
+        "--connect-unix".into(),
+        sock.display().to_string(),
+        "--nsm".into(),
+        "simulated".into(),
+        "--dev-ca".into(),
+        w.ca.display().to_string(),
+    ];
+    argv.extend(w.measured_args());
+    argv
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn post(url: &str, event: &str, body: &[u8], signature: &str) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .post(url)
+        .header("X-GitHub-Event", event)
+        .header("X-Hub-Signature-256", signature)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .expect("POST webhook");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// The next line of the host's job log that reports a finished job.
+fn next_job_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    for line in lines.by_ref() {
+        let line = line.expect("host stdout");
+        if line.starts_with("built ") || line.starts_with("build of ") {
+            return line;
+        }
+    }
+    panic!("the host exited without reporting the job");
+}
+
+fn assert_verifies(w: &World, out: &Path, commit: &str) {
+    let artifact = std::fs::read(out.join("hello")).unwrap();
+    let bundle = Bundle::parse(&std::fs::read(out.join("hello.attestlog.json")).unwrap()).unwrap();
+    let policy = w.policy("launch.toml", &w.pcrs(), &w.server.key, false);
+    assert_eq!(
+        verify_code(&policy, &bundle, &artifact),
+        Ok(commit.to_string())
+    );
+}
+
+/// Signed `push` and `workflow_job` events each build in a fresh local
+/// enclave; unsigned and badly signed ones are refused and build nothing.
+#[test]
+fn webhook_events_build_in_a_fresh_enclave_each() {
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let secret_file = w.tmp.path().join("webhook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let sock = w.tmp.path().join("hook.sock");
+    let out = w.tmp.path().join("hook-out");
+    let mut host = Command::new(BUILDER)
+        .arg("host")
+        .arg("--listen-unix")
+        .arg(&sock)
+        .args(["--log", &w.server.url, "--out"])
+        .arg(&out)
+        .args(["--webhook-listen", "127.0.0.1:0", "--webhook-secret-file"])
+        .arg(&secret_file)
+        .arg("--")
+        .args(enclave_argv(&w, &sock))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let hook = first
+        .strip_prefix("webhook on ")
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("unexpected first line {first}"))
+        .to_string();
+
+    let repo = w.repo.display().to_string();
+    let push = serde_json::json!({"ref": "refs/heads/main", "after": c1,
+        "repository": {"clone_url": repo}})
+    .to_string();
+    let (status, body) = post(&hook, "push", push.as_bytes(), "sha256=00");
+    assert_eq!(status, 401, "{body}");
+    let forged = sign(b"another body");
+    assert_eq!(post(&hook, "push", push.as_bytes(), &forged).0, 401);
+    assert_eq!(
+        tree_size(&w.server.url),
+        0,
+        "a refused event built something"
+    );
+
+    let (status, body) = post(&hook, "push", push.as_bytes(), &sign(push.as_bytes()));
+    assert_eq!(status, 202, "{body}");
+    let line = next_job_line(&mut lines);
+    assert_eq!(line, format!("built {repo} {c1} -> log index 0"));
+    assert_verifies(&w, &out.join(&c1), &c1);
+
+    let c2 = commit(
+        &w.repo,
+        &[(
+            "hello.c",
+            b"#include <stdio.h>\nint main(void){puts(\"again\");return 0;}\n",
+        )],
+    );
+    let job = serde_json::json!({"action": "queued", "workflow_job": {"head_sha": c2},
+        "repository": {"clone_url": repo}})
+    .to_string();
+    let (status, body) = post(&hook, "workflow_job", job.as_bytes(), &sign(job.as_bytes()));
+    assert_eq!(status, 202, "{body}");
+    let line = next_job_line(&mut lines);
+    assert_eq!(line, format!("built {repo} {c2} -> log index 1"));
+    assert_verifies(&w, &out.join(&c2), &c2);
+    let run = Command::new(out.join(&c2).join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "again\n");
+    assert_eq!(tree_size(&w.server.url), 2);
+    let _ = host.kill();
+    let _ = host.wait();
+}
+
+/// Writes a stand-in `nitro-cli` that records its arguments in `calls` and,
+/// on `run-enclave`, starts `enclave` in the background and prints what
+/// the real one prints (`flags` goes into the JSON's `Flags`).
+fn fake_nitro_cli(dir: &Path, enclave: &[String], flags: &str) -> (PathBuf, PathBuf) {
+    let script = dir.join("nitro-cli");
+    let calls = dir.join("nitro-cli.calls");
+    let pid = dir.join("enclave.pid");
+    let quoted: Vec<String> = enclave.iter().map(|a| format!("'{a}'")).collect();
+    let text = format!(
+        "#!/bin/sh\necho \"$*\" >> '{calls}'\ncase \"$1\" in\n\
+         run-enclave)\n  {cmd} </dev/null >'{dir}/enclave.log' 2>&1 &\n  echo $! > '{pid}'\n  \
+         echo 'Start allocating memory...'\n  \
+         echo 'Started enclave with enclave-cid: 16, memory: 2048 MiB, cpu-ids: [1]'\n  \
+         printf '{{\\n  \"EnclaveName\": \"builder\",\\n  \"EnclaveID\": \"i-0test-enc0001\",\\n  \"EnclaveCID\": 16,\\n  \"Flags\": \"{flags}\"\\n}}\\n'\n  ;;\n\
+         terminate-enclave)\n  kill \"$(cat '{pid}')\" 2>/dev/null\n  echo \"Successfully terminated enclave $3.\"\n  ;;\n\
+         *) echo \"unexpected $1\" >&2; exit 1 ;;\nesac\n",
+        calls = calls.display(),
+        pid = pid.display(),
+        dir = dir.display(),
+        cmd = quoted.join(" "),
+    );
+    std::fs::write(&script, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, calls)
+}
+
+fn host_with(w: &World, sock: &Path, out: &Path, commit: &str, launch: &[String]) -> Output {
+    Command::new(BUILDER)
+        .arg("host")
+        .arg("--listen-unix")
+        .arg(sock)
+        .args(["--log", &w.server.url, "--repo"])
+        .arg(&w.repo)
+        .args(["--commit", commit, "--out"])
+        .arg(out)
+        .args(launch)
+        .output()
+        .unwrap()
+}
+
+/// `--eif` runs `nitro-cli run-enclave` without debug mode, builds in the
+/// enclave it started and terminates that enclave by its id afterwards.
+#[test]
+fn eif_jobs_run_and_terminate_an_enclave_through_nitro_cli() {
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let sock = w.tmp.path().join("nitro.sock");
+    let (nitro_cli, calls) = fake_nitro_cli(w.tmp.path(), &enclave_argv(&w, &sock), "NONE");
+    let out = w.tmp.path().join("nitro-out");
+    let launch: Vec<String> = [
+        "--eif",
+        "/srv/builder.eif",
+        "--enclave-cpus",
+        "2",
+        "--enclave-memory",
+        "2048",
+        "--enclave-cid",
+        "16",
+        "--nitro-cli",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([nitro_cli.display().to_string()])
+    .collect();
+    let host = host_with(&w, &sock, &out, &c1, &launch);
+    assert!(host.status.success(), "host: {}", stderr(&host));
+    assert_verifies(&w, &out, &c1);
+    let calls = std::fs::read_to_string(calls).unwrap();
+    assert_eq!(
+        calls,
+        "run-enclave --eif-path /srv/builder.eif --cpu-count 2 --memory 2048 --enclave-cid 16\n\
+         terminate-enclave --enclave-id i-0test-enc0001\n"
+    );
+}
+
+/// An enclave that exits, never connects, or starts in debug mode stops the
+/// job with `enclave_start`, and nothing is logged.
+#[test]
+fn enclaves_that_do_not_start_properly_are_refused() {
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let sock = w.tmp.path().join("bad.sock");
+    let out = w.tmp.path().join("bad-out");
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let exits = host_with(&w, &sock, &out, &c1, &args(&["--", "false"]));
+    assert_fails_with(&exits, "enclave_start");
+    assert!(stderr(&exits).contains("exited"), "{}", stderr(&exits));
+
+    let silent = args(&["--enclave-connect-timeout", "1", "--", "sleep", "30"]);
+    let t = std::time::Instant::now();
+    let silent = host_with(&w, &sock, &out, &c1, &silent);
+    assert_fails_with(&silent, "enclave_start");
+    assert!(stderr(&silent).contains("did not connect within 1 s"));
+    assert!(t.elapsed().as_secs() < 25, "the host waited out `sleep 30`");
+
+    let dir = w.tmp.path().join("debug");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (nitro_cli, calls) = fake_nitro_cli(&dir, &args(&["sleep", "30"]), "DEBUG_MODE");
+    let launch = vec![
+        "--eif".to_string(),
+        "/srv/builder.eif".into(),
+        "--nitro-cli".into(),
+        nitro_cli.display().to_string(),
+    ];
+    let debug = host_with(&w, &sock, &out, &c1, &launch);
+    assert_fails_with(&debug, "enclave_start");
+    assert!(stderr(&debug).contains("debug mode"));
+    let calls = std::fs::read_to_string(calls).unwrap();
+    assert!(
+        calls.ends_with("terminate-enclave --enclave-id i-0test-enc0001\n"),
+        "{calls}"
+    );
+
+    assert_eq!(tree_size(&w.server.url), 0);
+    assert!(!out.join("hello").exists());
+}
