@@ -3,7 +3,9 @@
 //!
 //! The checks run in a fixed order and the first failure is the verdict, so
 //! each refusal names exactly one check:
-//! 1. the artifact's SHA-256 is a subject of the statement;
+//! 1. the artifact's SHA-256 is a subject of the statement (and, when the
+//!    caller pins a commit with [`BundleVerifier::expect_commit`], the
+//!    statement names that commit);
 //! 2. the attestation's `user_data` commits to the statement;
 //! 3. the attestation chain and signature verify at the document's own time;
 //! 4. the PCRs are endorsed by the policy and not revoked (and debug mode and
@@ -45,6 +47,8 @@ pub enum VerifyError {
     Statement(ClaimError),
     #[error("attestation: {0}")]
     Attestation(NitroError),
+    #[error("source: the statement names commit {found}, not the expected {expected}")]
+    CommitMismatch { expected: String, found: String },
     #[error("binding: attestation user_data does not commit to the statement")]
     UserDataMismatch,
     #[error("policy: debug-mode attestation refused (PCR0-2 are zero)")]
@@ -74,6 +78,7 @@ impl VerifyError {
             VerifyError::Entry(e) | VerifyError::Statement(e) => e.code(),
             VerifyError::ArtifactNotInSubjects(_) => "artifact_not_in_subjects",
             VerifyError::Attestation(e) => e.code(),
+            VerifyError::CommitMismatch { .. } => "commit_mismatch",
             VerifyError::UserDataMismatch => "user_data_mismatch",
             VerifyError::DebugRefused => "debug_refused",
             VerifyError::Revoked(_) => "measurement_revoked",
@@ -92,12 +97,25 @@ impl VerifyError {
 pub struct BundleVerifier {
     policy: Policy,
     nitro: NitroVerifier,
+    expected_commit: Option<String>,
 }
 
 impl BundleVerifier {
     pub fn new(policy: Policy) -> Self {
         let nitro = NitroVerifier::new(policy.trust_roots.clone());
-        BundleVerifier { policy, nitro }
+        BundleVerifier {
+            policy,
+            nitro,
+            expected_commit: None,
+        }
+    }
+
+    /// Also requires the statement to name `commit` (compared in lowercase):
+    /// the user's "built from CT", when the same artifact could have been
+    /// built, validly, from another commit.
+    pub fn expect_commit(mut self, commit: &str) -> Self {
+        self.expected_commit = Some(commit.to_ascii_lowercase());
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -115,6 +133,14 @@ impl BundleVerifier {
             .subject_with_digest(artifact)
             .ok_or_else(|| VerifyError::ArtifactNotInSubjects(hex::encode(artifact)))?
             .clone();
+        if let Some(expected) = &self.expected_commit {
+            if statement.source.git_commit.to_ascii_lowercase() != *expected {
+                return Err(VerifyError::CommitMismatch {
+                    expected: expected.clone(),
+                    found: statement.source.git_commit.clone(),
+                });
+            }
+        }
 
         // 2. The binding, read before any crypto so a mismatch names itself.
         let unverified =

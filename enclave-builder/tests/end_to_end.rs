@@ -193,6 +193,31 @@ fn build_log_and_verify_then_every_tampering_fails() {
     let named = verify_code(&good, &bundle3, &artifact).unwrap();
     assert_eq!(named, c3);
     assert_ne!(named, c1);
+    let digest: [u8; 32] = Sha256::digest(&artifact).into();
+    let pinned = BundleVerifier::new(Policy::load(&good).unwrap()).expect_commit(&c1);
+    assert_eq!(
+        pinned.verify(&bundle3, &digest).unwrap_err().code(),
+        "commit_mismatch"
+    );
+    assert!(pinned.verify(&bundle, &digest).is_ok());
+    if let Some(cli) = target_bin("attestlog") {
+        let bundle3_path = w.tmp.path().join("out3/hello.attestlog.json");
+        let pin = |commit: &str| {
+            Command::new(&cli)
+                .args(["verify", "--bundle"])
+                .arg(&bundle3_path)
+                .arg("--artifact")
+                .arg(&artifact_path)
+                .arg("--policy")
+                .arg(&good)
+                .args(["--commit", commit])
+                .output()
+                .unwrap()
+        };
+        assert_fails_with(&pin(&c1), "commit_mismatch");
+        assert!(pin(&c3.to_ascii_uppercase()).status.success());
+        assert_fails_with(&pin(&c3[..12]), "commit");
+    }
     assert_eq!(tree_size(&w.server.url), 3);
 }
 

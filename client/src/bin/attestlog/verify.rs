@@ -1,9 +1,10 @@
-//! `attestlog verify --bundle FILE --artifact FILE --policy FILE`.
+//! `attestlog verify --bundle FILE --artifact FILE --policy FILE [--commit CT]`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
+use attestlog::claim::is_full_commit_id;
 use attestlog::policy::Policy;
 use attestlog::verify::BundleVerifier;
 use clap::Args;
@@ -22,6 +23,9 @@ pub struct VerifyArgs {
     /// The policy (TOML) naming trusted logs, witnesses and measurements.
     #[arg(long)]
     policy: PathBuf,
+    /// Also require the statement to name this full commit id.
+    #[arg(long)]
+    commit: Option<String>,
 }
 
 fn sha256_file(path: &Path) -> Result<[u8; 32], Failure> {
@@ -46,7 +50,17 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     let bundle_bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
     let bundle = Bundle::parse(&bundle_bytes).map_err(|e| Failure::new("bundle", e))?;
     let digest = sha256_file(&args.artifact)?;
-    let verdict = BundleVerifier::new(policy)
+    let mut verifier = BundleVerifier::new(policy);
+    if let Some(commit) = &args.commit {
+        if !is_full_commit_id(&commit.to_ascii_lowercase()) {
+            return Err(Failure::new(
+                "commit",
+                format!("--commit {commit:?} is not a full 40- or 64-hex commit id"),
+            ));
+        }
+        verifier = verifier.expect_commit(commit);
+    }
+    let verdict = verifier
         .verify(&bundle, &digest)
         .map_err(|e| Failure::new(e.code(), e))?;
     let s = &verdict.statement;
