@@ -18,6 +18,9 @@ use crate::submit::{self, LogClient};
 use crate::transport::{ArtifactMsg, Channel, Job, JobResult, Message, Stream};
 
 fn chan_err(e: std::io::Error) -> BuildError {
+    if crate::transport::is_timeout(&e) {
+        return BuildError::Transport("the other side sent nothing within the idle timeout".into());
+    }
     BuildError::Transport(e.to_string())
 }
 

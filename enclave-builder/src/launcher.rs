@@ -216,20 +216,33 @@ impl RunningEnclave for LocalEnclave {
     }
 }
 
-/// Starts an enclave, waits up to `connect_timeout` for it to connect on
-/// `listener`, serves `job`, and stops the enclave. Errors from the job win
-/// over an error stopping the enclave, which is only logged then.
+/// How long the host waits for an enclave.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// From start until the enclave connects.
+    pub connect: Duration,
+    /// Between two messages from a connected enclave; must exceed the
+    /// enclave's own build time limit, since a build is silent.
+    pub idle: Duration,
+}
+
+/// Starts an enclave, waits for it to connect, serves `job`, and stops the
+/// enclave. Errors from the job win over an error stopping the enclave,
+/// which is only logged then.
 pub fn run_job(
     launcher: &dyn EnclaveLauncher,
     listener: &dyn Listener,
-    connect_timeout: Duration,
+    deadlines: Deadlines,
     job: Job,
     log_url: &str,
     out_dir: &Path,
 ) -> Result<HostOutcome, BuildError> {
     let mut enclave = launcher.start()?;
-    let served = accept(listener, enclave.as_mut(), connect_timeout)
-        .and_then(|stream| hostsplit::serve_job(stream, job, log_url, out_dir));
+    let served = accept(listener, enclave.as_mut(), deadlines.connect).and_then(|stream| {
+        transport::set_idle_timeout(stream.as_ref(), deadlines.idle)
+            .map_err(|e| BuildError::Transport(format!("setting the idle timeout: {e}")))?;
+        hostsplit::serve_job(stream, job, log_url, out_dir)
+    });
     let stopped = enclave.stop();
     match (served, stopped) {
         (Err(e), Err(stop)) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enclave_builder::hostsplit::{self, EnclaveSettings, HostJob};
-use enclave_builder::launcher::{self, EnclaveLauncher, LocalCommand, NitroCli};
+use enclave_builder::launcher::{self, Deadlines, EnclaveLauncher, LocalCommand, NitroCli};
 use enclave_builder::measure::{self, BuilderConfig};
 use enclave_builder::nsm::{NitroBackend, Nsm, SimulatedBackend};
 use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
@@ -104,6 +104,10 @@ struct HostArgs {
     /// Seconds to wait for a started enclave to connect.
     #[arg(long = "enclave-connect-timeout", default_value_t = 120)]
     enclave_connect_timeout: u64,
+    /// Seconds a connected enclave may stay silent (the build runs in
+    /// between, so keep it above the enclave's --timeout).
+    #[arg(long = "enclave-idle-timeout", default_value_t = 3600)]
+    enclave_idle_timeout: u64,
     /// After `--`: run this command as the enclave half for every job, on
     /// this machine (development and tests). Without it or --eif, the host
     /// waits for an enclave started by someone else.
@@ -300,13 +304,17 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
         memory_mb: args.memory,
     };
     let launcher = enclave_launcher(&args);
+    let deadlines = Deadlines {
+        connect: Duration::from_secs(args.enclave_connect_timeout),
+        idle: Duration::from_secs(args.enclave_idle_timeout),
+    };
     let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
     // One job, one enclave: started here when there is a launcher.
     let run = |job: Job, out: &Path| match &launcher {
         Some(l) => launcher::run_job(
             l.as_ref(),
             listener.as_ref(),
-            Duration::from_secs(args.enclave_connect_timeout),
+            deadlines,
             job,
             &args.log,
             out,
@@ -315,6 +323,8 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
             println!("waiting for the enclave on {ep:?}");
             let stream = listener
                 .accept()
+                .map_err(|e| BuildError::Transport(e.to_string()))?;
+            transport::set_idle_timeout(stream.as_ref(), deadlines.idle)
                 .map_err(|e| BuildError::Transport(e.to_string()))?;
             hostsplit::serve_job(stream, job, &args.log, out)
         }

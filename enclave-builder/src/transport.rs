@@ -12,7 +12,7 @@
 //! the log's answer itself.
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,9 +93,24 @@ pub enum Message {
     Result(JobResult),
 }
 
-/// A stream that can carry the channel.
-pub trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
+/// A stream that can carry the channel: a socket, so that reads can be
+/// given a deadline.
+pub trait Stream: Read + Write + Send + AsFd {}
+impl<T: Read + Write + Send + AsFd> Stream for T {}
+
+/// Makes a read that waits longer than `idle` fail (`WouldBlock` or
+/// `TimedOut`), so a peer that stops talking cannot hold the host forever.
+pub fn set_idle_timeout(stream: &dyn Stream, idle: Duration) -> io::Result<()> {
+    socket2::SockRef::from(&stream).set_read_timeout(Some(idle))
+}
+
+/// True for the errors a read deadline produces.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
 
 /// A framed message channel over any stream.
 pub struct Channel<S> {

@@ -273,3 +273,96 @@ fn enclaves_that_do_not_start_properly_are_refused() {
     assert_eq!(tree_size(&w.server.url), 0);
     assert!(!out.join("hello").exists());
 }
+
+/// An enclave that connects and then goes silent is cut off after the idle
+/// deadline, and the host still stops it.
+#[test]
+fn a_silent_enclave_is_cut_off_and_stopped() {
+    use enclave_builder::hostsplit::{prepare_job, HostJob};
+    use enclave_builder::launcher::{run_job, Deadlines, EnclaveLauncher, RunningEnclave};
+    use enclave_builder::source::SourceRequest;
+    use enclave_builder::transport::{listen, Endpoint};
+    use enclave_builder::BuildError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    if !have("git") {
+        skip("`git` is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let c1 = commit(&repo, &[("hello.c", HELLO_C)]);
+    let job = prepare_job(&HostJob {
+        source: SourceRequest {
+            repo: repo.display().to_string(),
+            commit: Some(c1),
+            git_ref: None,
+            uri: None,
+        },
+        cmd: Some("true".into()),
+        outputs: vec!["hello".into()],
+        timeout_secs: None,
+        memory_mb: None,
+    })
+    .unwrap();
+
+    struct Silent {
+        sock: PathBuf,
+        stopped: Arc<AtomicBool>,
+    }
+    struct SilentEnclave {
+        stopped: Arc<AtomicBool>,
+        _conn: std::os::unix::net::UnixStream,
+    }
+    impl EnclaveLauncher for Silent {
+        fn start(&self) -> Result<Box<dyn RunningEnclave>, BuildError> {
+            let conn = std::os::unix::net::UnixStream::connect(&self.sock).unwrap();
+            Ok(Box::new(SilentEnclave {
+                stopped: self.stopped.clone(),
+                _conn: conn,
+            }))
+        }
+    }
+    impl RunningEnclave for SilentEnclave {
+        fn ended(&mut self) -> Option<String> {
+            None
+        }
+        fn stop(self: Box<Self>) -> Result<(), BuildError> {
+            self.stopped.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    let sock = tmp.path().join("silent.sock");
+    let listener = listen(&Endpoint::Unix(sock.clone())).unwrap();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let launcher = Silent {
+        sock,
+        stopped: stopped.clone(),
+    };
+    let deadlines = Deadlines {
+        connect: Duration::from_secs(10),
+        idle: Duration::from_millis(500),
+    };
+    let out = tmp.path().join("out");
+    let t = std::time::Instant::now();
+    let err = run_job(
+        &launcher,
+        listener.as_ref(),
+        deadlines,
+        job,
+        "http://127.0.0.1:9",
+        &out,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "transport");
+    assert!(err.to_string().contains("idle timeout"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(
+        stopped.load(Ordering::SeqCst),
+        "the enclave was not stopped"
+    );
+    assert!(!out.exists());
+}
