@@ -136,7 +136,7 @@ pub fn fetch(req: &SourceRequest, dest: &Path) -> Result<CheckedOut, BuildError>
         )
         .map_err(|e| BuildError::Submodules(e.to_string()))?;
         let status = git(Some(dest), &["submodule", "status", "--recursive"])?;
-        let bad: Vec<&str> = status.lines().filter(|l| !l.starts_with(' ')).collect();
+        let bad = unsettled_submodules(&status);
         if !bad.is_empty() {
             return Err(BuildError::Submodules(bad.join("; ")));
         }
@@ -183,6 +183,17 @@ pub fn bundle(
     let file = file.to_string_lossy().to_string();
     git(Some(dir), &["bundle", "create", "--quiet", &file, &name])?;
     Ok(())
+}
+
+/// The lines of `git submodule status` output flagged `-` (not checked
+/// out), `+` (another commit) or `U` (conflicts). A good line starts with a
+/// space, which the trimmed output loses on the first line, so good is
+/// "no flag" rather than "a leading space".
+fn unsettled_submodules(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| l.starts_with(['-', '+', 'U']))
+        .collect()
 }
 
 /// Checks that each regular file of HEAD's tree holds, byte for byte, the
@@ -332,5 +343,15 @@ mod tests {
             ..ok
         };
         assert!(check_request(&with_ref).is_ok());
+    }
+
+    #[test]
+    fn flags_only_unsettled_submodules() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        // As `git()` returns it: trimmed, so the first good line has no space.
+        let good = format!("{a} lib (heads/main)\n {b} lib/inner (heads/main)");
+        assert!(unsettled_submodules(&good).is_empty());
+        let bad = format!("-{a} lib\n+{b} lib/inner (x)\nU{a} other\n {b} fine");
+        assert_eq!(unsettled_submodules(&bad).len(), 3);
     }
 }
