@@ -15,7 +15,9 @@ use crate::pipeline::{self, BuildRequest};
 use crate::sandbox::SandboxConfig;
 use crate::source::{self, SourceRequest};
 use crate::submit::{self, LogClient};
-use crate::transport::{ArtifactMsg, Channel, Job, JobResult, Message, Stream};
+use crate::transport::{
+    ArtifactMsg, Channel, Job, JobResult, Message, Stream, SubmoduleBundle, MAX_MESSAGE,
+};
 
 fn chan_err(e: std::io::Error) -> BuildError {
     if crate::transport::is_timeout(&e) {
@@ -35,7 +37,9 @@ pub struct HostJob {
 }
 
 /// Host: a fresh clone of the repository with every source check, then a
-/// `git bundle` of the commit, packed into a job.
+/// `git bundle` of the commit and one of each submodule commit (nested ones
+/// too), packed into a job. Bundles that cannot fit in one message are
+/// refused here (`transport`), before any enclave is waiting.
 pub fn prepare_job(req: &HostJob) -> Result<Job, BuildError> {
     let work = tempfile::Builder::new()
         .prefix("enclave-host-")
@@ -46,6 +50,21 @@ pub fn prepare_job(req: &HostJob) -> Result<Job, BuildError> {
     let file = work.path().join("job.bundle");
     source::bundle(&src, &checked.commit, checked.git_ref.as_deref(), &file)?;
     let git_bundle = std::fs::read(&file).map_err(|e| BuildError::io(&file, e))?;
+    let mut total = git_bundle.len();
+    let mut submodules = Vec::new();
+    for (commit, file) in source::bundle_submodules(&src, work.path())? {
+        let git_bundle = std::fs::read(&file).map_err(|e| BuildError::io(&file, e))?;
+        total += git_bundle.len();
+        submodules.push(SubmoduleBundle { commit, git_bundle });
+    }
+    // A lower bound of the encoded size; the channel enforces the exact one.
+    if total > MAX_MESSAGE as usize {
+        return Err(BuildError::Transport(format!(
+            "the job's git bundles ({} for submodules) take {total} bytes, over the \
+             {MAX_MESSAGE}-byte message limit",
+            submodules.len()
+        )));
+    }
     Ok(Job {
         git_bundle,
         uri: checked.uri,
@@ -55,6 +74,7 @@ pub fn prepare_job(req: &HostJob) -> Result<Job, BuildError> {
         outputs: req.outputs.clone(),
         timeout_secs: req.timeout_secs,
         memory_mb: req.memory_mb,
+        submodules,
     })
 }
 
@@ -236,6 +256,21 @@ fn build_job<S: Stream>(
         .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
     let file = work.path().join("job.bundle");
     std::fs::write(&file, &job.git_bundle).map_err(|e| BuildError::io(&file, e))?;
+    // Submodules come only from the job: files named by index (the host's
+    // commit text never becomes a path), found by commit id.
+    let mut submodules = source::SubmoduleBundles::new();
+    for (i, sub) in job.submodules.iter().enumerate() {
+        let commit = sub.commit.to_ascii_lowercase();
+        if !attestlog::claim::is_full_commit_id(&commit) {
+            return Err(BuildError::Submodules(format!(
+                "the job's submodule bundle {i} names {:?}, not a full commit id",
+                sub.commit
+            )));
+        }
+        let path = work.path().join(format!("submodule-{i}.bundle"));
+        std::fs::write(&path, &sub.git_bundle).map_err(|e| BuildError::io(&path, e))?;
+        submodules.insert(commit, path);
+    }
     let mut sandbox = settings.sandbox.clone();
     if let Some(t) = job.timeout_secs {
         sandbox.timeout_secs = sandbox.timeout_secs.min(t);
@@ -264,7 +299,7 @@ fn build_job<S: Stream>(
         url: settings.log_url.clone(),
         ch: RefCell::new(ch),
     };
-    let outcome = pipeline::build_with(&req, nsm, &relay)?;
+    let outcome = pipeline::build_with_submodules(&req, nsm, &relay, Some(&submodules))?;
     let mut artifacts = Vec::new();
     for p in &outcome.published {
         let name = p

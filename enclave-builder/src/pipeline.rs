@@ -20,7 +20,7 @@ use crate::config;
 use crate::error::BuildError;
 use crate::nsm::Nsm;
 use crate::sandbox::{self, SandboxConfig, SandboxKind, BUILD_MOUNT};
-use crate::source::{self, SourceRequest};
+use crate::source::{self, SourceRequest, SubmoduleBundles};
 use crate::submit;
 
 /// The builder id recorded by default.
@@ -109,6 +109,17 @@ pub fn build_with(
     nsm: &dyn Nsm,
     log: &dyn submit::LogClient,
 ) -> Result<BuildOutcome, BuildError> {
+    build_with_submodules(req, nsm, log, None)
+}
+
+/// [`build_with`], with submodules taken only from `submodules` when given
+/// (the enclave: see [`source::fetch_with_submodule_bundles`]).
+pub fn build_with_submodules(
+    req: &BuildRequest,
+    nsm: &dyn Nsm,
+    log: &dyn submit::LogClient,
+    submodules: Option<&SubmoduleBundles>,
+) -> Result<BuildOutcome, BuildError> {
     let key = submit::parse_key(&req.log_key)?;
     let mut timings = Timings::default();
     let work = tempfile::Builder::new()
@@ -118,7 +129,7 @@ pub fn build_with(
     let src = work.path().join("src");
 
     let t = Instant::now();
-    let checked = source::fetch(&req.source, &src)?;
+    let checked = source::fetch_with_submodule_bundles(&req.source, &src, submodules)?;
     timings.clone = t.elapsed().as_secs_f64();
     tracing::info!(commit = %checked.commit, uri = %checked.uri, "source checked out");
 

@@ -2,7 +2,8 @@
 //! exact commit, and the checks that HEAD is that commit, the tree is clean
 //! and submodules sit at their recorded commits.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use attestlog::claim::is_full_commit_id;
@@ -35,6 +36,12 @@ pub struct CheckedOut {
     /// The committer time, used as SOURCE_DATE_EPOCH.
     pub commit_time: u64,
 }
+
+/// Local `git bundle` files by the full commit id each one holds. The
+/// enclave fetches submodules only from these: commit ids are hashes and
+/// the superproject's tree names them, so whoever made the files cannot
+/// change what is checked out.
+pub type SubmoduleBundles = BTreeMap<String, PathBuf>;
 
 /// Checks the request before anything touches the network or the disk.
 pub fn check_request(req: &SourceRequest) -> Result<(), BuildError> {
@@ -89,8 +96,21 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, BuildError> {
 }
 
 /// Clones `req.repo` into `dest` (which must not exist), checks out the commit
-/// detached, and verifies HEAD, the tree and submodules.
+/// detached, and verifies HEAD, the tree and submodules (fetched from the
+/// URLs `.gitmodules` records).
 pub fn fetch(req: &SourceRequest, dest: &Path) -> Result<CheckedOut, BuildError> {
+    fetch_with_submodule_bundles(req, dest, None)
+}
+
+/// [`fetch`], but with `Some(bundles)` every submodule, nested ones too, is
+/// cloned from the bundle holding its recorded commit and never from its
+/// URL (the enclave has no network); a recorded commit without a bundle is
+/// refused (`submodules`). The checks afterwards are the same.
+pub fn fetch_with_submodule_bundles(
+    req: &SourceRequest,
+    dest: &Path,
+    bundles: Option<&SubmoduleBundles>,
+) -> Result<CheckedOut, BuildError> {
     check_request(req)?;
     let dest_str = dest.to_string_lossy().to_string();
     git(
@@ -130,13 +150,17 @@ pub fn fetch(req: &SourceRequest, dest: &Path) -> Result<CheckedOut, BuildError>
         });
     }
     if dest.join(".gitmodules").exists() {
-        git(
-            Some(dest),
-            &["submodule", "update", "--init", "--recursive", "--checkout"],
-        )
-        .map_err(|e| BuildError::Submodules(e.to_string()))?;
+        match bundles {
+            None => git(
+                Some(dest),
+                &["submodule", "update", "--init", "--recursive", "--checkout"],
+            )
+            .map(|_| ())
+            .map_err(|e| BuildError::Submodules(e.to_string()))?,
+            Some(bundles) => update_from_bundles(dest, "", bundles)?,
+        }
         let status = git(Some(dest), &["submodule", "status", "--recursive"])?;
-        let bad: Vec<&str> = status.lines().filter(|l| !l.starts_with(' ')).collect();
+        let bad = unsettled_submodules(&status);
         if !bad.is_empty() {
             return Err(BuildError::Submodules(bad.join("; ")));
         }
@@ -183,6 +207,155 @@ pub fn bundle(
     let file = file.to_string_lossy().to_string();
     git(Some(dir), &["bundle", "create", "--quiet", &file, &name])?;
     Ok(())
+}
+
+/// The lines of `git submodule status` output flagged `-` (not checked
+/// out), `+` (another commit) or `U` (conflicts). A good line starts with a
+/// space, which the trimmed output loses on the first line, so good is
+/// "no flag" rather than "a leading space".
+fn unsettled_submodules(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| l.starts_with(['-', '+', 'U']))
+        .collect()
+}
+
+/// One gitlink of a checked-out tree: a submodule at its recorded commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Gitlink {
+    /// The submodule's name in `.gitmodules`.
+    name: String,
+    /// Its path relative to the repository holding it.
+    path: String,
+    /// The commit the superproject records for it (lowercase).
+    commit: String,
+}
+
+/// `(path, commit)` of each gitlink (mode 160000) in `git ls-tree -r -z` output.
+fn parse_gitlinks(listing: &str) -> Vec<(String, String)> {
+    listing
+        .split('\0')
+        .filter_map(|entry| {
+            let (meta, path) = entry.trim_start_matches('\n').split_once('\t')?;
+            let mut parts = meta.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("160000"), Some("commit"), Some(id)) => {
+                    Some((path.to_string(), id.to_ascii_lowercase()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Path -> name from `git config -z --get-regexp 'submodule\..*\.path'` output
+/// (`submodule.<name>.path\n<path>\0`; a name may itself contain dots).
+fn parse_module_paths(config: &str) -> BTreeMap<String, String> {
+    config
+        .split('\0')
+        .filter_map(|entry| {
+            let (key, path) = entry.trim_start_matches('\n').split_once('\n')?;
+            let name = key.strip_prefix("submodule.")?.strip_suffix(".path")?;
+            Some((path.trim_end_matches('/').to_string(), name.to_string()))
+        })
+        .collect()
+}
+
+/// The gitlinks of HEAD in the repository at `dir`, each with its name from
+/// `.gitmodules`. A gitlink that `.gitmodules` does not declare is refused,
+/// as `git submodule update` refuses it; without `.gitmodules` there are
+/// none to check out (the same rule as [`fetch`]).
+fn gitlinks(dir: &Path) -> Result<Vec<Gitlink>, BuildError> {
+    if !dir.join(".gitmodules").exists() {
+        return Ok(Vec::new());
+    }
+    let links = parse_gitlinks(&git(
+        Some(dir),
+        &["ls-tree", "-r", "-z", "--full-tree", "HEAD"],
+    )?);
+    if links.is_empty() {
+        return Ok(Vec::new());
+    }
+    let config = git(
+        Some(dir),
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "-z",
+            "--get-regexp",
+            r"^submodule\..*\.path$",
+        ],
+    )
+    .unwrap_or_default();
+    let names = parse_module_paths(&config);
+    links
+        .into_iter()
+        .map(|(path, commit)| match names.get(&path) {
+            Some(name) => Ok(Gitlink {
+                name: name.clone(),
+                path,
+                commit,
+            }),
+            None => Err(BuildError::Submodules(format!(
+                "{path} (at {commit}) has no entry in .gitmodules"
+            ))),
+        })
+        .collect()
+}
+
+/// Checks out each submodule of the repository at `dir` from the bundle
+/// holding its recorded commit, then the submodules inside it. Setting
+/// `submodule.<name>.url` to the bundle (instead of `git submodule init`,
+/// which copies the URL from `.gitmodules`) and updating one level at a
+/// time keeps every clone local. `shown` prefixes paths in errors.
+fn update_from_bundles(
+    dir: &Path,
+    shown: &str,
+    bundles: &SubmoduleBundles,
+) -> Result<(), BuildError> {
+    for link in gitlinks(dir)? {
+        let path = format!("{shown}{}", link.path);
+        let file = bundles.get(&link.commit).ok_or_else(|| {
+            BuildError::Submodules(format!(
+                "{path}: no bundle holds its recorded commit {}",
+                link.commit
+            ))
+        })?;
+        let key = format!("submodule.{}.url", link.name);
+        git(Some(dir), &["config", &key, &file.to_string_lossy()])?;
+        git(
+            Some(dir),
+            &["submodule", "update", "--checkout", "--", &link.path],
+        )
+        .map_err(|e| BuildError::Submodules(format!("{path} at {}: {e}", link.commit)))?;
+        update_from_bundles(&dir.join(&link.path), &format!("{path}/"), bundles)?;
+    }
+    Ok(())
+}
+
+/// Host: writes one `git bundle` per distinct submodule commit (nested ones
+/// too) of the checked-out clone at `dest` into `out_dir`, each made from
+/// the submodule's own checkout, and returns `(commit, file)` pairs.
+pub fn bundle_submodules(
+    dest: &Path,
+    out_dir: &Path,
+) -> Result<Vec<(String, PathBuf)>, BuildError> {
+    let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
+    let mut pending = vec![dest.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for link in gitlinks(&dir)? {
+            let sub = dir.join(&link.path);
+            if seen.insert(link.commit.clone()) {
+                let file = out_dir.join(format!("submodule-{}.bundle", files.len()));
+                bundle(&sub, &link.commit, Some("attestlog-submodule"), &file)?;
+                files.push((link.commit, file));
+            }
+            pending.push(sub);
+        }
+    }
+    Ok(files)
 }
 
 /// Checks that each regular file of HEAD's tree holds, byte for byte, the
@@ -332,5 +505,38 @@ mod tests {
             ..ok
         };
         assert!(check_request(&with_ref).is_ok());
+    }
+
+    #[test]
+    fn flags_only_unsettled_submodules() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        // As `git()` returns it: trimmed, so the first good line has no space.
+        let good = format!("{a} lib (heads/main)\n {b} lib/inner (heads/main)");
+        assert!(unsettled_submodules(&good).is_empty());
+        let bad = format!("-{a} lib\n+{b} lib/inner (x)\nU{a} other\n {b} fine");
+        assert_eq!(unsettled_submodules(&bad).len(), 3);
+    }
+
+    #[test]
+    fn parses_gitlinks_and_module_paths() {
+        let c = "A".repeat(40);
+        let listing = format!(
+            "100644 blob {b}\t.gitmodules\x00160000 commit {c}\tvendor/my lib\x00\
+             040000 tree {b}\tsrc\x00",
+            b = "b".repeat(40)
+        );
+        assert_eq!(
+            parse_gitlinks(&listing),
+            vec![("vendor/my lib".to_string(), c.to_ascii_lowercase())]
+        );
+        let config = "submodule.my.lib.path\nvendor/my lib\x00submodule.x.url\nu\x00\
+                      submodule.inner.path\ninner/\x00";
+        let names = parse_module_paths(config);
+        assert_eq!(
+            names.get("vendor/my lib").map(String::as_str),
+            Some("my.lib")
+        );
+        assert_eq!(names.get("inner").map(String::as_str), Some("inner"));
+        assert_eq!(names.len(), 2);
     }
 }

@@ -44,6 +44,21 @@ pub struct Job {
     /// Limits the host asks for; the enclave only ever tightens its own.
     pub timeout_secs: Option<u64>,
     pub memory_mb: Option<u64>,
+    /// One `git bundle` per distinct submodule commit, nested ones too
+    /// (absent in jobs from hosts that predate it).
+    #[serde(default)]
+    pub submodules: Vec<SubmoduleBundle>,
+}
+
+/// A submodule's recorded commit and a `git bundle` holding it. The enclave
+/// uses it only for a gitlink naming that commit, so the host cannot
+/// substitute content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubmoduleBundle {
+    /// Full commit id, as the superproject's tree records it.
+    pub commit: String,
+    #[serde(with = "serde_bytes")]
+    pub git_bundle: Vec<u8>,
 }
 
 /// One artifact and its bundle, sent back by the enclave.
@@ -335,6 +350,10 @@ mod tests {
                 outputs: vec!["out".into()],
                 timeout_secs: Some(10),
                 memory_mb: None,
+                submodules: vec![SubmoduleBundle {
+                    commit: "b".repeat(40),
+                    git_bundle: vec![4, 5],
+                }],
             })),
             Message::LogSubmit { entry: vec![9; 5] },
             Message::LogAnswer {
@@ -353,6 +372,19 @@ mod tests {
         for m in &msgs {
             tx.send(m).unwrap();
             assert_eq!(&rx.recv().unwrap(), m);
+        }
+        // A job from a host that predates `submodules` still decodes.
+        let mut value = ciborium::Value::serialized(&msgs[0]).unwrap();
+        if let ciborium::Value::Map(outer) = &mut value {
+            if let ciborium::Value::Map(fields) = &mut outer[0].1 {
+                fields.retain(|(k, _)| k.as_text() != Some("submodules"));
+            }
+        }
+        let mut old = Vec::new();
+        ciborium::into_writer(&value, &mut old).unwrap();
+        match ciborium::from_reader::<Message, _>(old.as_slice()).unwrap() {
+            Message::Job(job) => assert!(job.submodules.is_empty() && job.commit == "a".repeat(40)),
+            other => panic!("decoded {other:?}"),
         }
     }
 
