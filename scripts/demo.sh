@@ -11,7 +11,7 @@ BIN="$ROOT/target/release"
 W=$(mktemp -d)
 trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; rm -rf "$W"' EXIT
 cd "$W"
-start=$(date +%s.%N)
+start=$EPOCHREALTIME
 
 echo "== dev CA"
 "$BIN/enclave-builder" dev-ca init ca
@@ -35,10 +35,13 @@ git -C repo -c user.name=demo -c user.email=demo@example.com commit -q -m hello
 COMMIT=$(git -C repo rev-parse HEAD)
 
 echo "== bare build (no builder), for comparison"
-cp -r repo bare && (cd bare && /usr/bin/time -f "bare build: %e s" cc -O2 -o hello hello.c)
+cp -r repo bare
+TIMEFORMAT="bare build: %R s"
+time (cd bare && cc -O2 -o hello hello.c)
 
 echo "== enclave-builder build (bwrap sandbox, simulated NSM)"
-/usr/bin/time -f "enclave-builder build total: %e s" "$BIN/enclave-builder" build --repo repo --commit "$COMMIT" --log "$URL" --log-key "$KEY" \
+TIMEFORMAT="enclave-builder build total: %R s"
+time "$BIN/enclave-builder" build --repo repo --commit "$COMMIT" --log "$URL" --log-key "$KEY" \
   --nsm simulated --dev-ca ca --out out
 
 echo "== policy endorsing the builder's PCRs"
@@ -50,7 +53,8 @@ echo "== policy endorsing the builder's PCRs"
 cat policy.toml
 
 echo "== verify"
-"$BIN/attestlog" verify --bundle out/hello.attestlog.json --artifact out/hello --policy policy.toml
+"$BIN/attestlog" verify --bundle out/hello.attestlog.json --artifact out/hello --policy policy.toml \
+  --commit "$COMMIT"
 ./out/hello
 
 echo "== tampered artifact must fail"
@@ -60,4 +64,4 @@ if "$BIN/attestlog" verify --bundle out/hello.attestlog.json --artifact tampered
   exit 1
 fi
 echo "tampered artifact refused, as it must be"
-echo "== demo done in $(echo "$(date +%s.%N) - $start" | bc) s (after the cargo build)"
+echo "== demo done in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s (after the cargo build)"
