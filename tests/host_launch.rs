@@ -21,7 +21,7 @@ const SECRET: &str = "webhook secret for the test";
 /// The enclave half's command line for `world`, connecting to `sock`.
 fn enclave_argv(w: &World, sock: &Path) -> Vec<String> {
     let mut argv = vec![
-        BUILDER.to_string(),
+        builder_bin().display().to_string(),
         "enclave".into(),
         "--connect-unix".into(),
         sock.display().to_string(),
@@ -86,7 +86,7 @@ fn webhook_events_build_in_a_fresh_enclave_each() {
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let sock = w.tmp.path().join("hook.sock");
     let out = w.tmp.path().join("hook-out");
-    let mut host = Command::new(BUILDER)
+    let mut host = Command::new(builder_bin())
         .arg("host")
         .arg("--listen-unix")
         .arg(&sock)
@@ -177,7 +177,7 @@ fn fake_nitro_cli(dir: &Path, enclave: &[String], flags: &str) -> (PathBuf, Path
 }
 
 fn host_with(w: &World, sock: &Path, out: &Path, commit: &str, launch: &[String]) -> Output {
-    Command::new(BUILDER)
+    Command::new(builder_bin())
         .arg("host")
         .arg("--listen-unix")
         .arg(sock)

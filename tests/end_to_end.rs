@@ -5,9 +5,9 @@
 //! way it must fail, the sandbox's walls, and bad inputs.
 //!
 //! Needs `git`, `bwrap` and `cc` (scripts/test.sh installs them), and the
-//! `attestlog-server` and `attestlog` binaries, which `cargo test
-//! --workspace` builds into the same target directory. Without them the
-//! tests print why and skip.
+//! `enclave-builder`, `attestlog-server` and `attestlog` binaries, which
+//! `cargo test --workspace` builds into the same target directory. Without
+//! them the tests print why and skip.
 
 mod common;
 
@@ -354,7 +354,7 @@ fn bad_inputs_are_refused_without_a_log_entry() {
     );
     let before = tree_size(&w.server.url);
     let build_in = |repo: &Path, commit: &str, extra: &[&str]| {
-        Command::new(BUILDER)
+        Command::new(builder_bin())
             .arg("build")
             .arg("--repo")
             .arg(repo)
@@ -453,7 +453,7 @@ fn host_and_enclave_over_a_unix_socket() {
     );
     let sock = w.tmp.path().join("enclave.sock");
     let out = w.tmp.path().join("split-out");
-    let host = Command::new(BUILDER)
+    let host = Command::new(builder_bin())
         .arg("host")
         .arg("--listen-unix")
         .arg(&sock)
@@ -470,7 +470,7 @@ fn host_and_enclave_over_a_unix_socket() {
         assert!(t.elapsed().as_secs() < 60, "host never listened");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let enclave = Command::new(BUILDER)
+    let enclave = Command::new(builder_bin())
         .arg("enclave")
         .arg("--connect-unix")
         .arg(&sock)
@@ -526,7 +526,7 @@ fn enclave_refuses_a_tampered_relay() {
     .unwrap();
     let sock = w.tmp.path().join("evil.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let enclave = Command::new(BUILDER)
+    let enclave = Command::new(builder_bin())
         .arg("enclave")
         .arg("--connect-unix")
         .arg(&sock)

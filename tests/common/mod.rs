@@ -12,7 +12,6 @@ use attestlog::policy::Policy;
 use attestlog::verify::BundleVerifier;
 use sha2::{Digest, Sha256};
 
-pub const BUILDER: &str = env!("CARGO_BIN_EXE_enclave-builder");
 pub const ORIGIN: &str = "e2e.attestlog/log";
 
 pub fn skip(reason: &str) {
@@ -47,11 +46,21 @@ pub fn prerequisites() -> Option<PathBuf> {
             return None;
         }
     }
+    if target_bin("enclave-builder").is_none() {
+        skip("enclave-builder binary not built; run `cargo test --workspace` or `cargo build -p enclave-builder`");
+        return None;
+    }
     let server = target_bin("attestlog-server");
     if server.is_none() {
         skip("attestlog-server binary not built; run `cargo test --workspace` or `cargo build -p attestlog-server`");
     }
     server
+}
+
+/// The `enclave-builder` binary of this target directory (checked by
+/// [`prerequisites`]; a missing one makes commands fail to spawn).
+pub fn builder_bin() -> PathBuf {
+    target_bin("enclave-builder").unwrap_or_else(|| PathBuf::from("enclave-builder-not-built"))
 }
 
 pub struct Server {
@@ -155,7 +164,7 @@ impl World {
         let server_bin = prerequisites()?;
         let tmp = tempfile::tempdir().unwrap();
         let ca = tmp.path().join("ca");
-        let out = Command::new(BUILDER)
+        let out = Command::new(builder_bin())
             .args(["dev-ca", "init"])
             .arg(&ca)
             .output()
@@ -194,7 +203,7 @@ impl World {
     }
 
     pub fn build(&self, commit: &str, out: &str, extra: &[&str]) -> Output {
-        Command::new(BUILDER)
+        Command::new(builder_bin())
             .arg("build")
             .arg("--repo")
             .arg(&self.repo)
@@ -209,7 +218,7 @@ impl World {
     }
 
     pub fn pcrs(&self) -> Vec<String> {
-        let out = Command::new(BUILDER)
+        let out = Command::new(builder_bin())
             .arg("measure")
             .args(self.measured_args())
             .output()

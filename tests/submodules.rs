@@ -91,7 +91,7 @@ fn host_job(w: &World, commit: &str) -> HostJob {
 }
 
 fn spawn_enclave(w: &World, sock: &Path) -> Child {
-    Command::new(BUILDER)
+    Command::new(builder_bin())
         .arg("enclave")
         .arg("--connect-unix")
         .arg(sock)
@@ -153,7 +153,7 @@ fn host_and_enclave_commands_build_submodules() {
     let r = repos(&w);
     let sock = w.tmp.path().join("enclave.sock");
     let out = w.tmp.path().join("split-out");
-    let host = Command::new(BUILDER)
+    let host = Command::new(builder_bin())
         .arg("host")
         .arg("--listen-unix")
         .arg(&sock)
