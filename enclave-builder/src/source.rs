@@ -86,13 +86,24 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, BuildError> {
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
         return Err(BuildError::Git {
             args: args.join(" "),
-            reason: format!("{} ({})", last.trim(), out.status),
+            reason: format!("{} ({})", git_failure_line(&stderr), out.status),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The one line of git's stderr that says why it failed: the first `fatal:`
+/// line (nested commands such as `submodule update` end with a summary that
+/// hides the cause), else the last non-empty line.
+fn git_failure_line(stderr: &str) -> &str {
+    let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines
+        .clone()
+        .find(|l| l.starts_with("fatal:"))
+        .or_else(|| lines.next_back())
+        .unwrap_or("")
 }
 
 /// Clones `req.repo` into `dest` (which must not exist), checks out the commit
@@ -472,6 +483,19 @@ fn resolve_ref(dest: &Path, name: &str, commit: Option<&str>) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_failure_line_prefers_the_cause() {
+        let nested = "Cloning into '/b/lib'...\nfatal: repository '/a/lib' does not exist\n\
+                      fatal: clone of '/a/lib' into submodule path '/b/lib' failed\n\
+                      Failed to clone 'lib'. Retry scheduled\n";
+        assert_eq!(
+            git_failure_line(nested),
+            "fatal: repository '/a/lib' does not exist"
+        );
+        assert_eq!(git_failure_line("warning: x\n  error: y  \n\n"), "error: y");
+        assert_eq!(git_failure_line(""), "");
+    }
 
     #[test]
     fn refuses_abbreviated_and_branch_without_ref() {
