@@ -476,7 +476,7 @@ fn host_and_enclave_over_a_unix_socket() {
         .arg(&sock)
         .args(["--nsm", "simulated", "--dev-ca"])
         .arg(&w.ca)
-        .args(w.measured_args())
+        .args(w.enclave_args())
         .output()
         .unwrap();
     let host = host.wait_with_output().unwrap();
@@ -484,7 +484,7 @@ fn host_and_enclave_over_a_unix_socket() {
     assert!(host.status.success(), "host: {}", stderr(&host));
     let artifact = std::fs::read(out.join("hello")).unwrap();
     let bundle = Bundle::parse(&std::fs::read(out.join("hello.attestlog.json")).unwrap()).unwrap();
-    let good = w.policy("split.toml", &w.pcrs(), &w.server.key, false);
+    let good = w.policy("split.toml", &w.enclave_pcrs(), &w.server.key, false);
     assert_eq!(verify_code(&good, &bundle, &artifact), Ok(c1.clone()));
     // The statement records the host's repository, not the bundle file.
     let digest: [u8; 32] = Sha256::digest(&artifact).into();
@@ -517,6 +517,7 @@ fn enclave_refuses_a_tampered_relay() {
             commit: Some(c1.clone()),
             git_ref: None,
             uri: None,
+            net_config: Vec::new(),
         },
         cmd: None,
         outputs: vec![],
@@ -532,7 +533,7 @@ fn enclave_refuses_a_tampered_relay() {
         .arg(&sock)
         .args(["--nsm", "simulated", "--dev-ca"])
         .arg(&w.ca)
-        .args(w.measured_args())
+        .args(w.enclave_args())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -30,7 +30,7 @@ fn enclave_argv(w: &World, sock: &Path) -> Vec<String> {
         "--dev-ca".into(),
         w.ca.display().to_string(),
     ];
-    argv.extend(w.measured_args());
+    argv.extend(w.enclave_args());
     argv
 }
 
@@ -66,7 +66,7 @@ fn next_job_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
 fn assert_verifies(w: &World, out: &Path, commit: &str) {
     let artifact = std::fs::read(out.join("hello")).unwrap();
     let bundle = Bundle::parse(&std::fs::read(out.join("hello.attestlog.json")).unwrap()).unwrap();
-    let policy = w.policy("launch.toml", &w.pcrs(), &w.server.key, false);
+    let policy = w.policy("launch.toml", &w.enclave_pcrs(), &w.server.key, false);
     assert_eq!(
         verify_code(&policy, &bundle, &artifact),
         Ok(commit.to_string())
@@ -300,6 +300,7 @@ fn a_silent_enclave_is_cut_off_and_stopped() {
             commit: Some(c1),
             git_ref: None,
             uri: None,
+            net_config: Vec::new(),
         },
         cmd: Some("true".into()),
         outputs: vec!["hello".into()],

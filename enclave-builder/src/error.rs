@@ -20,6 +20,8 @@ pub enum BuildError {
         resolved: String,
         commit: String,
     },
+    #[error("repository {0:?} is not an https:// URL, so the enclave cannot authenticate it (use --source host-bundle to build what the host sends)")]
+    UnauthenticatedSource(String),
     #[error("HEAD is {head} after checkout, expected {expected}")]
     HeadMismatch { head: String, expected: String },
     #[error("working tree is not clean after checkout: {0}")]
@@ -78,6 +80,7 @@ impl BuildError {
             BuildError::CommitNotFound(_) => "commit_not_found",
             BuildError::RefNotFound { .. } => "ref_not_found",
             BuildError::RefMismatch { .. } => "ref_mismatch",
+            BuildError::UnauthenticatedSource(_) => "unauthenticated_source",
             BuildError::HeadMismatch { .. } => "head_mismatch",
             BuildError::DirtyTree(_) => "dirty_tree",
             BuildError::Submodules(_) => "submodules",

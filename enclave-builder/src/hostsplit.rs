@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use attestlog::bundle::BUNDLE_SUFFIX;
 
 use crate::error::BuildError;
+use crate::measure::SourceMode;
 use crate::nsm::Nsm;
 use crate::pipeline::{self, BuildRequest};
 use crate::sandbox::SandboxConfig;
 use crate::source::{self, SourceRequest};
 use crate::submit::{self, LogClient};
 use crate::transport::{
-    ArtifactMsg, Channel, Job, JobResult, Message, Stream, SubmoduleBundle, MAX_MESSAGE,
+    ArtifactMsg, Channel, Endpoint, Job, JobResult, Message, Stream, SubmoduleBundle, MAX_MESSAGE,
 };
 
 fn chan_err(e: std::io::Error) -> BuildError {
@@ -176,6 +177,10 @@ pub struct EnclaveSettings {
     pub sandbox: SandboxConfig,
     pub builder_id: String,
     pub hidden: Vec<PathBuf>,
+    /// `Relay` or `HostBundle` (see [`SourceMode`]).
+    pub source: SourceMode,
+    /// Where the host's CONNECT relay listens (used by `Relay`).
+    pub relay: Endpoint,
 }
 
 struct RelayLog<'a, S: Stream> {
@@ -243,18 +248,42 @@ pub fn run_enclave<S: Stream>(
     result.map(|(o, _)| o)
 }
 
-fn build_job<S: Stream>(
-    ch: &mut Channel<S>,
+/// The enclave clones `job.uri` itself through the host's relay. Only
+/// `https://` is accepted: TLS, verified here, is what keeps the host from
+/// substituting another repository.
+fn relay_source(
     job: &Job,
-    settings: &EnclaveSettings,
-    nsm: &dyn Nsm,
-) -> Result<(pipeline::BuildOutcome, Vec<ArtifactMsg>), BuildError> {
-    use std::os::unix::fs::PermissionsExt;
-    let work = tempfile::Builder::new()
-        .prefix("enclave-job-")
-        .tempdir()
-        .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
-    let file = work.path().join("job.bundle");
+    relay: &Endpoint,
+    tls_roots: &Option<PathBuf>,
+) -> Result<SourceRequest, BuildError> {
+    if !job.uri.starts_with("https://") {
+        return Err(BuildError::UnauthenticatedSource(job.uri.clone()));
+    }
+    let forwarder = crate::relay::Forwarder::start(relay.clone())
+        .map_err(|e| BuildError::Transport(format!("starting the relay forwarder: {e}")))?;
+    let mut net_config = vec![
+        ("http.proxy".to_string(), forwarder.proxy_url()),
+        ("http.sslVerify".to_string(), "true".to_string()),
+    ];
+    if let Some(roots) = tls_roots {
+        net_config.push(("http.sslCAInfo".into(), roots.display().to_string()));
+    }
+    Ok(SourceRequest {
+        repo: job.uri.clone(),
+        commit: Some(job.commit.clone()),
+        git_ref: job.git_ref.clone(),
+        uri: None,
+        net_config,
+    })
+}
+
+/// The enclave builds the git bundle (and submodule bundles) the host sent,
+/// written under `work`.
+fn host_bundle_source(
+    job: &Job,
+    work: &Path,
+) -> Result<(SourceRequest, source::SubmoduleBundles), BuildError> {
+    let file = work.join("job.bundle");
     std::fs::write(&file, &job.git_bundle).map_err(|e| BuildError::io(&file, e))?;
     // Submodules come only from the job: files named by index (the host's
     // commit text never becomes a path), found by commit id.
@@ -267,10 +296,38 @@ fn build_job<S: Stream>(
                 sub.commit
             )));
         }
-        let path = work.path().join(format!("submodule-{i}.bundle"));
+        let path = work.join(format!("submodule-{i}.bundle"));
         std::fs::write(&path, &sub.git_bundle).map_err(|e| BuildError::io(&path, e))?;
         submodules.insert(commit, path);
     }
+    let source = SourceRequest {
+        repo: file.to_string_lossy().to_string(),
+        commit: Some(job.commit.clone()),
+        git_ref: job.git_ref.clone(),
+        uri: Some(job.uri.clone()),
+        net_config: Vec::new(),
+    };
+    Ok((source, submodules))
+}
+
+fn build_job<S: Stream>(
+    ch: &mut Channel<S>,
+    job: &Job,
+    settings: &EnclaveSettings,
+    nsm: &dyn Nsm,
+) -> Result<(pipeline::BuildOutcome, Vec<ArtifactMsg>), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::Builder::new()
+        .prefix("enclave-job-")
+        .tempdir()
+        .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
+    let (source, submodules) = match &settings.source {
+        SourceMode::Relay { tls_roots } => (relay_source(job, &settings.relay, tls_roots)?, None),
+        SourceMode::HostBundle | SourceMode::Direct => {
+            let (source, bundles) = host_bundle_source(job, work.path())?;
+            (source, Some(bundles))
+        }
+    };
     let mut sandbox = settings.sandbox.clone();
     if let Some(t) = job.timeout_secs {
         sandbox.timeout_secs = sandbox.timeout_secs.min(t);
@@ -280,12 +337,7 @@ fn build_job<S: Stream>(
     }
     let out_dir = work.path().join("out");
     let req = BuildRequest {
-        source: SourceRequest {
-            repo: file.to_string_lossy().to_string(),
-            commit: Some(job.commit.clone()),
-            git_ref: job.git_ref.clone(),
-            uri: Some(job.uri.clone()),
-        },
+        source,
         cmd: job.cmd.clone(),
         outputs: job.outputs.clone(),
         log_url: settings.log_url.clone(),
@@ -299,7 +351,7 @@ fn build_job<S: Stream>(
         url: settings.log_url.clone(),
         ch: RefCell::new(ch),
     };
-    let outcome = pipeline::build_with_submodules(&req, nsm, &relay, Some(&submodules))?;
+    let outcome = pipeline::build_with_submodules(&req, nsm, &relay, submodules.as_ref())?;
     let mut artifacts = Vec::new();
     for p in &outcome.published {
         let name = p

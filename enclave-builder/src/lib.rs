@@ -9,6 +9,7 @@
 //! [`transport`] (the framed host<->enclave channel over vsock or Unix
 //! sockets), [`hostsplit`] (the host and enclave halves), [`launcher`]
 //! (starting a fresh enclave per job: `nitro-cli` or a local process),
+//! [`relay`] (the host's CONNECT relay for the enclave's own TLS fetch),
 //! [`webhook`] (GitHub webhook intake with HMAC-SHA256 signatures).
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod launcher;
 pub mod measure;
 pub mod nsm;
 pub mod pipeline;
+pub mod relay;
 pub mod sandbox;
 pub mod source;
 pub mod submit;

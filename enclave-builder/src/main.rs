@@ -8,13 +8,13 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enclave_builder::hostsplit::{self, EnclaveSettings, HostJob};
 use enclave_builder::launcher::{self, Deadlines, EnclaveLauncher, LocalCommand, NitroCli};
-use enclave_builder::measure::{self, BuilderConfig};
+use enclave_builder::measure::{self, BuilderConfig, SourceMode};
 use enclave_builder::nsm::{NitroBackend, Nsm, SimulatedBackend};
 use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
 use enclave_builder::sandbox::{SandboxConfig, SandboxKind};
 use enclave_builder::source::SourceRequest;
 use enclave_builder::transport::{self, Endpoint, Job, VSOCK_PARENT_CID};
-use enclave_builder::{devca, webhook, BuildError};
+use enclave_builder::{devca, relay, webhook, BuildError};
 
 #[derive(Parser)]
 #[command(
@@ -172,6 +172,22 @@ struct Measured {
     memory: u64,
     #[arg(long = "builder-id", default_value = DEFAULT_BUILDER_ID)]
     builder_id: String,
+    /// Where the source comes from: `direct` (build), `relay` (the enclave
+    /// fetches over the host's relay with TLS; the enclave's default) or
+    /// `host-bundle` (the enclave builds what the host sends).
+    #[arg(long, value_enum)]
+    source: Option<SourceArg>,
+    /// CA file the enclave checks the repository's TLS against (relay;
+    /// default: the system's roots).
+    #[arg(long = "tls-roots")]
+    tls_roots: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceArg {
+    Direct,
+    Relay,
+    HostBundle,
 }
 
 impl Measured {
@@ -185,11 +201,35 @@ impl Measured {
             memory_mb: self.memory,
         }
     }
-    fn builder(&self) -> BuilderConfig {
+    /// The source mode, `default` when not given; `allowed` lists the
+    /// modes the subcommand can run.
+    fn source(&self, default: SourceArg, allowed: &[SourceArg]) -> Result<SourceMode, BuildError> {
+        let arg = self.source.unwrap_or(default);
+        if !allowed.contains(&arg) {
+            return Err(BuildError::Config(
+                "--source direct is for `build`; the enclave takes relay or host-bundle".into(),
+            ));
+        }
+        if self.tls_roots.is_some() && arg != SourceArg::Relay {
+            return Err(BuildError::Config(
+                "--tls-roots applies only to --source relay".into(),
+            ));
+        }
+        Ok(match arg {
+            SourceArg::Direct => SourceMode::Direct,
+            SourceArg::Relay => SourceMode::Relay {
+                tls_roots: self.tls_roots.clone(),
+            },
+            SourceArg::HostBundle => SourceMode::HostBundle,
+        })
+    }
+
+    fn builder(&self, source: SourceMode) -> BuilderConfig {
         BuilderConfig {
             builder_id: self.builder_id.clone(),
             log_url: self.log.clone(),
             log_key: self.log_key.trim().to_string(),
+            source,
         }
     }
 }
@@ -237,6 +277,7 @@ fn backend(
     kind: NsmKind,
     dev_ca: Option<PathBuf>,
     measured: &Measured,
+    source: SourceMode,
 ) -> Result<Backend, BuildError> {
     let sandbox = measured.sandbox();
     if sandbox.kind == SandboxKind::None {
@@ -248,7 +289,7 @@ fn backend(
             let dir = dev_ca.ok_or_else(|| {
                 BuildError::Attestation("--nsm simulated needs --dev-ca DIR".into())
             })?;
-            let m = measure::measure(&sandbox, &measured.builder())?;
+            let m = measure::measure(&sandbox, &measured.builder(source))?;
             hidden.push(dir.clone());
             Box::new(SimulatedBackend::load(&dir, measure::pcr_map(&m))?)
         }
@@ -297,6 +338,7 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
             commit,
             git_ref,
             uri: None,
+            net_config: Vec::new(),
         },
         cmd: args.cmd.clone(),
         outputs: args.outputs.clone(),
@@ -309,6 +351,12 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
         idle: Duration::from_secs(args.enclave_idle_timeout),
     };
     let listener = transport::listen(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+    // The enclave's own source fetch (`--source relay`) goes out through
+    // this CONNECT relay, with TLS end to end.
+    let relay_ep = relay::endpoint_for(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+    let relay_listener =
+        transport::listen(&relay_ep).map_err(|e| BuildError::Transport(e.to_string()))?;
+    std::thread::spawn(move || relay::serve(relay_listener));
     // One job, one enclave: started here when there is a launcher.
     let run = |job: Job, out: &Path| match &launcher {
         Some(l) => launcher::run_job(
@@ -395,8 +443,19 @@ fn run_enclave(args: EnclaveArgs) -> Result<(), BuildError> {
             ))
         }
     };
-    let (nsm, hidden, sandbox) = backend(args.nsm, args.dev_ca.clone(), &args.measured)?;
+    let source = args
+        .measured
+        .source(SourceArg::Relay, &[SourceArg::Relay, SourceArg::HostBundle])?;
+    let (nsm, hidden, sandbox) = backend(
+        args.nsm,
+        args.dev_ca.clone(),
+        &args.measured,
+        source.clone(),
+    )?;
+    let relay = relay::endpoint_for(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
     let settings = EnclaveSettings {
+        source,
+        relay,
         log_url: args.measured.log.clone(),
         log_key: args.measured.log_key.clone(),
         sandbox,
@@ -411,13 +470,17 @@ fn run_enclave(args: EnclaveArgs) -> Result<(), BuildError> {
 }
 
 fn run_build(args: BuildArgs) -> Result<(), BuildError> {
-    let (nsm, hidden, sandbox) = backend(args.nsm, args.dev_ca.clone(), &args.measured)?;
+    let source = args
+        .measured
+        .source(SourceArg::Direct, &[SourceArg::Direct])?;
+    let (nsm, hidden, sandbox) = backend(args.nsm, args.dev_ca.clone(), &args.measured, source)?;
     let req = BuildRequest {
         source: SourceRequest {
             repo: args.repo,
             commit: args.commit,
             git_ref: args.git_ref,
             uri: None,
+            net_config: Vec::new(),
         },
         cmd: args.cmd,
         outputs: args.outputs,
@@ -448,8 +511,12 @@ fn run_build(args: BuildArgs) -> Result<(), BuildError> {
 }
 
 fn run_measure(args: MeasureArgs) -> anyhow::Result<()> {
-    let m =
-        measure::measure(&args.measured.sandbox(), &args.measured.builder()).context("measure")?;
+    let source = args.measured.source(
+        SourceArg::Direct,
+        &[SourceArg::Direct, SourceArg::Relay, SourceArg::HostBundle],
+    )?;
+    let m = measure::measure(&args.measured.sandbox(), &args.measured.builder(source))
+        .context("measure")?;
     for (i, p) in m.pcrs.iter().enumerate() {
         println!("PCR{i} {}", hex::encode(p));
     }

@@ -30,6 +30,33 @@ pub struct BuilderConfig {
     pub builder_id: String,
     pub log_url: String,
     pub log_key: String,
+    pub source: SourceMode,
+}
+
+/// Where the source comes from. Measured, because it decides whether the
+/// repository URI in the statement was authenticated by the builder itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceMode {
+    /// `build`: the builder clones the repository itself.
+    Direct,
+    /// `enclave --source relay`: the enclave clones the job's `https://` URL
+    /// through the host's relay and verifies TLS itself, against
+    /// `tls_roots` (a CA file) or, when `None`, the system's roots.
+    Relay { tls_roots: Option<PathBuf> },
+    /// `enclave --source host-bundle`: the enclave builds the git bundle the
+    /// host sent; the commit is verified, the repository URI is the host's word.
+    HostBundle,
+}
+
+impl SourceMode {
+    /// The name in the measured build configuration.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceMode::Direct => "direct",
+            SourceMode::Relay { .. } => "relay",
+            SourceMode::HostBundle => "host-bundle",
+        }
+    }
 }
 
 /// The three measured inputs' canonical forms and the resulting PCRs.
@@ -89,10 +116,18 @@ pub fn sandbox_json(sandbox: &SandboxConfig) -> Result<String, BuildError> {
 
 /// Canonical JSON of the build configuration (input_2).
 pub fn build_json(config: &BuilderConfig) -> Result<String, BuildError> {
+    let tls_roots = match &config.source {
+        SourceMode::Relay {
+            tls_roots: Some(file),
+        } => Some(sha384_file(file)?),
+        _ => None,
+    };
     canonical(&json!({
         "builder_id": config.builder_id,
         "log_url": config.log_url,
         "log_key": config.log_key,
+        "source": config.source.name(),
+        "tls_roots_sha384": tls_roots,
     }))
 }
 
@@ -156,6 +191,7 @@ mod tests {
                 builder_id: "b".into(),
                 log_url: "http://l".into(),
                 log_key: "k".into(),
+                source: SourceMode::Direct,
             },
         )
     }
@@ -183,6 +219,35 @@ mod tests {
         let bc = measure_with(b"exe", &s, &b2).unwrap();
         assert_eq!(bc.pcrs[..2], base.pcrs[..2]);
         assert_ne!(bc.pcrs[2], base.pcrs[2]);
+        let modes = [
+            SourceMode::HostBundle,
+            SourceMode::Relay { tls_roots: None },
+        ];
+        for source in modes {
+            let m = BuilderConfig {
+                source,
+                ..b2.clone()
+            };
+            let bm = measure_with(b"exe", &s, &m).unwrap();
+            assert_eq!(bm.pcrs[..2], base.pcrs[..2]);
+            assert_ne!(bm.pcrs[2], bc.pcrs[2]);
+        }
+        let roots = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(roots.path(), b"roots").unwrap();
+        let pinned = BuilderConfig {
+            source: SourceMode::Relay {
+                tls_roots: Some(roots.path().to_path_buf()),
+            },
+            ..b2.clone()
+        };
+        let system = BuilderConfig {
+            source: SourceMode::Relay { tls_roots: None },
+            ..b2
+        };
+        assert_ne!(
+            measure_with(b"exe", &s, &pinned).unwrap().pcrs[2],
+            measure_with(b"exe", &s, &system).unwrap().pcrs[2]
+        );
     }
 
     #[test]

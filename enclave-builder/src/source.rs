@@ -22,6 +22,10 @@ pub struct SourceRequest {
     /// The URI to record instead of [`repository_uri`] of `repo` (the
     /// enclave clones a git bundle but records the host's repository).
     pub uri: Option<String>,
+    /// git configuration (`-c key=value`) for the commands that reach the
+    /// network: clone, fetch and submodule update (the enclave's relay proxy
+    /// and TLS roots). Empty for a direct fetch.
+    pub net_config: Vec<(String, String)>,
 }
 
 /// The checked-out source.
@@ -65,10 +69,25 @@ pub fn repository_uri(repo: &str) -> String {
 }
 
 fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, BuildError> {
+    git_net(&[], dir, args)
+}
+
+/// [`git`] with `-c key=value` for each of `net`; git hands these on to the
+/// git processes it starts (submodule clones) through the environment.
+fn git_net(
+    net: &[(String, String)],
+    dir: Option<&Path>,
+    args: &[&str],
+) -> Result<String, BuildError> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
+    for (key, value) in net {
+        cmd.arg("-c").arg(format!("{key}={value}"));
+    }
+    // TLS verification cannot be switched off from the environment.
+    cmd.env_remove("GIT_SSL_NO_VERIFY");
     // No prompts, no system config, no hooks: the clone is data, not code.
     cmd.args([
         "-c",
@@ -124,7 +143,8 @@ pub fn fetch_with_submodule_bundles(
 ) -> Result<CheckedOut, BuildError> {
     check_request(req)?;
     let dest_str = dest.to_string_lossy().to_string();
-    git(
+    git_net(
+        &req.net_config,
         None,
         &[
             "clone",
@@ -147,7 +167,7 @@ pub fn fetch_with_submodule_bundles(
         Some(name) => resolve_ref(dest, name, req.commit.as_deref())?,
         None => {
             let c = req.commit.clone().unwrap_or_default().to_ascii_lowercase();
-            ensure_commit(dest, &c)?;
+            ensure_commit(dest, &c, &req.net_config)?;
             c
         }
     };
@@ -162,7 +182,8 @@ pub fn fetch_with_submodule_bundles(
     }
     if dest.join(".gitmodules").exists() {
         match bundles {
-            None => git(
+            None => git_net(
+                &req.net_config,
                 Some(dest),
                 &["submodule", "update", "--init", "--recursive", "--checkout"],
             )
@@ -436,12 +457,12 @@ fn raw_matches_commit(dest: &Path) -> Result<(), BuildError> {
 
 /// Makes sure the full id `commit` names a commit object in the clone,
 /// fetching it by id when no ref reaches it.
-fn ensure_commit(dest: &Path, commit: &str) -> Result<(), BuildError> {
+fn ensure_commit(dest: &Path, commit: &str, net: &[(String, String)]) -> Result<(), BuildError> {
     let spec = format!("{commit}^{{commit}}");
     if git(Some(dest), &["cat-file", "-e", &spec]).is_ok() {
         return Ok(());
     }
-    let _ = git(Some(dest), &["fetch", "--quiet", "origin", commit]);
+    let _ = git_net(net, Some(dest), &["fetch", "--quiet", "origin", commit]);
     git(Some(dest), &["cat-file", "-e", &spec])
         .map(|_| ())
         .map_err(|_| BuildError::CommitNotFound(commit.to_string()))
@@ -505,6 +526,7 @@ mod tests {
                 commit: Some(c.to_string()),
                 git_ref: None,
                 uri: None,
+                net_config: Vec::new(),
             };
             assert_eq!(
                 check_request(&req).unwrap_err().code(),
@@ -516,6 +538,7 @@ mod tests {
             commit: Some("a".repeat(40)),
             git_ref: None,
             uri: None,
+            net_config: Vec::new(),
         };
         assert!(check_request(&ok).is_ok());
         let ok64 = SourceRequest {

@@ -217,10 +217,29 @@ impl World {
             .unwrap()
     }
 
+    /// What the enclave half adds to [`World::measured_args`]: it builds
+    /// the host's git bundle, since the test repositories are local paths
+    /// that the enclave's own (https-only) fetch would refuse.
+    pub fn enclave_args(&self) -> Vec<String> {
+        let mut args = self.measured_args();
+        args.extend(["--source".into(), "host-bundle".into()]);
+        args
+    }
+
+    /// PCR0-2 of `enclave-builder build` with [`World::measured_args`].
     pub fn pcrs(&self) -> Vec<String> {
+        self.pcrs_of(&self.measured_args())
+    }
+
+    /// PCR0-2 of the enclave half with [`World::enclave_args`].
+    pub fn enclave_pcrs(&self) -> Vec<String> {
+        self.pcrs_of(&self.enclave_args())
+    }
+
+    pub fn pcrs_of(&self, args: &[String]) -> Vec<String> {
         let out = Command::new(builder_bin())
             .arg("measure")
-            .args(self.measured_args())
+            .args(args)
             .output()
             .unwrap();
         assert!(out.status.success());
