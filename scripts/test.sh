@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need=()
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The relay test serves a repository over HTTPS with `openssl s_server`.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

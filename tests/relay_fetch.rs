@@ -1,0 +1,257 @@
+//! `enclave --source relay`: the enclave clones the repository itself, over
+//! the host's CONNECT relay, with TLS checked inside the enclave. The
+//! repository is served over HTTPS by `openssl s_server -WWW` (git's dumb
+//! HTTP protocol, hence `GIT_SMART_HTTP=0`) with a certificate made for the
+//! test. The enclave half runs in its own network namespace (`bwrap
+//! --unshare-net`), so the relay is its only way to the server; the host
+//! cannot hand it another repository, and a certificate the enclave does
+//! not trust stops the build.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use attestlog::bundle::Bundle;
+use attestlog::policy::Policy;
+use attestlog::verify::BundleVerifier;
+use common::*;
+use sha2::{Digest, Sha256};
+
+struct HttpsGit {
+    child: Child,
+    url: String,
+    cert: PathBuf,
+}
+
+impl Drop for HttpsGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 in `dir`: (cert, key).
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    (cert, key)
+}
+
+/// Serves a bare copy of `repo` at `https://127.0.0.1:PORT/repo.git`.
+fn serve_https(repo: &Path, dir: &Path) -> HttpsGit {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(repo)
+            .arg(www.join("repo.git")),
+    );
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(www.join("repo.git"))
+            .arg("update-server-info"),
+    );
+    let (cert, key) = certificate(dir, "server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .current_dir(&www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "s_server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    HttpsGit {
+        child,
+        url: format!("https://127.0.0.1:{port}/repo.git"),
+        cert,
+    }
+}
+
+/// Whether this machine can run the test: openssl, and bwrap allowed to
+/// make a network namespace.
+fn can_isolate() -> bool {
+    let openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !openssl {
+        skip("`openssl` is not installed");
+        return false;
+    }
+    let netns = Command::new("bwrap")
+        .args(["--dev-bind", "/", "/", "--unshare-net", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !netns {
+        skip("bwrap cannot make a network namespace here");
+    }
+    netns
+}
+
+/// The enclave's measured arguments for relay mode with `roots`.
+fn relay_args(w: &World, roots: &Path) -> Vec<String> {
+    let mut args = w.measured_args();
+    args.extend(["--source".into(), "relay".into(), "--tls-roots".into()]);
+    args.push(roots.display().to_string());
+    args
+}
+
+/// Runs `host` for `repo` at `commit` with a local enclave in its own
+/// network namespace. Only the host trusts the server through the
+/// environment; the enclave has just its `--tls-roots`.
+fn host_job(
+    w: &World,
+    name: &str,
+    repo: &str,
+    commit: &str,
+    server_cert: &Path,
+    roots: &Path,
+) -> Output {
+    let sock = w.tmp.path().join(format!("{name}.sock"));
+    let out = w.tmp.path().join(name);
+    let mut enclave: Vec<String> = ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--"]
+        .iter()
+        .chain(&["env", "-u", "GIT_SSL_CAINFO", "GIT_SMART_HTTP=0"])
+        .map(|s| s.to_string())
+        .collect();
+    enclave.push(builder_bin().display().to_string());
+    enclave.extend(["enclave".into(), "--connect-unix".into()]);
+    enclave.push(sock.display().to_string());
+    enclave.extend(["--nsm".into(), "simulated".into(), "--dev-ca".into()]);
+    enclave.push(w.ca.display().to_string());
+    enclave.extend(relay_args(w, roots));
+    Command::new(builder_bin())
+        .arg("host")
+        .arg("--listen-unix")
+        .arg(&sock)
+        .args([
+            "--log",
+            &w.server.url,
+            "--repo",
+            repo,
+            "--commit",
+            commit,
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--")
+        .args(enclave)
+        .env("GIT_SSL_CAINFO", server_cert)
+        .env("GIT_SMART_HTTP", "0")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_enclave_fetches_its_source_over_the_relay_with_tls() {
+    if !can_isolate() {
+        return;
+    }
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let https = serve_https(&w.repo, w.tmp.path());
+    let host = host_job(&w, "relay-out", &https.url, &c1, &https.cert, &https.cert);
+    assert!(host.status.success(), "host: {}", stderr(&host));
+
+    let out = w.tmp.path().join("relay-out");
+    let artifact = std::fs::read(out.join("hello")).unwrap();
+    let bundle = Bundle::parse(&std::fs::read(out.join("hello.attestlog.json")).unwrap()).unwrap();
+    let pcrs = w.pcrs_of(&relay_args(&w, &https.cert));
+    let policy = w.policy("relay.toml", &pcrs, &w.server.key, false);
+    let digest: [u8; 32] = Sha256::digest(&artifact).into();
+    let verdict = BundleVerifier::new(Policy::load(&policy).unwrap())
+        .expect_commit(&c1)
+        .verify(&bundle, &digest)
+        .unwrap();
+    // The recorded repository is the URL the enclave itself reached.
+    assert_eq!(verdict.statement.source.uri, https.url);
+    // A policy for host-bundle enclaves does not accept it: the mode is measured.
+    let other = w.policy("bundle.toml", &w.enclave_pcrs(), &w.server.key, false);
+    assert_eq!(
+        verify_code(&other, &bundle, &artifact).unwrap_err(),
+        "measurement_not_endorsed"
+    );
+}
+
+#[test]
+fn untrusted_certificates_and_unauthenticated_sources_are_refused() {
+    if !can_isolate() {
+        return;
+    }
+    let Some(w) = World::new() else { return };
+    let c1 = commit(
+        &w.repo,
+        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+    );
+    let https = serve_https(&w.repo, w.tmp.path());
+    let (stranger, _) = certificate(w.tmp.path(), "stranger");
+
+    let untrusted = host_job(&w, "untrusted", &https.url, &c1, &https.cert, &stranger);
+    assert_fails_with(&untrusted, "missing_repo");
+    assert!(
+        stderr(&untrusted)
+            .to_ascii_lowercase()
+            .contains("certificate"),
+        "{}",
+        stderr(&untrusted)
+    );
+
+    let local = w.repo.display().to_string();
+    let plain = host_job(&w, "plain", &local, &c1, &https.cert, &https.cert);
+    assert_fails_with(&plain, "unauthenticated_source");
+
+    assert_eq!(tree_size(&w.server.url), 0);
+    assert!(!w.tmp.path().join("untrusted/hello").exists());
+}
