@@ -26,10 +26,7 @@ use sha2::{Digest, Sha256};
 #[test]
 fn build_log_and_verify_then_every_tampering_fails() {
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let t = Instant::now();
     let out = w.build(&c1, "out1", &[]);
     assert!(out.status.success(), "build failed: {}", stderr(&out));
@@ -348,10 +345,7 @@ fn failed_and_timed_out_builds_log_nothing() {
 #[test]
 fn bad_inputs_are_refused_without_a_log_entry() {
     let Some(w) = World::new() else { return };
-    let c = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c = w.commit_hello();
     let before = tree_size(&w.server.url);
     let build_in = |repo: &Path, commit: &str, extra: &[&str]| {
         Command::new(builder_bin())
@@ -447,10 +441,7 @@ fn bad_inputs_are_refused_without_a_log_entry() {
 #[test]
 fn host_and_enclave_over_a_unix_socket() {
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let sock = w.tmp.path().join("enclave.sock");
     let out = w.tmp.path().join("split-out");
     let host = Command::new(builder_bin())
@@ -470,15 +461,7 @@ fn host_and_enclave_over_a_unix_socket() {
         assert!(t.elapsed().as_secs() < 60, "host never listened");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let enclave = Command::new(builder_bin())
-        .arg("enclave")
-        .arg("--connect-unix")
-        .arg(&sock)
-        .args(["--nsm", "simulated", "--dev-ca"])
-        .arg(&w.ca)
-        .args(w.enclave_args())
-        .output()
-        .unwrap();
+    let enclave = w.enclave_command(&sock).output().unwrap();
     let host = host.wait_with_output().unwrap();
     assert!(enclave.status.success(), "enclave: {}", stderr(&enclave));
     assert!(host.status.success(), "host: {}", stderr(&host));
@@ -502,38 +485,16 @@ fn host_and_enclave_over_a_unix_socket() {
 /// caught by the enclave, which reports `log_answer_invalid` and writes nothing.
 #[test]
 fn enclave_refuses_a_tampered_relay() {
-    use enclave_builder::hostsplit::{prepare_job, HostJob};
-    use enclave_builder::source::SourceRequest;
+    use enclave_builder::hostsplit::prepare_job;
     use enclave_builder::transport::{Channel, JobResult, Message};
 
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
-    let job = prepare_job(&HostJob {
-        source: SourceRequest {
-            repo: w.repo.to_string_lossy().to_string(),
-            commit: Some(c1.clone()),
-            git_ref: None,
-            uri: None,
-            net_config: Vec::new(),
-        },
-        cmd: None,
-        outputs: vec![],
-        timeout_secs: None,
-        memory_mb: None,
-    })
-    .unwrap();
+    let c1 = w.commit_hello();
+    let job = prepare_job(&w.host_job(&c1)).unwrap();
     let sock = w.tmp.path().join("evil.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let enclave = Command::new(builder_bin())
-        .arg("enclave")
-        .arg("--connect-unix")
-        .arg(&sock)
-        .args(["--nsm", "simulated", "--dev-ca"])
-        .arg(&w.ca)
-        .args(w.enclave_args())
+    let enclave = w
+        .enclave_command(&sock)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -18,22 +18,6 @@ use sha2::Sha256;
 
 const SECRET: &str = "webhook secret for the test";
 
-/// The enclave half's command line for `world`, connecting to `sock`.
-fn enclave_argv(w: &World, sock: &Path) -> Vec<String> {
-    let mut argv = vec![
-        builder_bin().display().to_string(),
-        "enclave".into(),
-        "--connect-unix".into(),
-        sock.display().to_string(),
-        "--nsm".into(),
-        "simulated".into(),
-        "--dev-ca".into(),
-        w.ca.display().to_string(),
-    ];
-    argv.extend(w.enclave_args());
-    argv
-}
-
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
@@ -78,10 +62,7 @@ fn assert_verifies(w: &World, out: &Path, commit: &str) {
 #[test]
 fn webhook_events_build_in_a_fresh_enclave_each() {
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let secret_file = w.tmp.path().join("webhook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let sock = w.tmp.path().join("hook.sock");
@@ -95,7 +76,7 @@ fn webhook_events_build_in_a_fresh_enclave_each() {
         .args(["--webhook-listen", "127.0.0.1:0", "--webhook-secret-file"])
         .arg(&secret_file)
         .arg("--")
-        .args(enclave_argv(&w, &sock))
+        .args(w.enclave_argv(&sock))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -195,12 +176,9 @@ fn host_with(w: &World, sock: &Path, out: &Path, commit: &str, launch: &[String]
 #[test]
 fn eif_jobs_run_and_terminate_an_enclave_through_nitro_cli() {
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let sock = w.tmp.path().join("nitro.sock");
-    let (nitro_cli, calls) = fake_nitro_cli(w.tmp.path(), &enclave_argv(&w, &sock), "NONE");
+    let (nitro_cli, calls) = fake_nitro_cli(w.tmp.path(), &w.enclave_argv(&sock), "NONE");
     let out = w.tmp.path().join("nitro-out");
     let launch: Vec<String> = [
         "--eif",
@@ -233,10 +211,7 @@ fn eif_jobs_run_and_terminate_an_enclave_through_nitro_cli() {
 #[test]
 fn enclaves_that_do_not_start_properly_are_refused() {
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let sock = w.tmp.path().join("bad.sock");
     let out = w.tmp.path().join("bad-out");
     let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

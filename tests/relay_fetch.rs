@@ -148,7 +148,7 @@ fn relay_args(w: &World, roots: &Path) -> Vec<String> {
 /// Runs `host` for `repo` at `commit` with a local enclave in its own
 /// network namespace. Only the host trusts the server through the
 /// environment; the enclave has just its `--tls-roots`.
-fn host_job(
+fn relay_build(
     w: &World,
     name: &str,
     repo: &str,
@@ -197,12 +197,9 @@ fn the_enclave_fetches_its_source_over_the_relay_with_tls() {
         return;
     }
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let https = serve_https(&w.repo, w.tmp.path());
-    let host = host_job(&w, "relay-out", &https.url, &c1, &https.cert, &https.cert);
+    let host = relay_build(&w, "relay-out", &https.url, &c1, &https.cert, &https.cert);
     assert!(host.status.success(), "host: {}", stderr(&host));
 
     let out = w.tmp.path().join("relay-out");
@@ -231,14 +228,11 @@ fn untrusted_certificates_and_unauthenticated_sources_are_refused() {
         return;
     }
     let Some(w) = World::new() else { return };
-    let c1 = commit(
-        &w.repo,
-        &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
-    );
+    let c1 = w.commit_hello();
     let https = serve_https(&w.repo, w.tmp.path());
     let (stranger, _) = certificate(w.tmp.path(), "stranger");
 
-    let untrusted = host_job(&w, "untrusted", &https.url, &c1, &https.cert, &stranger);
+    let untrusted = relay_build(&w, "untrusted", &https.url, &c1, &https.cert, &stranger);
     assert_fails_with(&untrusted, "missing_repo");
     assert!(
         stderr(&untrusted)
@@ -249,7 +243,7 @@ fn untrusted_certificates_and_unauthenticated_sources_are_refused() {
     );
 
     let local = w.repo.display().to_string();
-    let plain = host_job(&w, "plain", &local, &c1, &https.cert, &https.cert);
+    let plain = relay_build(&w, "plain", &local, &c1, &https.cert, &https.cert);
     assert_fails_with(&plain, "unauthenticated_source");
 
     assert_eq!(tree_size(&w.server.url), 0);

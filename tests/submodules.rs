@@ -16,8 +16,7 @@ use std::time::Instant;
 
 use attestlog::bundle::Bundle;
 use common::*;
-use enclave_builder::hostsplit::{prepare_job, serve_job, HostJob};
-use enclave_builder::source::SourceRequest;
+use enclave_builder::hostsplit::{prepare_job, serve_job};
 use enclave_builder::transport::{Job, SubmoduleBundle, MAX_MESSAGE};
 use enclave_builder::BuildError;
 
@@ -75,30 +74,8 @@ fn remove_sources(w: &World, r: &Repos) {
     }
 }
 
-fn host_job(w: &World, commit: &str) -> HostJob {
-    HostJob {
-        source: SourceRequest {
-            repo: w.repo.to_string_lossy().to_string(),
-            commit: Some(commit.to_string()),
-            git_ref: None,
-            uri: None,
-            net_config: Vec::new(),
-        },
-        cmd: None,
-        outputs: vec![],
-        timeout_secs: None,
-        memory_mb: None,
-    }
-}
-
 fn spawn_enclave(w: &World, sock: &Path) -> Child {
-    Command::new(builder_bin())
-        .arg("enclave")
-        .arg("--connect-unix")
-        .arg(sock)
-        .args(["--nsm", "simulated", "--dev-ca"])
-        .arg(&w.ca)
-        .args(w.enclave_args())
+    w.enclave_command(sock)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -192,7 +169,7 @@ fn host_and_enclave_commands_build_submodules() {
 fn enclave_builds_from_the_shipped_bundles_alone() {
     let Some(w) = World::new() else { return };
     let r = repos(&w);
-    let job = prepare_job(&host_job(&w, &r.commit)).unwrap();
+    let job = prepare_job(&w.host_job(&r.commit)).unwrap();
     let mut shipped: Vec<&str> = job.submodules.iter().map(|s| s.commit.as_str()).collect();
     shipped.sort_unstable();
     let mut recorded = vec![r.lib_commit.as_str(), r.inner_commit.as_str()];
@@ -213,7 +190,7 @@ fn enclave_builds_from_the_shipped_bundles_alone() {
 fn enclave_refuses_missing_or_mislabelled_submodule_bundles() {
     let Some(w) = World::new() else { return };
     let r = repos(&w);
-    let job = prepare_job(&host_job(&w, &r.commit)).unwrap();
+    let job = prepare_job(&w.host_job(&r.commit)).unwrap();
     let before = tree_size(&w.server.url);
     let without = |commit: &str| {
         let mut j = job.clone();
@@ -283,19 +260,7 @@ fn oversized_jobs_are_transport_errors() {
     commit(&repo, &[("hello.c", HELLO_C)]);
     add_submodule(&repo, &big.to_string_lossy(), "big");
     let c = commit(&repo, &[]);
-    let mut job = HostJob {
-        source: SourceRequest {
-            repo: repo.to_string_lossy().to_string(),
-            commit: Some(c.clone()),
-            git_ref: None,
-            uri: None,
-            net_config: Vec::new(),
-        },
-        cmd: None,
-        outputs: vec![],
-        timeout_secs: None,
-        memory_mb: None,
-    };
+    let mut job = host_job_for(&repo, &c);
     let err = prepare_job(&job).unwrap_err();
     assert_eq!(err.code(), "transport", "{err}");
     assert!(err.to_string().contains("message limit"), "{err}");

@@ -226,6 +226,44 @@ impl World {
         args
     }
 
+    /// `enclave-builder enclave` (host-bundle mode, simulated NSM) for a
+    /// host listening on the Unix socket `sock`.
+    pub fn enclave_argv(&self, sock: &Path) -> Vec<String> {
+        let mut argv = vec![
+            builder_bin().display().to_string(),
+            "enclave".into(),
+            "--connect-unix".into(),
+            sock.display().to_string(),
+            "--nsm".into(),
+            "simulated".into(),
+            "--dev-ca".into(),
+            self.ca.display().to_string(),
+        ];
+        argv.extend(self.enclave_args());
+        argv
+    }
+
+    /// [`World::enclave_argv`] as a command.
+    pub fn enclave_command(&self, sock: &Path) -> Command {
+        let argv = self.enclave_argv(sock);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
+    /// Commits the demo C program and its attestlog-build.toml.
+    pub fn commit_hello(&self) -> String {
+        commit(
+            &self.repo,
+            &[("hello.c", HELLO_C), ("attestlog-build.toml", BUILD_TOML)],
+        )
+    }
+
+    /// A host job for `commit` of this world's repository.
+    pub fn host_job(&self, commit: &str) -> enclave_builder::hostsplit::HostJob {
+        host_job_for(&self.repo, commit)
+    }
+
     /// PCR0-2 of `enclave-builder build` with [`World::measured_args`].
     pub fn pcrs(&self) -> Vec<String> {
         self.pcrs_of(&self.measured_args())
@@ -297,4 +335,22 @@ pub fn verify_code(policy: &Path, bundle: &Bundle, artifact: &[u8]) -> Result<St
         .verify(bundle, &digest)
         .map(|v| v.statement.source.git_commit)
         .map_err(|e| e.code().to_string())
+}
+
+/// A host job for `commit` of the repository at `repo`, as the host command
+/// line would make it.
+pub fn host_job_for(repo: &Path, commit: &str) -> enclave_builder::hostsplit::HostJob {
+    enclave_builder::hostsplit::HostJob {
+        source: enclave_builder::source::SourceRequest {
+            repo: repo.to_string_lossy().to_string(),
+            commit: Some(commit.to_string()),
+            git_ref: None,
+            uri: None,
+            net_config: Vec::new(),
+        },
+        cmd: None,
+        outputs: vec![],
+        timeout_secs: None,
+        memory_mb: None,
+    }
 }
