@@ -249,3 +249,19 @@ fn untrusted_certificates_and_unauthenticated_sources_are_refused() {
     assert_eq!(tree_size(&w.server.url), 0);
     assert!(!w.tmp.path().join("untrusted/hello").exists());
 }
+
+/// The host speaks HTTPS to the log, checking the log's certificate against
+/// the system's roots: the test server's self-signed one is refused.
+#[test]
+fn https_logs_are_reached_and_their_certificates_checked() {
+    if !can_isolate() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    commit(&repo, &[("README", b"log\n")]);
+    let https = serve_https(&repo, tmp.path());
+    let base = https.url.trim_end_matches("/repo.git");
+    let err = enclave_builder::submit::post_entry_http(base, b"entry").unwrap_err();
+    assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
+}
