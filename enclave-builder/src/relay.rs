@@ -101,9 +101,29 @@ fn splice(relay: Box<dyn Stream>, tcp: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Link-local addresses (169.254.0.0/16, fe80::/10) hold the cloud's
+/// instance metadata service, never a repository: the relay refuses them.
+pub fn is_link_local(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V4(a) => a.ip().is_link_local(),
+        SocketAddr::V6(a) => {
+            let ip = a.ip();
+            (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
 fn dial(authority: &str) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for addr in authority.to_socket_addrs()? {
+        if is_link_local(&addr) {
+            last = io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{addr} is link-local"),
+            );
+            continue;
+        }
         match TcpStream::connect_timeout(&addr, DIAL_TIMEOUT) {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
@@ -209,6 +229,22 @@ mod tests {
         ] {
             assert!(connect_target(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn link_local_targets_are_refused() {
+        for a in [
+            "169.254.169.254:80",
+            "[fe80::1]:443",
+            "[::ffff:169.254.1.1]:443",
+        ] {
+            assert!(is_link_local(&a.parse().unwrap()), "{a}");
+        }
+        for a in ["127.0.0.1:443", "140.82.112.3:443", "[2606:50c0::1]:443"] {
+            assert!(!is_link_local(&a.parse().unwrap()), "{a}");
+        }
+        let err = dial("169.254.169.254:80").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
     }
 
     #[test]
