@@ -199,6 +199,7 @@ pub fn build_with_submodules(
             "outputs": build_config.outputs,
             "nsm": nsm.name(),
         }),
+        submodules: checked.submodules.clone(),
     })
     .map_err(|e| BuildError::Statement(e.to_string()))?;
 

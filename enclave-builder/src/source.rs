@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use attestlog::claim::is_full_commit_id;
+use attestlog::claim::{is_full_commit_id, SubmoduleDependency};
 
 use crate::error::BuildError;
 
@@ -39,6 +39,8 @@ pub struct CheckedOut {
     pub git_ref: Option<String>,
     /// The committer time, used as SOURCE_DATE_EPOCH.
     pub commit_time: u64,
+    /// Every submodule checked out, nested ones too, outermost first.
+    pub submodules: Vec<SubmoduleDependency>,
 }
 
 /// Local `git bundle` files by the full commit id each one holds. The
@@ -216,11 +218,14 @@ pub fn fetch_with_submodule_bundles(
     let commit_time = git(Some(dest), &["log", "-1", "--format=%ct", "HEAD"])?
         .parse()
         .unwrap_or(0);
+    let mut submodules = Vec::new();
+    submodule_dependencies(dest, "", &mut submodules)?;
     Ok(CheckedOut {
         uri: req.uri.clone().unwrap_or_else(|| repository_uri(&req.repo)),
         commit,
         git_ref: req.git_ref.clone(),
         commit_time,
+        submodules,
     })
 }
 
@@ -334,6 +339,30 @@ fn gitlinks(dir: &Path) -> Result<Vec<Gitlink>, BuildError> {
             ))),
         })
         .collect()
+}
+
+/// Appends the submodules of the checkout at `dir` (paths prefixed with
+/// `prefix`), then theirs. The URL is the one `.gitmodules` declares, kept
+/// only when absolute: a relative one names nothing on its own.
+fn submodule_dependencies(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<SubmoduleDependency>,
+) -> Result<(), BuildError> {
+    for link in gitlinks(dir)? {
+        let key = format!("submodule.{}.url", link.name);
+        let uri = git(Some(dir), &["config", "-f", ".gitmodules", "--get", &key])
+            .ok()
+            .filter(|u| u.contains("://"));
+        let path = format!("{prefix}{}", link.path);
+        out.push(SubmoduleDependency {
+            path: path.clone(),
+            uri,
+            git_commit: link.commit.clone(),
+        });
+        submodule_dependencies(&dir.join(&link.path), &format!("{path}/"), out)?;
+    }
+    Ok(())
 }
 
 /// Checks out each submodule of the repository at `dir` from the bundle

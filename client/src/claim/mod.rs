@@ -15,7 +15,7 @@ pub use entry::{
 };
 pub use statement::{
     canonical_json, is_full_commit_id, SourceDependency, Statement, StatementParams, Subject,
-    BUILD_TYPE, PROVENANCE_TYPE, STATEMENT_TYPE,
+    SubmoduleDependency, BUILD_TYPE, PROVENANCE_TYPE, STATEMENT_TYPE,
 };
 
 use crate::nitro::NitroError;

@@ -57,6 +57,18 @@ pub struct StatementParams {
     /// Free-form build parameters (environment, limits, ...), recorded as
     /// `internalParameters`.
     pub internal_parameters: Value,
+    /// Submodules checked out for the build, recorded after the source in
+    /// `resolvedDependencies`.
+    pub submodules: Vec<SubmoduleDependency>,
+}
+
+/// A submodule the build used: its path, its URL when `.gitmodules` gives
+/// an absolute one, and the commit the superproject records for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmoduleDependency {
+    pub path: String,
+    pub uri: Option<String>,
+    pub git_commit: String,
 }
 
 impl Statement {
@@ -75,6 +87,20 @@ impl Statement {
         if let (Some(r), Some(obj)) = (&params.source_ref, external.as_object_mut()) {
             obj.insert("ref".into(), Value::String(r.clone()));
         }
+        let mut dependencies = vec![serde_json::json!({
+            "uri": params.source.uri,
+            "digest": {"gitCommit": params.source.git_commit},
+        })];
+        for sub in &params.submodules {
+            let mut dep = serde_json::json!({
+                "name": sub.path,
+                "digest": {"gitCommit": sub.git_commit},
+            });
+            if let (Some(uri), Some(obj)) = (&sub.uri, dep.as_object_mut()) {
+                obj.insert("uri".into(), Value::String(uri.clone()));
+            }
+            dependencies.push(dep);
+        }
         let json = serde_json::json!({
             "_type": STATEMENT_TYPE,
             "subject": subjects,
@@ -84,10 +110,7 @@ impl Statement {
                     "buildType": BUILD_TYPE,
                     "externalParameters": external,
                     "internalParameters": params.internal_parameters,
-                    "resolvedDependencies": [{
-                        "uri": params.source.uri,
-                        "digest": {"gitCommit": params.source.git_commit},
-                    }],
+                    "resolvedDependencies": dependencies,
                 },
                 "runDetails": {
                     "builder": {

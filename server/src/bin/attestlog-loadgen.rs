@@ -144,6 +144,7 @@ fn entry(nsm: &SimulatedNsm, n: u64) -> anyhow::Result<Vec<u8>> {
         started_on: "2026-11-27T00:00:00Z".into(),
         finished_on: "2026-11-27T00:01:00Z".into(),
         internal_parameters: serde_json::json!({}),
+        submodules: Vec::new(),
     })?;
     let pcrs = (0u8..16)
         .map(|i| (i, vec![if i < 3 { 7 } else { 0 }; 48]))

@@ -144,6 +144,7 @@ pub fn entry_at(
         started_on: "2026-11-19T00:00:00Z".into(),
         finished_on: "2026-11-19T00:01:00Z".into(),
         internal_parameters: serde_json::json!({}),
+        submodules: Vec::new(),
     })
     .expect("statement");
     let doc = nsm
