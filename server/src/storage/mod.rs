@@ -15,7 +15,8 @@
 //!    checkpoint and the right edge of the tree (O(log n) hashes, read from the
 //!    tiles) and checks the recomputed root against the latest checkpoint.
 //! 2. [`LogStore::append_batch`] sequences a batch in ONE transaction: entries,
-//!    dedup rows, search rows, the grown tiles and the new signed checkpoint.
+//!    dedup rows, search rows, the grown tiles (with their `mid` hashes) and
+//!    the new signed checkpoint.
 //!    The in-memory state (size, root, right edge, latest note) is updated
 //!    only after the commit, so readers never see a size the file lacks.
 //!    After a crash the file holds a prefix of committed batches, and every

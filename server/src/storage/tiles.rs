@@ -9,7 +9,10 @@
 //! Storage invariant, for tree size `n`: for every level `L` with
 //! `c = n >> 8L > 0`, tiles `(L, 0..c/256)` are full (8,192 bytes) and, if
 //! `c % 256 != 0`, tile `(L, c/256)` holds exactly `c % 256` hashes. No other
-//! tiles exist.
+//! tiles exist. Every tile's `mid` column is NULL (written before schema
+//! version 3) or exactly the `32 * (W / 16)` bytes of the roots of its
+//! complete 16-hash groups (tree level `8L + 4`), rewritten with `hashes` in
+//! the same statement of the batch transaction.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -23,6 +26,8 @@ use super::{Hash, StorageError};
 pub const TILE_WIDTH: u64 = 256;
 /// Tree levels per tile level.
 pub const TILE_HEIGHT: u32 = 8;
+/// Tile hashes under one `mid` hash (tree level `8L + 4`).
+const MID_GROUP: usize = 16;
 
 /// Number of hashes at tile level `level` (tree level 8·level) in a tree of
 /// `size` leaves; 0 when the level is above the tree.
@@ -190,13 +195,25 @@ pub struct LevelAppend {
     pub hashes: Vec<Hash>,
 }
 
+/// Roots of the complete 16-hash groups of a tile's `hashes` (tree level
+/// `8L + 4`), concatenated: the `mid` column value for that tile. 15 node
+/// hashes per group, 240 for a full tile.
+fn mid_hashes(hashes: &[u8]) -> Vec<u8> {
+    hashes
+        .chunks_exact(32 * MID_GROUP)
+        .flat_map(perfect_root)
+        .collect()
+}
+
 /// Writes the new hashes of one tile level into its tiles: extends the
-/// partial tile (if any) and creates the following ones. Must run inside the
-/// batch transaction.
+/// partial tile (if any) and creates the following ones, each with its `mid`
+/// hashes recomputed from the whole new `hashes` value in the same statement.
+/// Must run inside the batch transaction, so a tile and its `mid` commit (or
+/// roll back) together.
 pub fn write_level(conn: &Connection, level: u8, add: &LevelAppend) -> Result<(), StorageError> {
     let mut upsert = conn.prepare_cached(
-        "INSERT INTO tiles (level, idx, hashes) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes",
+        "INSERT INTO tiles (level, idx, hashes, mid) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes, mid = excluded.mid",
     )?;
     let mut pos = add.start;
     let mut rest = &add.hashes[..];
@@ -221,7 +238,8 @@ pub fn write_level(conn: &Connection, level: u8, add: &LevelAppend) -> Result<()
         for h in &rest[..take] {
             blob.extend_from_slice(h);
         }
-        upsert.execute(params![level, tile as i64, blob])?;
+        let mid = mid_hashes(&blob);
+        upsert.execute(params![level, tile as i64, blob, mid])?;
         pos += take as u64;
         rest = &rest[take..];
     }
