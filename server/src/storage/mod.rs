@@ -31,9 +31,11 @@
 //! A tile row holds 256 level-8L hashes (8 KiB): ~32 bytes per entry for the
 //! whole tree versus ~2 rows (and their index entries) per leaf for per-node
 //! storage. A proof needs one tile per tile level it touches (at most ~3 at
-//! 10M entries); hashes at levels 8L+1..8L+7 are recomputed from the tile
-//! (at most 127 node hashes per proof hash). The tile table is exactly what
-//! the C2SP read API serves, as Sunlight and Tessera store it.
+//! 10M entries); hashes at levels 8L+1..8L+7 are recomputed from the tile.
+//! Each row also stores the tile's level-8L+4 hashes (`mid`, 512 bytes per
+//! full tile, ~2 bytes per entry), so that costs at most 7 node hashes per
+//! proof hash instead of 127. The `hashes` column is exactly what the C2SP
+//! read API serves, as Sunlight and Tessera store it.
 //!
 //! # Dedup
 //! `leaf_index(leaf_hash PRIMARY KEY)` maps a leaf hash to its index; an
