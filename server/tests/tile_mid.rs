@@ -8,7 +8,8 @@
 use std::path::Path;
 
 use attestlog::tlog::merkle;
-use attestlog_server::storage::{tree, Hash, LogStore, NewEntry, StorageError};
+use attestlog_server::storage::tree::{self, RightEdge, SubtreeSource};
+use attestlog_server::storage::{Hash, LogStore, NewEntry, StorageError};
 use rusqlite::Connection;
 
 fn sign(size: u64, root: Hash) -> Result<String, String> {
@@ -78,8 +79,9 @@ fn append(store: &LogStore, from: u64, to: u64) {
 }
 
 /// Uneven batches crossing 16-hash groups, tiles and the level-1 tile
-/// boundary (65,536); returns the size after each batch.
-fn build(store: &LogStore) -> Vec<u64> {
+/// boundary (65,536); calls `after(store, size)` after each batch and
+/// returns the sizes.
+fn build_checked(store: &LogStore, mut after: impl FnMut(&LogStore, u64)) -> Vec<u64> {
     let steps = [
         1, 14, 1, 1, 240, 15, 2, 300, 4_000, 777, 16, 4_096, 9_999, 12_345, 21_000, 12_700, 1_530,
         3_000,
@@ -89,9 +91,16 @@ fn build(store: &LogStore) -> Vec<u64> {
         let n = store.tree_size();
         append(store, n, n + s);
         sizes.push(n + s);
+        after(store, n + s);
     }
     assert!(*sizes.last().unwrap() > 70_000);
     sizes
+}
+
+const FINAL_SIZE: u64 = 70_037;
+
+fn build(store: &LogStore) -> Vec<u64> {
+    build_checked(store, |_, _| {})
 }
 
 fn rng(mut x: u64) -> impl FnMut(u64) -> u64 {
@@ -191,10 +200,15 @@ fn proofs_with_mid_match_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.db");
     let store = LogStore::open(&path).unwrap();
-    let sizes = build(&store);
+    let r = Reference::new(FINAL_SIZE);
+    // At each size while it is the current one (right edge from memory)...
+    let sizes = build_checked(&store, |store, s| {
+        assert_eq!(store.root_hash(), r.root(s));
+        assert_eq!(proofs(store, &[s]), reference_proofs(&r, &[s]), "at {s}");
+    });
     let n = store.tree_size();
-    let r = Reference::new(n);
-    assert_eq!(store.root_hash(), r.root(n));
+    assert_eq!(n, FINAL_SIZE);
+    // ...and at all of them later (right edge from tiles, except the last).
     assert_eq!(proofs(&store, &sizes), reference_proofs(&r, &sizes));
     // Every inclusion proof in a whole level-1 tile span and past it.
     for i in (0..n).step_by(7) {
@@ -296,6 +310,42 @@ fn mid_of_the_wrong_length_is_corrupt_not_a_panic() {
         .unwrap();
     let store = LogStore::open(&path).unwrap();
     assert!(store.inclusion_proof(5, 1_000).is_err());
+}
+
+/// Every subtree of the reference, for [`RightEdge::load`].
+struct RefSource<'r>(&'r Reference);
+
+impl SubtreeSource for RefSource<'_> {
+    fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        self.0.at(level, index).map_err(StorageError::Corrupt)
+    }
+}
+
+#[test]
+fn right_edge_nodes_are_exactly_the_edge_subtrees() {
+    let r = Reference::new(1_100);
+    let mut edge = RightEdge::default();
+    assert_eq!(edge.node(0, 0), None);
+    for size in 1..=1_100u64 {
+        edge.push(merkle::leaf_hash(&entry(size - 1)), |_, _, _| {});
+        assert_eq!(edge.root(), r.root(size));
+        for level in 0..12u8 {
+            let count = size >> level; // complete subtrees at this level
+            for index in count.saturating_sub(3)..count + 2 {
+                let is_edge = size >> level & 1 == 1 && index + 1 == count;
+                let want = is_edge.then(|| r.at(level, index).unwrap());
+                assert_eq!(
+                    edge.node(level, index),
+                    want,
+                    "({level}, {index}) of {size}"
+                );
+            }
+        }
+        assert_eq!(edge.node(64, 0), None);
+        assert_eq!(edge.node(255, u64::MAX), None);
+    }
+    let loaded = RightEdge::load(1_100, &mut RefSource(&r)).unwrap();
+    assert_eq!(loaded.root(), edge.root());
 }
 
 #[test]

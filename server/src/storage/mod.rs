@@ -25,7 +25,10 @@
 //!    checkpoints) use the pooled readers and are relative to
 //!    [`LogStore::tree_size`]. Everything they read below that size is
 //!    immutable except partial tiles, which only grow, so no read transaction
-//!    is needed.
+//!    is needed. A proof at exactly the current size takes the right-edge
+//!    nodes from the in-memory edge (checked against the latest checkpoint at
+//!    open, then grown by appends), so it skips the partial tiles; every other
+//!    subtree comes from the tiles.
 //!
 //! # Why tiles, not one row per node
 //! A tile row holds 256 level-8L hashes (8 KiB): ~32 bytes per entry for the
@@ -415,8 +418,9 @@ impl LogStore {
                 size: tree_size,
             });
         }
+        let edge = self.edge_if(tree_size);
         self.readers
-            .with(|c| tree::inclusion_proof(&mut self.tiles(c), index, tree_size))
+            .with(|c| tree::inclusion_proof(&mut self.tiles(c, edge.as_ref()), index, tree_size))
     }
 
     /// RFC 9162 consistency proof (deepest first) from `first` to `second`,
@@ -430,8 +434,9 @@ impl LogStore {
         if first == 0 || first == second {
             return Ok(Vec::new());
         }
+        let edge = self.edge_if(second);
         self.readers
-            .with(|c| tree::consistency_proof(&mut self.tiles(c), first, second))
+            .with(|c| tree::consistency_proof(&mut self.tiles(c, edge.as_ref()), first, second))
     }
 
     /// Root hash of the tree at any past `size` (recomputed from tiles).
@@ -441,11 +446,26 @@ impl LogStore {
             return Ok(tree::empty_root());
         }
         self.readers
-            .with(|c| tree::range_hash(&mut self.tiles(c), 0, size))
+            .with(|c| tree::range_hash(&mut self.tiles(c, None), 0, size))
     }
 
-    fn tiles<'c>(&'c self, conn: &'c Connection) -> TileReader<'c> {
-        TileReader::new(conn, Some(&self.upper_tiles))
+    /// A copy of the in-memory right edge if the tree has exactly `size`
+    /// leaves now. Proofs at the current size (the usual request) then take
+    /// its nodes from memory instead of re-reading the partial tiles.
+    fn edge_if(&self, size: u64) -> Option<RightEdge> {
+        let st = self.state();
+        (st.edge.size() == size).then(|| st.edge.clone())
+    }
+
+    fn tiles<'c>(
+        &'c self,
+        conn: &'c Connection,
+        edge: Option<&'c RightEdge>,
+    ) -> tree::WithEdge<'c, TileReader<'c>> {
+        tree::WithEdge {
+            edge,
+            inner: TileReader::new(conn, Some(&self.upper_tiles)),
+        }
     }
 
     fn check_size(&self, requested: u64) -> Result<(), StorageError> {
