@@ -890,6 +890,26 @@ fn killed_writer_leaves_a_prefix_of_batches() {
         .collect();
     assert_eq!(store.root_hash(), ref_root(&leaves));
     assert_eq!(store.entry(size).unwrap(), None);
+    // Every tile survived with its `mid` (written in the same statement of
+    // the same transaction): the roots of its complete 16-hash groups.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut st = conn.prepare("SELECT hashes, mid FROM tiles").unwrap();
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .unwrap();
+    for row in rows {
+        let (hashes, mid) = row.unwrap();
+        let groups: Vec<u8> = hashes
+            .chunks_exact(512)
+            .flat_map(|g| {
+                let hs: Vec<Hash> = g.chunks_exact(32).map(|c| c.try_into().unwrap()).collect();
+                ref_root(&hs)
+            })
+            .collect();
+        assert_eq!(mid, groups);
+    }
 }
 
 fn parse_bench_size(note: &str) -> u64 {

@@ -15,7 +15,8 @@
 //!    checkpoint and the right edge of the tree (O(log n) hashes, read from the
 //!    tiles) and checks the recomputed root against the latest checkpoint.
 //! 2. [`LogStore::append_batch`] sequences a batch in ONE transaction: entries,
-//!    dedup rows, search rows, the grown tiles and the new signed checkpoint.
+//!    dedup rows, search rows, the grown tiles (with their `mid` hashes) and
+//!    the new signed checkpoint.
 //!    The in-memory state (size, root, right edge, latest note) is updated
 //!    only after the commit, so readers never see a size the file lacks.
 //!    After a crash the file holds a prefix of committed batches, and every
@@ -24,15 +25,20 @@
 //!    checkpoints) use the pooled readers and are relative to
 //!    [`LogStore::tree_size`]. Everything they read below that size is
 //!    immutable except partial tiles, which only grow, so no read transaction
-//!    is needed.
+//!    is needed. A proof at exactly the current size takes the right-edge
+//!    nodes from the in-memory edge (checked against the latest checkpoint at
+//!    open, then grown by appends), so it skips the partial tiles; every other
+//!    subtree comes from the tiles.
 //!
 //! # Why tiles, not one row per node
 //! A tile row holds 256 level-8L hashes (8 KiB): ~32 bytes per entry for the
 //! whole tree versus ~2 rows (and their index entries) per leaf for per-node
 //! storage. A proof needs one tile per tile level it touches (at most ~3 at
-//! 10M entries); hashes at levels 8L+1..8L+7 are recomputed from the tile
-//! (at most 127 node hashes per proof hash). The tile table is exactly what
-//! the C2SP read API serves, as Sunlight and Tessera store it.
+//! 10M entries); hashes at levels 8L+1..8L+7 are recomputed from the tile.
+//! Each row also stores the tile's level-8L+4 hashes (`mid`, 512 bytes per
+//! full tile, ~2 bytes per entry), so that costs at most 7 node hashes per
+//! proof hash instead of 127. The `hashes` column is exactly what the C2SP
+//! read API serves, as Sunlight and Tessera store it.
 //!
 //! # Dedup
 //! `leaf_index(leaf_hash PRIMARY KEY)` maps a leaf hash to its index; an
@@ -412,8 +418,9 @@ impl LogStore {
                 size: tree_size,
             });
         }
+        let edge = self.edge_if(tree_size);
         self.readers
-            .with(|c| tree::inclusion_proof(&mut self.tiles(c), index, tree_size))
+            .with(|c| tree::inclusion_proof(&mut self.tiles(c, edge.as_ref()), index, tree_size))
     }
 
     /// RFC 9162 consistency proof (deepest first) from `first` to `second`,
@@ -427,8 +434,9 @@ impl LogStore {
         if first == 0 || first == second {
             return Ok(Vec::new());
         }
+        let edge = self.edge_if(second);
         self.readers
-            .with(|c| tree::consistency_proof(&mut self.tiles(c), first, second))
+            .with(|c| tree::consistency_proof(&mut self.tiles(c, edge.as_ref()), first, second))
     }
 
     /// Root hash of the tree at any past `size` (recomputed from tiles).
@@ -438,11 +446,26 @@ impl LogStore {
             return Ok(tree::empty_root());
         }
         self.readers
-            .with(|c| tree::range_hash(&mut self.tiles(c), 0, size))
+            .with(|c| tree::range_hash(&mut self.tiles(c, None), 0, size))
     }
 
-    fn tiles<'c>(&'c self, conn: &'c Connection) -> TileReader<'c> {
-        TileReader::new(conn, Some(&self.upper_tiles))
+    /// A copy of the in-memory right edge if the tree has exactly `size`
+    /// leaves now. Proofs at the current size (the usual request) then take
+    /// its nodes from memory instead of re-reading the partial tiles.
+    fn edge_if(&self, size: u64) -> Option<RightEdge> {
+        let st = self.state();
+        (st.edge.size() == size).then(|| st.edge.clone())
+    }
+
+    fn tiles<'c>(
+        &'c self,
+        conn: &'c Connection,
+        edge: Option<&'c RightEdge>,
+    ) -> tree::WithEdge<'c, TileReader<'c>> {
+        tree::WithEdge {
+            edge,
+            inner: TileReader::new(conn, Some(&self.upper_tiles)),
+        }
     }
 
     fn check_size(&self, requested: u64) -> Result<(), StorageError> {

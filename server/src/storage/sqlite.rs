@@ -13,6 +13,7 @@ use super::StorageError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_cosigned.sql"),
+    include_str!("../../../migrations/0003_tile_mid.sql"),
 ];
 
 /// The newest schema version this build knows.

@@ -1,15 +1,23 @@
 //! Hash tiles (C2SP tlog-tiles, height 8) on top of the `tiles` table.
 //!
 //! Tile `(L, N)` holds the Merkle hashes at tree level `8L` with indices
-//! `[256N, 256N + W)`, concatenated, 32 bytes each. A perfect subtree at
-//! level `k = 8L + r` (r < 8) is the root over `2^r` consecutive hashes of
-//! one level-`L` tile, so it costs one tile read plus `2^r - 1` node hashes;
-//! levels `8L+1..8L+7` are never stored.
+//! `[256N, 256N + W)`, concatenated, 32 bytes each (column `hashes`, exactly
+//! what the C2SP tile API serves). Column `mid` holds the roots of its
+//! complete 16-hash groups: the tree-level-`(8L+4)` hashes with indices
+//! `[16N, 16N + W/16)`. A perfect subtree at level `k = 8L + r` (r < 8) is
+//! the root over `2^r` consecutive `hashes` of one level-`L` tile, or, for
+//! r >= 4 when `mid` is stored, over `2^(r-4)` consecutive `mid` hashes: one
+//! tile read plus at most 7 node hashes (127 without `mid`). Other levels
+//! are never stored.
 //!
 //! Storage invariant, for tree size `n`: for every level `L` with
 //! `c = n >> 8L > 0`, tiles `(L, 0..c/256)` are full (8,192 bytes) and, if
 //! `c % 256 != 0`, tile `(L, c/256)` holds exactly `c % 256` hashes. No other
-//! tiles exist.
+//! tiles exist. Every tile's `mid` is either NULL (written before schema
+//! version 3; readers recompute from `hashes`) or exactly `32 * (W / 16)`
+//! bytes (512 for a full tile) matching `hashes`; it is rewritten with
+//! `hashes` in the same statement of the batch transaction. A `mid` of any
+//! other length is [`StorageError::Corrupt`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -23,6 +31,10 @@ use super::{Hash, StorageError};
 pub const TILE_WIDTH: u64 = 256;
 /// Tree levels per tile level.
 pub const TILE_HEIGHT: u32 = 8;
+/// Tile hashes under one `mid` hash (tree level `8L + MID_LEVEL`).
+const MID_GROUP: usize = 16;
+/// Tree level of the `mid` hashes above the tile's level.
+const MID_LEVEL: u8 = 4;
 
 /// Number of hashes at tile level `level` (tree level 8·level) in a tree of
 /// `size` leaves; 0 when the level is above the tree.
@@ -43,6 +55,47 @@ pub fn read_tile(
     Ok(stmt
         .query_row(params![level, index], |r| r.get(0))
         .optional()?)
+}
+
+/// One tile row as proofs read it: `hashes` and, when stored, `mid`.
+struct TileRow {
+    hashes: Vec<u8>,
+    /// Invariant (checked by [`read_tile_row`]): `32 * (W / 16)` bytes for
+    /// `W = hashes.len() / 32`.
+    mid: Option<Vec<u8>>,
+}
+
+/// Reads one stored tile's `hashes` and `mid` in one query. A `mid` of the
+/// wrong length is [`StorageError::Corrupt`]: it is derived data that a
+/// correct writer never gets wrong, so a mismatch means the file is damaged
+/// and is reported rather than papered over.
+fn read_tile_row(
+    conn: &Connection,
+    level: u8,
+    index: u64,
+) -> Result<Option<TileRow>, StorageError> {
+    let idx = i64::try_from(index).map_err(|_| StorageError::Corrupt("tile index > i64".into()))?;
+    let mut stmt =
+        conn.prepare_cached("SELECT hashes, mid FROM tiles WHERE level = ?1 AND idx = ?2")?;
+    let Some(row) = stmt
+        .query_row(params![level, idx], |r| {
+            Ok(TileRow {
+                hashes: r.get(0)?,
+                mid: r.get(1)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let want = 32 * (row.hashes.len() / 32 / MID_GROUP);
+    match &row.mid {
+        Some(mid) if mid.len() != want => Err(StorageError::Corrupt(format!(
+            "tile level {level} index {index}: mid is {} bytes, expected {want}",
+            mid.len()
+        ))),
+        _ => Ok(Some(row)),
+    }
 }
 
 /// A tile prefix with all its interior nodes: `levels[r]` holds the complete
@@ -111,7 +164,7 @@ impl UpperTileCache {
 pub struct TileReader<'c> {
     conn: &'c Connection,
     upper: Option<&'c UpperTileCache>,
-    cache: Vec<((u8, u64), Vec<u8>)>,
+    cache: Vec<((u8, u64), TileRow)>,
 }
 
 impl<'c> TileReader<'c> {
@@ -168,16 +221,24 @@ impl SubtreeSource for TileReader<'_> {
         {
             Some(pos) => pos,
             None => {
-                let bytes = read_tile(self.conn, tile_level, tile)?
+                let row = read_tile_row(self.conn, tile_level, tile)?
                     .ok_or_else(|| Self::missing(tile_level, tile))?;
-                self.cache.push(((tile_level, tile), bytes));
+                self.cache.push(((tile_level, tile), row));
                 self.cache.len() - 1
             }
         };
-        let bytes = &self.cache[pos].1;
-        let want = &bytes
-            .get(32 * off..32 * (off + count))
-            .ok_or_else(|| Self::short(tile_level, tile, bytes.len() / 32, off + count))?;
+        let row = &self.cache[pos].1;
+        let (have, end) = (row.hashes.len() / 32, off + count);
+        if have < end {
+            return Err(Self::short(tile_level, tile, have, end));
+        }
+        // Subtrees of 16+ hashes start on a group boundary (alignment), and
+        // the mid invariant gives have/16 >= end/16 groups.
+        let want = match (&row.mid, r >= MID_LEVEL) {
+            (Some(mid), true) => mid.get(32 * (off / MID_GROUP)..32 * (end / MID_GROUP)),
+            _ => row.hashes.get(32 * off..32 * end),
+        };
+        let want = want.ok_or_else(|| Self::short(tile_level, tile, have, end))?;
         Ok(perfect_root(want))
     }
 }
@@ -190,13 +251,25 @@ pub struct LevelAppend {
     pub hashes: Vec<Hash>,
 }
 
+/// Roots of the complete 16-hash groups of a tile's `hashes` (tree level
+/// `8L + 4`), concatenated: the `mid` column value for that tile. 15 node
+/// hashes per group, 240 for a full tile.
+fn mid_hashes(hashes: &[u8]) -> Vec<u8> {
+    hashes
+        .chunks_exact(32 * MID_GROUP)
+        .flat_map(perfect_root)
+        .collect()
+}
+
 /// Writes the new hashes of one tile level into its tiles: extends the
-/// partial tile (if any) and creates the following ones. Must run inside the
-/// batch transaction.
+/// partial tile (if any) and creates the following ones, each with its `mid`
+/// hashes recomputed from the whole new `hashes` value in the same statement.
+/// Must run inside the batch transaction, so a tile and its `mid` commit (or
+/// roll back) together.
 pub fn write_level(conn: &Connection, level: u8, add: &LevelAppend) -> Result<(), StorageError> {
     let mut upsert = conn.prepare_cached(
-        "INSERT INTO tiles (level, idx, hashes) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes",
+        "INSERT INTO tiles (level, idx, hashes, mid) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes, mid = excluded.mid",
     )?;
     let mut pos = add.start;
     let mut rest = &add.hashes[..];
@@ -221,7 +294,8 @@ pub fn write_level(conn: &Connection, level: u8, add: &LevelAppend) -> Result<()
         for h in &rest[..take] {
             blob.extend_from_slice(h);
         }
-        upsert.execute(params![level, tile as i64, blob])?;
+        let mid = mid_hashes(&blob);
+        upsert.execute(params![level, tile as i64, blob, mid])?;
         pos += take as u64;
         rest = &rest[take..];
     }

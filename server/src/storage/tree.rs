@@ -111,6 +111,36 @@ impl RightEdge {
     pub fn root(&self) -> Hash {
         fold_right(&self.nodes)
     }
+
+    /// The edge node that is perfect subtree `(level, index)`, if any: the
+    /// one for set bit `level` of `size`, whose index is `(size >> level) - 1`.
+    pub fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        let above = self.size.checked_shr(u32::from(level))?;
+        if above & 1 == 0 || index != above - 1 {
+            return None;
+        }
+        // Nodes are largest first: one per set bit above `level`.
+        let pos = (above >> 1).count_ones() as usize;
+        self.nodes.get(pos).copied()
+    }
+}
+
+/// A [`SubtreeSource`] that answers the right-edge nodes of `edge` from
+/// memory and asks `inner` for everything else. Only for proofs within
+/// `edge.size()` leaves: the edge nodes are perfect subtrees, so they are
+/// final and equal what `inner` would return.
+pub struct WithEdge<'e, S> {
+    pub edge: Option<&'e RightEdge>,
+    pub inner: S,
+}
+
+impl<S: SubtreeSource> SubtreeSource for WithEdge<'_, S> {
+    fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        match self.edge.and_then(|e| e.node(level, index)) {
+            Some(h) => Ok(h),
+            None => self.inner.subtree(level, index),
+        }
+    }
 }
 
 /// RFC 6962 root over consecutive perfect subtrees, largest first: folded
