@@ -61,6 +61,9 @@ impl AppState {
 
 /// A request body larger than this is cut off before any handler runs.
 const BODY_LIMIT: usize = 65_535;
+/// An oversized body up to this size is read and discarded before the 413,
+/// so the client, still sending, gets the answer instead of a reset.
+const DRAIN_LIMIT: usize = 1 << 20;
 /// Submissions wait for a batch commit; reads should never take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -90,6 +93,7 @@ pub fn router(app: Arc<AppState>) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .layer(middleware::from_fn(drain_oversized))
         // Outside the limit and timeout layers, so their refusals become JSON too.
         .layer(middleware::from_fn(json_refusals))
         .layer(TraceLayer::new_for_http())
@@ -105,6 +109,39 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+/// Refuses a declared `Content-Length` above [`BODY_LIMIT`] with 413. Up to
+/// [`DRAIN_LIMIT`] the body is read first: closing a connection with unread
+/// data makes the kernel send a reset, which can destroy the 413 before the
+/// client reads it. Larger bodies are refused at once, and the connection
+/// closed.
+async fn drain_oversized(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(len) if len > BODY_LIMIT => {
+            let mut response = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body of {len} bytes exceeds the {BODY_LIMIT}-byte limit"),
+            )
+            .into_response();
+            if len <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            } else {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// Turns the plain-text refusals that axum and tower-http produce (body too
