@@ -442,27 +442,8 @@ fn bad_inputs_are_refused_without_a_log_entry() {
 fn host_and_enclave_over_a_unix_socket() {
     let Some(w) = World::new() else { return };
     let c1 = w.commit_hello();
-    let sock = w.tmp.path().join("enclave.sock");
+    let (host, enclave) = w.split_build(&c1, "split-out");
     let out = w.tmp.path().join("split-out");
-    let host = Command::new(builder_bin())
-        .arg("host")
-        .arg("--listen-unix")
-        .arg(&sock)
-        .args(["--log", &w.server.url, "--repo"])
-        .arg(&w.repo)
-        .args(["--commit", &c1, "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed().as_secs() < 60, "host never listened");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let enclave = w.enclave_command(&sock).output().unwrap();
-    let host = host.wait_with_output().unwrap();
     assert!(enclave.status.success(), "enclave: {}", stderr(&enclave));
     assert!(host.status.success(), "host: {}", stderr(&host));
     let artifact = std::fs::read(out.join("hello")).unwrap();

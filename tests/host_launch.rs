@@ -158,14 +158,7 @@ fn fake_nitro_cli(dir: &Path, enclave: &[String], flags: &str) -> (PathBuf, Path
 }
 
 fn host_with(w: &World, sock: &Path, out: &Path, commit: &str, launch: &[String]) -> Output {
-    Command::new(builder_bin())
-        .arg("host")
-        .arg("--listen-unix")
-        .arg(sock)
-        .args(["--log", &w.server.url, "--repo"])
-        .arg(&w.repo)
-        .args(["--commit", commit, "--out"])
-        .arg(out)
+    w.host_command(sock, commit, out)
         .args(launch)
         .output()
         .unwrap()

@@ -11,14 +11,16 @@ mod common;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::process::{Command, Stdio};
 
 use attestlog::bundle::Bundle;
 use common::*;
 use enclave_builder::hostsplit::{prepare_job, serve_job};
 use enclave_builder::transport::{Job, SubmoduleBundle, MAX_MESSAGE};
 use enclave_builder::BuildError;
+
+/// The host's idle deadline on the enclave channel in these tests.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 const MAIN_C: &[u8] =
     b"#include <stdio.h>\n#include \"lib/greet.h\"\n#include \"lib/inner/name.h\"\n\
@@ -74,22 +76,19 @@ fn remove_sources(w: &World, r: &Repos) {
     }
 }
 
-fn spawn_enclave(w: &World, sock: &Path) -> Child {
-    w.enclave_command(sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Runs `job` through a library host and a real enclave process.
 fn run_split(w: &World, job: Job, name: &str) -> (Result<PathBuf, BuildError>, String) {
     let sock = w.tmp.path().join(format!("{name}.sock"));
     let listener = UnixListener::bind(&sock).unwrap();
-    let enclave = spawn_enclave(w, &sock);
+    let enclave = w
+        .enclave_command(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (stream, _) = listener.accept().unwrap();
     let out = w.tmp.path().join(name);
-    let result = serve_job(Box::new(stream), job, &w.server.url, &out).map(|_| out);
+    let result = serve_job(Box::new(stream), job, &w.server.url, &out, IDLE).map(|_| out);
     let enclave = enclave.wait_with_output().unwrap();
     (result, stderr(&enclave))
 }
@@ -151,27 +150,8 @@ fn one_process_build_checks_out_nested_submodules() {
 fn host_and_enclave_commands_build_submodules() {
     let Some(w) = World::new() else { return };
     let r = repos(&w);
-    let sock = w.tmp.path().join("enclave.sock");
+    let (host, enclave) = w.split_build(&r.commit, "split-out");
     let out = w.tmp.path().join("split-out");
-    let host = Command::new(builder_bin())
-        .arg("host")
-        .arg("--listen-unix")
-        .arg(&sock)
-        .args(["--log", &w.server.url, "--repo"])
-        .arg(&w.repo)
-        .args(["--commit", &r.commit, "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed().as_secs() < 60, "host never listened");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let enclave = spawn_enclave(&w, &sock).wait_with_output().unwrap();
-    let host = host.wait_with_output().unwrap();
     assert!(enclave.status.success(), "enclave: {}", stderr(&enclave));
     assert!(host.status.success(), "host: {}", stderr(&host));
     assert_eq!(
@@ -294,7 +274,14 @@ fn oversized_jobs_are_transport_errors() {
         git_bundle: vec![0; MAX_MESSAGE as usize],
     });
     let (host, _enclave) = UnixStream::pair().unwrap();
-    let err = serve_job(Box::new(host), small, "http://127.0.0.1:1", tmp.path()).unwrap_err();
+    let err = serve_job(
+        Box::new(host),
+        small,
+        "http://127.0.0.1:1",
+        tmp.path(),
+        IDLE,
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "transport", "{err}");
     assert!(err.to_string().contains("too large"), "{err}");
 }

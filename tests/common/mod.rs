@@ -251,6 +251,40 @@ impl World {
         cmd
     }
 
+    /// `enclave-builder host` for `commit` of this world's repository,
+    /// listening for the enclave on `sock` and writing to `out`.
+    pub fn host_command(&self, sock: &Path, commit: &str, out: &Path) -> Command {
+        let mut cmd = Command::new(builder_bin());
+        cmd.arg("host")
+            .arg("--listen-unix")
+            .arg(sock)
+            .args(["--log", &self.server.url, "--repo"])
+            .arg(&self.repo)
+            .args(["--commit", commit, "--out"])
+            .arg(out);
+        cmd
+    }
+
+    /// Runs the host and, once it listens, the enclave half as two processes
+    /// over the Unix socket `<name>.sock`, writing to `<tmp>/<name>`; returns
+    /// (host, enclave) output.
+    pub fn split_build(&self, commit: &str, name: &str) -> (Output, Output) {
+        let sock = self.tmp.path().join(format!("{name}.sock"));
+        let host = self
+            .host_command(&sock, commit, &self.tmp.path().join(name))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while !sock.exists() {
+            assert!(t.elapsed().as_secs() < 60, "host never listened");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let enclave = self.enclave_command(&sock).output().unwrap();
+        (host.wait_with_output().unwrap(), enclave)
+    }
+
     /// Commits the demo C program and its attestlog-build.toml.
     pub fn commit_hello(&self) -> String {
         commit(
