@@ -88,13 +88,18 @@ pub struct HostOutcome {
 }
 
 /// Host: sends `job` over `stream`, relays log submissions to `log_url`,
-/// and writes the returned artifacts and bundles to `out_dir`.
+/// and writes the returned artifacts and bundles to `out_dir`. The enclave
+/// may stay silent for at most `idle` between messages (a build is silent,
+/// so keep it above the enclave's build time limit).
 pub fn serve_job(
     stream: Box<dyn Stream>,
     job: Job,
     log_url: &str,
     out_dir: &Path,
+    idle: std::time::Duration,
 ) -> Result<HostOutcome, BuildError> {
+    crate::transport::set_idle_timeout(stream.as_ref(), idle)
+        .map_err(|e| BuildError::Transport(format!("setting the idle timeout: {e}")))?;
     let mut ch = Channel::new(stream);
     ch.send(&Message::Job(Box::new(job))).map_err(chan_err)?;
     loop {

@@ -238,11 +238,8 @@ pub fn run_job(
     out_dir: &Path,
 ) -> Result<HostOutcome, BuildError> {
     let mut enclave = launcher.start()?;
-    let served = accept(listener, enclave.as_mut(), deadlines.connect).and_then(|stream| {
-        transport::set_idle_timeout(stream.as_ref(), deadlines.idle)
-            .map_err(|e| BuildError::Transport(format!("setting the idle timeout: {e}")))?;
-        hostsplit::serve_job(stream, job, log_url, out_dir)
-    });
+    let served = accept(listener, enclave.as_mut(), deadlines.connect)
+        .and_then(|stream| hostsplit::serve_job(stream, job, log_url, out_dir, deadlines.idle));
     let stopped = enclave.stop();
     match (served, stopped) {
         (Err(e), Err(stop)) => {

@@ -372,9 +372,7 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
             let stream = listener
                 .accept()
                 .map_err(|e| BuildError::Transport(e.to_string()))?;
-            transport::set_idle_timeout(stream.as_ref(), deadlines.idle)
-                .map_err(|e| BuildError::Transport(e.to_string()))?;
-            hostsplit::serve_job(stream, job, &args.log, out)
+            hostsplit::serve_job(stream, job, &args.log, out, deadlines.idle)
         }
     };
     if let Some(addr) = &args.webhook_listen {
