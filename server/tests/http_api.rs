@@ -310,6 +310,29 @@ fn bad_input_is_refused_and_changes_nothing() {
         );
     }
 
+    // A declared body far beyond the limit is refused from its header alone,
+    // with the JSON answer and the connection closed (nothing is sent after
+    // the header, so nothing unread can reset the answer).
+    {
+        use std::io::{Read, Write};
+        let addr = server.url.trim_start_matches("http://");
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+        write!(
+            tcp,
+            "POST /v1/entries HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 2000000\r\n\r\n"
+        )
+        .expect("write");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).expect("read until close");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert!(answer.contains("\"too_large\""), "{answer}");
+    }
+
     // Wrong content type.
     let resp = client
         .post(format!("{}/v1/entries", server.url))
