@@ -1,6 +1,11 @@
 //! Source: a fresh clone with the real `git`, a detached checkout of the
 //! exact commit, and the checks that HEAD is that commit, the tree is clean
 //! and submodules sit at their recorded commits.
+//!
+//! Transports: `https` only, plus `file` for the operator-named local
+//! repository and the enclave's own bundle files; every `.gitmodules` URL,
+//! nested ones too, is checked before its submodule is fetched (see
+//! [`submodule_url`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,6 +14,9 @@ use std::process::Command;
 use attestlog::claim::{is_full_commit_id, SubmoduleDependency};
 
 use crate::error::BuildError;
+
+mod submodule_url;
+pub use submodule_url::{is_local, resolve as resolve_submodule_url};
 
 /// What the user asked to build.
 #[derive(Clone, Debug)]
@@ -71,15 +79,17 @@ pub fn repository_uri(repo: &str) -> String {
 }
 
 fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, BuildError> {
-    git_net(&[], dir, args)
+    git_net(&[], dir, args, false)
 }
 
 /// [`git`] with `-c key=value` for each of `net`; git hands these on to the
 /// git processes it starts (submodule clones) through the environment.
+/// `local` allows the `file` transport (see [`submodule_url::protocol_config`]).
 fn git_net(
     net: &[(String, String)],
     dir: Option<&Path>,
     args: &[&str],
+    local: bool,
 ) -> Result<String, BuildError> {
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
@@ -88,19 +98,19 @@ fn git_net(
     for (key, value) in net {
         cmd.arg("-c").arg(format!("{key}={value}"));
     }
-    // TLS verification cannot be switched off from the environment.
+    for setting in submodule_url::protocol_config(local) {
+        cmd.arg("-c").arg(setting);
+    }
+    // TLS verification cannot be switched off from the environment, nor
+    // the transport allow list replaced.
     cmd.env_remove("GIT_SSL_NO_VERIFY");
+    cmd.env_remove("GIT_ALLOW_PROTOCOL");
     // No prompts, no system config, no hooks: the clone is data, not code.
-    cmd.args([
-        "-c",
-        "core.hooksPath=/dev/null",
-        "-c",
-        "protocol.file.allow=always",
-    ])
-    .args(args)
-    .env("GIT_TERMINAL_PROMPT", "0")
-    .env("GIT_CONFIG_NOSYSTEM", "1")
-    .env("GIT_ASKPASS", "true");
+    cmd.args(["-c", "core.hooksPath=/dev/null"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_ASKPASS", "true");
     let out = cmd.output().map_err(|e| BuildError::Git {
         args: args.join(" "),
         reason: format!("cannot run git: {e}"),
@@ -127,6 +137,13 @@ fn git_failure_line(stderr: &str) -> &str {
         .unwrap_or("")
 }
 
+/// Whether git's failure line is the HTTP proxy (the host's CONNECT relay,
+/// see [`crate::relay`]) answering 403: a target the relay refuses.
+fn refused_by_relay(reason: &str) -> bool {
+    reason.contains("CONNECT tunnel failed, response 403")
+        || reason.contains("Received HTTP code 403 from proxy after CONNECT")
+}
+
 /// Clones `req.repo` into `dest` (which must not exist), checks out the commit
 /// detached, and verifies HEAD, the tree and submodules (fetched from the
 /// URLs `.gitmodules` records).
@@ -145,6 +162,9 @@ pub fn fetch_with_submodule_bundles(
 ) -> Result<CheckedOut, BuildError> {
     check_request(req)?;
     let dest_str = dest.to_string_lossy().to_string();
+    // `file` only for this clone (and the fetch of a commit from the same
+    // repository): it never recurses, so no submodule inherits it.
+    let local = is_local(&req.repo);
     git_net(
         &req.net_config,
         None,
@@ -156,12 +176,19 @@ pub fn fetch_with_submodule_bundles(
             &req.repo,
             &dest_str,
         ],
+        local,
     )
-    .map_err(|e| BuildError::MissingRepo {
-        repo: req.repo.clone(),
-        reason: match e {
-            BuildError::Git { reason, .. } => reason,
-            other => other.to_string(),
+    .map_err(|e| match e {
+        BuildError::Git { reason, .. } if refused_by_relay(&reason) => {
+            BuildError::RelayRefused(format!("cloning {}: {reason}", req.repo))
+        }
+        BuildError::Git { reason, .. } => BuildError::MissingRepo {
+            repo: req.repo.clone(),
+            reason,
+        },
+        other => BuildError::MissingRepo {
+            repo: req.repo.clone(),
+            reason: other.to_string(),
         },
     })?;
 
@@ -169,7 +196,7 @@ pub fn fetch_with_submodule_bundles(
         Some(name) => resolve_ref(dest, name, req.commit.as_deref())?,
         None => {
             let c = req.commit.clone().unwrap_or_default().to_ascii_lowercase();
-            ensure_commit(dest, &c, &req.net_config)?;
+            ensure_commit(dest, &c, &req.net_config, local)?;
             c
         }
     };
@@ -183,16 +210,14 @@ pub fn fetch_with_submodule_bundles(
         });
     }
     if dest.join(".gitmodules").exists() {
-        match bundles {
-            None => git_net(
-                &req.net_config,
-                Some(dest),
-                &["submodule", "update", "--init", "--recursive", "--checkout"],
-            )
-            .map(|_| ())
-            .map_err(|e| BuildError::Submodules(e.to_string()))?,
-            Some(bundles) => update_from_bundles(dest, "", bundles)?,
-        }
+        // Relative submodule URLs resolve against the repository's own URL
+        // (the recorded one when the enclave clones the host's bundle).
+        let base = req.uri.as_deref().unwrap_or(&req.repo);
+        let from = match bundles {
+            None => SubmoduleSource::Urls(&req.net_config),
+            Some(bundles) => SubmoduleSource::Bundles(bundles),
+        };
+        update_submodules(dest, base, "", &from)?;
         let status = git(Some(dest), &["submodule", "status", "--recursive"])?;
         let bad = unsettled_submodules(&status);
         if !bad.is_empty() {
@@ -365,32 +390,91 @@ fn submodule_dependencies(
     Ok(())
 }
 
-/// Checks out each submodule of the repository at `dir` from the bundle
-/// holding its recorded commit, then the submodules inside it. Setting
-/// `submodule.<name>.url` to the bundle (instead of `git submodule init`,
-/// which copies the URL from `.gitmodules`) and updating one level at a
-/// time keeps every clone local. `shown` prefixes paths in errors.
-fn update_from_bundles(
+/// Where submodules are fetched from.
+enum SubmoduleSource<'a> {
+    /// Their checked `https://` URLs, with this network configuration.
+    Urls(&'a [(String, String)]),
+    /// Only the local bundle holding each recorded commit (the enclave).
+    Bundles(&'a SubmoduleBundles),
+}
+
+/// Every `.gitmodules` URL of the checkout at `dir`, resolved against
+/// `base` (the URL of `dir`'s own repository) and checked: name -> URL.
+/// `shown` prefixes paths in errors.
+fn checked_submodule_urls(
     dir: &Path,
+    base: &str,
     shown: &str,
-    bundles: &SubmoduleBundles,
+) -> Result<BTreeMap<String, String>, BuildError> {
+    let config = git(
+        Some(dir),
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "-z",
+            "--get-regexp",
+            r"^submodule\..*\.url$",
+        ],
+    )
+    .unwrap_or_default();
+    submodule_url::parse_module_urls(&config)
+        .into_iter()
+        .map(|(name, url)| {
+            submodule_url::resolve(base, &url)
+                .map(|resolved| (name.clone(), resolved))
+                .map_err(|why| BuildError::SubmoduleUrl(format!("{shown}{name}: {why}")))
+        })
+        .collect()
+}
+
+/// Checks every `.gitmodules` URL of the checkout at `dir`, then checks out
+/// each submodule at its recorded commit, then the submodules inside it
+/// (their relative URLs resolved against the submodule's own URL).
+/// Setting `submodule.<name>.url` (instead of `git submodule init`, which
+/// copies the URL from `.gitmodules`) to the checked URL or to the bundle
+/// and updating one level at a time means git fetches exactly what was
+/// checked, with `file` allowed only for a bundle. `shown` prefixes paths
+/// in errors.
+fn update_submodules(
+    dir: &Path,
+    base: &str,
+    shown: &str,
+    from: &SubmoduleSource,
 ) -> Result<(), BuildError> {
+    let urls = checked_submodule_urls(dir, base, shown)?;
     for link in gitlinks(dir)? {
         let path = format!("{shown}{}", link.path);
-        let file = bundles.get(&link.commit).ok_or_else(|| {
-            BuildError::Submodules(format!(
-                "{path}: no bundle holds its recorded commit {}",
-                link.commit
-            ))
-        })?;
+        let url = urls
+            .get(&link.name)
+            .ok_or_else(|| BuildError::SubmoduleUrl(format!("{path}: no url in .gitmodules")))?;
+        let (fetch_from, net, local) = match from {
+            SubmoduleSource::Urls(net) => (url.clone(), *net, false),
+            SubmoduleSource::Bundles(bundles) => {
+                let file = bundles.get(&link.commit).ok_or_else(|| {
+                    BuildError::Submodules(format!(
+                        "{path}: no bundle holds its recorded commit {}",
+                        link.commit
+                    ))
+                })?;
+                (file.to_string_lossy().to_string(), &[][..], true)
+            }
+        };
         let key = format!("submodule.{}.url", link.name);
-        git(Some(dir), &["config", &key, &file.to_string_lossy()])?;
-        git(
+        git(Some(dir), &["config", &key, &fetch_from])?;
+        git_net(
+            net,
             Some(dir),
             &["submodule", "update", "--checkout", "--", &link.path],
+            local,
         )
-        .map_err(|e| BuildError::Submodules(format!("{path} at {}: {e}", link.commit)))?;
-        update_from_bundles(&dir.join(&link.path), &format!("{path}/"), bundles)?;
+        .map_err(|e| match e {
+            BuildError::Git { reason, .. } if refused_by_relay(&reason) => {
+                BuildError::RelayRefused(format!("submodule {path} from {url}: {reason}"))
+            }
+            e => BuildError::Submodules(format!("{path} at {}: {e}", link.commit)),
+        })?;
+        update_submodules(&dir.join(&link.path), url, &format!("{path}/"), from)?;
     }
     Ok(())
 }
@@ -486,12 +570,28 @@ fn raw_matches_commit(dest: &Path) -> Result<(), BuildError> {
 
 /// Makes sure the full id `commit` names a commit object in the clone,
 /// fetching it by id when no ref reaches it.
-fn ensure_commit(dest: &Path, commit: &str, net: &[(String, String)]) -> Result<(), BuildError> {
+fn ensure_commit(
+    dest: &Path,
+    commit: &str,
+    net: &[(String, String)],
+    local: bool,
+) -> Result<(), BuildError> {
     let spec = format!("{commit}^{{commit}}");
     if git(Some(dest), &["cat-file", "-e", &spec]).is_ok() {
         return Ok(());
     }
-    let _ = git_net(net, Some(dest), &["fetch", "--quiet", "origin", commit]);
+    let _ = git_net(
+        net,
+        Some(dest),
+        &[
+            "fetch",
+            "--quiet",
+            "--no-recurse-submodules",
+            "origin",
+            commit,
+        ],
+        local,
+    );
     git(Some(dest), &["cat-file", "-e", &spec])
         .map(|_| ())
         .map_err(|_| BuildError::CommitNotFound(commit.to_string()))
