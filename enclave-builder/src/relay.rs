@@ -5,7 +5,11 @@
 //! a repository the enclave did not reach.
 //!
 //! Host side: [`serve`] answers one `CONNECT host:port HTTP/1.1` per stream,
-//! dials `host:port` and splices the bytes. Enclave side: [`Forwarder`]
+//! checks the target against the [`RelayPolicy`] (port 443 on public
+//! addresses, plus the operator's `--relay-allow` targets; see [`target`]),
+//! dials only the checked addresses and splices the bytes. A refused
+//! target gets `403 Forbidden` with the reason as its one-line body (git in
+//! the enclave reports `relay_refused`); the host logs the reason. Enclave side: [`Forwarder`]
 //! listens on `127.0.0.1` (given to git as `http.proxy`) and splices each
 //! TCP connection onto a new relay stream, so git never needs to know about
 //! vsock. The build sandbox has its own network namespace and cannot reach
@@ -13,16 +17,24 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::transport::{self, Endpoint, Listener, Stream};
+
+pub mod target;
+pub use target::{AllowedTarget, RelayPolicy, TargetError};
 
 /// Longest CONNECT request head accepted.
 pub const MAX_HEAD: usize = 8192;
 /// How long the host tries to reach the requested server.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long either side of a relayed connection (or a CONNECT head still
+/// being sent) may stay silent before the host drops it, so a stalled peer
+/// cannot hold a thread and two sockets forever.
+pub const RELAY_IDLE: Duration = Duration::from_secs(300);
 
 /// The relay stream's endpoint for a channel endpoint: the Unix socket
 /// `PATH.relay`, or the vsock port after the channel's.
@@ -101,39 +113,36 @@ fn splice(relay: Box<dyn Stream>, tcp: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// Link-local addresses (169.254.0.0/16, fe80::/10) hold the cloud's
-/// instance metadata service, never a repository: the relay refuses them.
-pub fn is_link_local(addr: &SocketAddr) -> bool {
-    match addr {
-        SocketAddr::V4(a) => a.ip().is_link_local(),
-        SocketAddr::V6(a) => {
-            let ip = a.ip();
-            (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
-        }
-    }
-}
-
-fn dial(authority: &str) -> io::Result<TcpStream> {
+/// Dials the first of `addrs` (already checked by [`RelayPolicy::resolve`])
+/// that answers.
+fn dial(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for addr in authority.to_socket_addrs()? {
-        if is_link_local(&addr) {
-            last = io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("{addr} is link-local"),
-            );
-            continue;
-        }
-        match TcpStream::connect_timeout(&addr, DIAL_TIMEOUT) {
-            Ok(s) => return Ok(s),
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, DIAL_TIMEOUT) {
+            Ok(s) => {
+                s.set_read_timeout(Some(RELAY_IDLE))?;
+                return Ok(s);
+            }
             Err(e) => last = e,
         }
     }
     Err(last)
 }
 
+/// The `403 Forbidden` answer for a refused target, its reason the body.
+fn forbidden(reason: &str) -> Vec<u8> {
+    let body = format!("relay_refused: {reason}\n");
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Host: handles one relay stream.
-fn handle(mut stream: Box<dyn Stream>) -> io::Result<()> {
+fn handle(mut stream: Box<dyn Stream>, policy: &RelayPolicy) -> io::Result<()> {
+    transport::set_idle_timeout(stream.as_ref(), RELAY_IDLE)?;
     let head = read_head(&mut stream)?;
     let authority = match connect_target(&head) {
         Ok(a) => a.to_string(),
@@ -143,7 +152,18 @@ fn handle(mut stream: Box<dyn Stream>) -> io::Result<()> {
             return Ok(());
         }
     };
-    match dial(&authority) {
+    let addrs = match policy.resolve(&authority) {
+        Ok(addrs) => addrs,
+        Err(e @ TargetError::Resolve { .. }) => {
+            tracing::warn!("relay: {e}");
+            return stream.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        }
+        Err(e) => {
+            tracing::warn!("relay refused: {e}");
+            return stream.write_all(&forbidden(&e.to_string()));
+        }
+    };
+    match dial(&addrs) {
         Ok(tcp) => {
             tracing::info!(target = %authority, "relay: connected");
             stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
@@ -156,14 +176,15 @@ fn handle(mut stream: Box<dyn Stream>) -> io::Result<()> {
     }
 }
 
-/// Host: serves CONNECT relays on `listener`, one thread per stream, for
-/// as long as the listener accepts.
-pub fn serve(listener: Box<dyn Listener>) {
+/// Host: serves CONNECT relays on `listener` under `policy`, one thread
+/// per stream, for as long as the listener accepts.
+pub fn serve(listener: Box<dyn Listener>, policy: Arc<RelayPolicy>) {
     loop {
         match listener.accept() {
             Ok(stream) => {
+                let policy = policy.clone();
                 std::thread::spawn(move || {
-                    if let Err(e) = handle(stream) {
+                    if let Err(e) = handle(stream, &policy) {
                         tracing::warn!("relay stream: {e}");
                     }
                 });
@@ -231,20 +252,49 @@ mod tests {
         }
     }
 
+    /// Connects through a relay serving `policy` and sends CONNECT `target`;
+    /// returns the answer head, the reader holding the rest (the body) and
+    /// the socket's directory, which must live as long as the relay.
+    fn connect_through(
+        policy: RelayPolicy,
+        target: &str,
+    ) -> (String, io::BufReader<TcpStream>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = endpoint_for(&Endpoint::Unix(dir.path().join("ch"))).unwrap();
+        let listener = transport::listen(&ep).unwrap();
+        std::thread::spawn(move || serve(listener, Arc::new(policy)));
+        let fwd = Forwarder::start(ep).unwrap();
+        let mut c = TcpStream::connect(fwd.addr).unwrap();
+        write!(c, "CONNECT {target} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut reader = io::BufReader::new(c);
+        let head = read_head(&mut reader).unwrap();
+        (head, reader, dir)
+    }
+
+    /// Without an allow entry a loopback target is refused with a 403 and
+    /// its reason, and nothing is dialled; the echo server sees no connection.
     #[test]
-    fn link_local_targets_are_refused() {
-        for a in [
-            "169.254.169.254:80",
-            "[fe80::1]:443",
-            "[::ffff:169.254.1.1]:443",
+    fn refused_targets_get_403_and_the_reason() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        for target in [
+            addr.to_string(),
+            "127.0.0.1:443".to_string(),
+            "169.254.169.254:443".to_string(),
+            "[fd00:ec2::254]:443".to_string(),
         ] {
-            assert!(is_link_local(&a.parse().unwrap()), "{a}");
+            let (head, mut c, _dir) = connect_through(RelayPolicy::default(), &target);
+            assert!(
+                head.starts_with("HTTP/1.1 403 Forbidden"),
+                "{target}: {head}"
+            );
+            let mut body = String::new();
+            c.read_to_string(&mut body).unwrap();
+            assert!(body.starts_with("relay_refused: "), "{target}: {body}");
+            assert!(body.contains(&target), "{body}");
         }
-        for a in ["127.0.0.1:443", "140.82.112.3:443", "[2606:50c0::1]:443"] {
-            assert!(!is_link_local(&a.parse().unwrap()), "{a}");
-        }
-        let err = dial("169.254.169.254:80").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(listener.accept().is_err(), "a refused target was dialled");
     }
 
     #[test]
@@ -280,7 +330,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ep = endpoint_for(&Endpoint::Unix(dir.path().join("ch"))).unwrap();
         let listener = transport::listen(&ep).unwrap();
-        std::thread::spawn(move || serve(listener));
+        let policy = RelayPolicy {
+            allowed: vec![echo_addr.to_string().parse().unwrap()],
+        };
+        std::thread::spawn(move || serve(listener, Arc::new(policy)));
         let fwd = Forwarder::start(ep).unwrap();
         let mut c = TcpStream::connect(fwd.addr).unwrap();
         write!(c, "CONNECT {echo_addr} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
