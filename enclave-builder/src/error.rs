@@ -64,6 +64,19 @@ pub enum BuildError {
     EnclaveStart(String),
     #[error("the enclave refused the build: {code}: {message}")]
     Enclave { code: String, message: String },
+    // What a build can reach (issue 9 items 2, 10, 11).
+    #[error("submodule URL refused: {0}")]
+    SubmoduleUrl(String),
+    #[error("the host's relay refused the connection: {0}")]
+    RelayRefused(String),
+    #[error("no usable cgroup to bound the whole build: {0} (pass --cgroup none to build without whole-build limits)")]
+    CgroupUnavailable(String),
+    #[error("the build's processes together exceeded the memory limit of {0} MiB and were killed")]
+    BuildMemory(u64),
+    #[error("the build tried to run more than {0} processes at once and failed")]
+    BuildPids(u64),
+    #[error("output too large: {0}")]
+    OutputTooLarge(String),
     #[error("io error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -102,6 +115,12 @@ impl BuildError {
             BuildError::Transport(_) => "transport",
             BuildError::EnclaveStart(_) => "enclave_start",
             BuildError::Enclave { .. } => "enclave_failed",
+            BuildError::SubmoduleUrl(_) => "submodule_url",
+            BuildError::RelayRefused(_) => "relay_refused",
+            BuildError::CgroupUnavailable(_) => "cgroup_unavailable",
+            BuildError::BuildMemory(_) => "build_memory_exceeded",
+            BuildError::BuildPids(_) => "build_pids_exceeded",
+            BuildError::OutputTooLarge(_) => "output_too_large",
             BuildError::Io { .. } => "io",
         }
     }

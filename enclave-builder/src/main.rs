@@ -11,7 +11,7 @@ use enclave_builder::launcher::{self, Deadlines, EnclaveLauncher, LocalCommand, 
 use enclave_builder::measure::{self, BuilderConfig, SourceMode};
 use enclave_builder::nsm::{NitroBackend, Nsm, SimulatedBackend};
 use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
-use enclave_builder::sandbox::{SandboxConfig, SandboxKind};
+use enclave_builder::sandbox::{self, CgroupMode, SandboxConfig, SandboxKind};
 use enclave_builder::source::SourceRequest;
 use enclave_builder::transport::{self, Endpoint, Job, VSOCK_PARENT_CID};
 use enclave_builder::{devca, relay, webhook, BuildError};
@@ -108,6 +108,11 @@ struct HostArgs {
     /// between, so keep it above the enclave's --timeout).
     #[arg(long = "enclave-idle-timeout", default_value_t = 3600)]
     enclave_idle_timeout: u64,
+    /// Let the relay dial this exact HOST:PORT (repeatable), beyond its
+    /// default of port 443 on public addresses; may name loopback or private
+    /// hosts, never link-local or the metadata service.
+    #[arg(long = "relay-allow", value_name = "HOST:PORT")]
+    relay_allow: Vec<relay::AllowedTarget>,
     /// After `--`: run this command as the enclave half for every job, on
     /// this machine (development and tests). Without it or --eif, the host
     /// waits for an enclave started by someone else.
@@ -167,9 +172,26 @@ struct Measured {
     /// Build time limit in seconds; the sandbox is killed when it is reached.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
-    /// Address-space limit of the build in MiB (RLIMIT_AS).
+    /// Memory limit in MiB: all of the build's processes together (cgroup,
+    /// swap included) and each one's address space (RLIMIT_AS).
     #[arg(long, default_value_t = 4096)]
     memory: u64,
+    /// The most processes (threads included) the build may run at once.
+    #[arg(long = "pids", default_value_t = sandbox::DEFAULT_PIDS_MAX)]
+    pids: u64,
+    /// Size of the sandbox's /tmp (a tmpfs) in MiB.
+    #[arg(long = "tmp-size", default_value_t = sandbox::DEFAULT_TMP_MB)]
+    tmp_size: u64,
+    /// Largest single output in MiB.
+    #[arg(long = "output-limit", default_value_t = sandbox::DEFAULT_OUTPUT_MB)]
+    output_limit: u64,
+    /// Largest total of all outputs in MiB.
+    #[arg(long = "outputs-total-limit", default_value_t = sandbox::DEFAULT_OUTPUTS_TOTAL_MB)]
+    outputs_total_limit: u64,
+    /// `required`: bound the whole build with a fresh cgroup and refuse to
+    /// build without one; `none`: no whole-build memory or process limit.
+    #[arg(long, value_enum, default_value = "required")]
+    cgroup: CgroupArg,
     #[arg(long = "builder-id", default_value = DEFAULT_BUILDER_ID)]
     builder_id: String,
     /// Where the source comes from: `direct` (build), `relay` (the enclave
@@ -181,6 +203,12 @@ struct Measured {
     /// default: the system's roots).
     #[arg(long = "tls-roots")]
     tls_roots: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CgroupArg {
+    Required,
+    None,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -199,6 +227,14 @@ impl Measured {
             },
             timeout_secs: self.timeout,
             memory_mb: self.memory,
+            pids_max: self.pids,
+            tmp_mb: self.tmp_size,
+            output_mb: self.output_limit,
+            outputs_total_mb: self.outputs_total_limit,
+            cgroup: match self.cgroup {
+                CgroupArg::Required => CgroupMode::Required,
+                CgroupArg::None => CgroupMode::None,
+            },
         }
     }
     /// The source mode, `default` when not given; `allowed` lists the
@@ -283,6 +319,9 @@ fn backend(
     if sandbox.kind == SandboxKind::None {
         eprintln!("warning: --sandbox none: the build runs UNSANDBOXED with the builder's network, files and keys; never use it for builds others rely on");
     }
+    if sandbox.cgroup == CgroupMode::None {
+        eprintln!("warning: --cgroup none: the build's processes together are not bounded in memory or number");
+    }
     let mut hidden = Vec::new();
     let nsm: Box<dyn Nsm> = match kind {
         NsmKind::Simulated => {
@@ -356,7 +395,10 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
     let relay_ep = relay::endpoint_for(&ep).map_err(|e| BuildError::Transport(e.to_string()))?;
     let relay_listener =
         transport::listen(&relay_ep).map_err(|e| BuildError::Transport(e.to_string()))?;
-    std::thread::spawn(move || relay::serve(relay_listener));
+    let policy = std::sync::Arc::new(relay::RelayPolicy {
+        allowed: args.relay_allow.clone(),
+    });
+    std::thread::spawn(move || relay::serve(relay_listener, policy));
     // One job, one enclave: started here when there is a launcher.
     let run = |job: Job, out: &Path| match &launcher {
         Some(l) => launcher::run_job(

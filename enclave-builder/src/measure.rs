@@ -99,7 +99,7 @@ pub fn sandbox_json(sandbox: &SandboxConfig) -> Result<String, BuildError> {
                 .ok_or_else(|| BuildError::Sandbox("bwrap is not on PATH".into()))?;
             (
                 Some(sha384_file(&bwrap)?),
-                bwrap_args(Path::new(BUILD_DIR_PLACEHOLDER), &BTreeMap::new()),
+                bwrap_args(sandbox, Path::new(BUILD_DIR_PLACEHOLDER), &BTreeMap::new()),
             )
         }
         SandboxKind::None => (None, Vec::new()),
@@ -108,6 +108,11 @@ pub fn sandbox_json(sandbox: &SandboxConfig) -> Result<String, BuildError> {
         "sandbox": sandbox.kind,
         "timeout_secs": sandbox.timeout_secs,
         "memory_mb": sandbox.memory_mb,
+        "pids_max": sandbox.pids_max,
+        "tmp_mb": sandbox.tmp_mb,
+        "output_mb": sandbox.output_mb,
+        "outputs_total_mb": sandbox.outputs_total_mb,
+        "cgroup": sandbox.cgroup,
         "bwrap_sha384": bwrap_sha384,
         "bwrap_profile": profile,
     });
@@ -186,6 +191,7 @@ mod tests {
                 kind: SandboxKind::None,
                 timeout_secs: 60,
                 memory_mb: 1024,
+                ..SandboxConfig::default()
             },
             BuilderConfig {
                 builder_id: "b".into(),
@@ -212,6 +218,34 @@ mod tests {
         assert_eq!(sb.pcrs[0], base.pcrs[0]);
         assert_ne!(sb.pcrs[1], base.pcrs[1]);
         assert_eq!(sb.pcrs[2], base.pcrs[2]);
+        // Every whole-build limit is measured too.
+        let limits = [
+            SandboxConfig {
+                pids_max: 7,
+                ..s.clone()
+            },
+            SandboxConfig {
+                tmp_mb: 7,
+                ..s.clone()
+            },
+            SandboxConfig {
+                output_mb: 7,
+                ..s.clone()
+            },
+            SandboxConfig {
+                outputs_total_mb: 7,
+                ..s.clone()
+            },
+            SandboxConfig {
+                cgroup: crate::sandbox::CgroupMode::None,
+                ..s.clone()
+            },
+        ];
+        for l in limits {
+            let m = measure_with(b"exe", &l, &b).unwrap();
+            assert_ne!(m.pcrs[1], base.pcrs[1], "{l:?}");
+            assert_eq!(m.pcrs[2], base.pcrs[2]);
+        }
         let b2 = BuilderConfig {
             log_key: "k2".into(),
             ..b

@@ -74,8 +74,20 @@ fn now_rfc3339() -> Result<String, BuildError> {
         .map_err(|e| BuildError::Statement(e.to_string()))
 }
 
-/// Resolves a declared output inside the build directory and hashes it.
-fn hash_output(src: &Path, name: &str) -> Result<(Vec<u8>, [u8; 32]), BuildError> {
+/// Bytes read and written at a time when an output is hashed and staged.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+
+/// Resolves a declared output inside the build directory and, streaming,
+/// hashes it and copies it to `staged` (outside the build directory). An
+/// output over `limit` bytes is refused (`output_too_large`) without being
+/// read past the limit. Returns the digest and the size.
+fn hash_output(
+    src: &Path,
+    name: &str,
+    staged: &Path,
+    limit: u64,
+) -> Result<([u8; 32], u64), BuildError> {
+    use std::io::{Read, Write};
     let rel = Path::new(name);
     if rel.is_absolute() || name.is_empty() {
         return Err(BuildError::BadOutput(name.to_string()));
@@ -89,9 +101,33 @@ fn hash_output(src: &Path, name: &str) -> Result<(Vec<u8>, [u8; 32]), BuildError
     if !real.starts_with(&root) || !real.is_file() {
         return Err(BuildError::BadOutput(name.to_string()));
     }
-    let bytes = std::fs::read(&real).map_err(|e| BuildError::io(&real, e))?;
-    let digest = Sha256::digest(&bytes).into();
-    Ok((bytes, digest))
+    let too_large = || BuildError::OutputTooLarge(format!("{name} is over {limit} bytes"));
+    let file = std::fs::File::open(&real).map_err(|e| BuildError::io(&real, e))?;
+    let len = file.metadata().map_err(|e| BuildError::io(&real, e))?.len();
+    if len > limit {
+        return Err(too_large());
+    }
+    let mut reader = file.take(limit.saturating_add(1));
+    let mut out = std::fs::File::create(staged).map_err(|e| BuildError::io(staged, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; OUTPUT_CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| BuildError::io(&real, e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > limit {
+            return Err(too_large());
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| BuildError::io(staged, e))?;
+    }
+    Ok((hasher.finalize().into(), size))
 }
 
 /// Runs the whole pipeline, talking to the log directly.
@@ -168,11 +204,25 @@ pub fn build_with_submodules(
     timings.build = t.elapsed().as_secs_f64();
     let finished_on = now_rfc3339()?;
 
+    let staging = work.path().join("outputs");
+    std::fs::create_dir(&staging).map_err(|e| BuildError::io(&staging, e))?;
+    let (per_output, all_outputs) = (
+        sandbox::mib(req.sandbox.output_mb),
+        sandbox::mib(req.sandbox.outputs_total_mb),
+    );
     let mut artifacts = Vec::new();
-    for o in &build_config.outputs {
-        let (bytes, digest) = hash_output(&src, o)?;
+    let mut total = 0u64;
+    for (i, o) in build_config.outputs.iter().enumerate() {
+        let staged = staging.join(i.to_string());
+        let (digest, size) = hash_output(&src, o, &staged, per_output)?;
+        total = total.saturating_add(size);
+        if total > all_outputs {
+            return Err(BuildError::OutputTooLarge(format!(
+                "the outputs together are over {all_outputs} bytes"
+            )));
+        }
         let mode = std::fs::metadata(src.join(o)).map(|m| m.permissions());
-        artifacts.push((o.clone(), bytes, digest, mode.ok()));
+        artifacts.push((o.clone(), staged, digest, mode.ok()));
     }
     let subjects = artifacts
         .iter()
@@ -218,14 +268,14 @@ pub fn build_with_submodules(
     let bundle_json = bundle.to_json();
 
     let mut published = Vec::new();
-    for (name, bytes, digest, mode) in artifacts {
+    for (name, staged, digest, mode) in artifacts {
         let base = Path::new(&name)
             .file_name()
             .map(|b| b.to_string_lossy().to_string())
             .unwrap_or(name.clone());
         let artifact = req.out_dir.join(&base);
         let bundle_path = req.out_dir.join(format!("{base}{BUNDLE_SUFFIX}"));
-        std::fs::write(&artifact, &bytes).map_err(|e| BuildError::io(&artifact, e))?;
+        std::fs::copy(&staged, &artifact).map_err(|e| BuildError::io(&artifact, e))?;
         if let Some(mode) = mode {
             std::fs::set_permissions(&artifact, mode).map_err(|e| BuildError::io(&artifact, e))?;
         }

@@ -1,8 +1,13 @@
 //! The build sandbox: bubblewrap with no network, a read-only system, write
-//! access only to the build directory, a fresh `/tmp` and `/proc`, a minimal
-//! `/dev`, an emptied environment, no capabilities, an unprivileged uid, and
-//! limits on time (the whole sandbox is killed) and memory (`RLIMIT_AS`, set
-//! with `setrlimit` in the child before `bwrap` runs, inherited by the build).
+//! access only to the build directory, a fresh `/tmp` (a tmpfs of at most
+//! `tmp_mb`) and `/proc`, a minimal `/dev`, an emptied environment, no
+//! capabilities, an unprivileged uid, and limits on time (the whole
+//! sandbox is killed), on the whole build's memory and process count (a
+//! fresh cgroup per build, see [`cgroup`], joined before exec, killed and
+//! removed afterwards) and on each process's address space (`RLIMIT_AS`,
+//! set with `setrlimit` in the child before `bwrap` runs, inherited by the
+//! build). Without a usable cgroup the build is refused
+//! (`cgroup_unavailable`) unless the measured setting `cgroup` is `none`.
 //!
 //! What the build can see is exactly what [`bwrap_args`] lists; the NSM
 //! device, the builder's keys and the dev CA are never mounted, and
@@ -20,6 +25,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::BuildError;
+
+pub mod cgroup;
 
 /// Where the build directory is mounted inside the sandbox.
 pub const BUILD_MOUNT: &str = "/build";
@@ -52,12 +59,67 @@ pub enum SandboxKind {
     None,
 }
 
-/// The sandbox settings; all of them are measured into PCR1.
+/// Whether the whole build is bounded by a cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// A fresh cgroup per build; no usable cgroup refuses the build.
+    Required,
+    /// No cgroup: memory is bounded per process only and the process count
+    /// not at all. An explicit, measured choice for machines without one.
+    None,
+}
+
+/// Default `pids_max`: enough for a parallel compiler and its shells, far
+/// below what exhausts the host's pid space.
+pub const DEFAULT_PIDS_MAX: u64 = 1024;
+/// Default `tmp_mb`: the sandbox's `/tmp` is memory (and counts against
+/// `memory_mb` too), so it gets a bound of its own well under it.
+pub const DEFAULT_TMP_MB: u64 = 1024;
+/// Default `output_mb`: each output is hashed and copied (and, split,
+/// sent to the host) in full; a release binary or archive fits.
+pub const DEFAULT_OUTPUT_MB: u64 = 1024;
+/// Default `outputs_total_mb`: all outputs of one build together.
+pub const DEFAULT_OUTPUTS_TOTAL_MB: u64 = 2048;
+
+/// The sandbox settings; all of them are measured into PCR1 and recorded in
+/// the statement's `internalParameters.sandbox`.
 #[derive(Clone, Debug, Serialize)]
 pub struct SandboxConfig {
     pub kind: SandboxKind,
     pub timeout_secs: u64,
+    /// The whole build's memory (cgroup, swap included) and each process's
+    /// address space (`RLIMIT_AS`), in MiB.
     pub memory_mb: u64,
+    /// The most processes (threads included) the build may run at once.
+    pub pids_max: u64,
+    /// Size of the sandbox's `/tmp` tmpfs in MiB.
+    pub tmp_mb: u64,
+    /// Largest single output in MiB.
+    pub output_mb: u64,
+    /// Largest total of all outputs in MiB.
+    pub outputs_total_mb: u64,
+    pub cgroup: CgroupMode,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            kind: SandboxKind::Bwrap,
+            timeout_secs: 600,
+            memory_mb: 4096,
+            pids_max: DEFAULT_PIDS_MAX,
+            tmp_mb: DEFAULT_TMP_MB,
+            output_mb: DEFAULT_OUTPUT_MB,
+            outputs_total_mb: DEFAULT_OUTPUTS_TOTAL_MB,
+            cgroup: CgroupMode::Required,
+        }
+    }
+}
+
+/// MiB to bytes, saturating.
+pub fn mib(n: u64) -> u64 {
+    n.saturating_mul(1024 * 1024)
 }
 
 /// The environment every build gets, before the declared variables.
@@ -75,7 +137,11 @@ pub fn base_env(source_date_epoch: u64, home: &str) -> BTreeMap<String, String> 
 }
 
 /// The bwrap arguments up to and including `--`, for a build directory on the host.
-pub fn bwrap_args(build_dir: &Path, env: &BTreeMap<String, String>) -> Vec<String> {
+pub fn bwrap_args(
+    config: &SandboxConfig,
+    build_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut a: Vec<String> = [
         "--unshare-all",
         "--unshare-user",
@@ -113,10 +179,15 @@ pub fn bwrap_args(build_dir: &Path, env: &BTreeMap<String, String>) -> Vec<Strin
         a.extend(["--ro-bind-try".into(), p.to_string(), p.to_string()]);
     }
     a.extend(
-        ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        ["--proc", "/proc", "--dev", "/dev", "--size"]
             .iter()
             .map(|s| s.to_string()),
     );
+    a.extend([
+        mib(config.tmp_mb).to_string(),
+        "--tmpfs".into(),
+        "/tmp".into(),
+    ]);
     a.extend([
         "--bind".into(),
         build_dir.display().to_string(),
@@ -169,7 +240,7 @@ pub fn run(
     let mut cmd = match config.kind {
         SandboxKind::Bwrap => {
             let mut c = Command::new("bwrap");
-            c.args(bwrap_args(build_dir, env)).args(command);
+            c.args(bwrap_args(config, build_dir, env)).args(command);
             c
         }
         SandboxKind::None => {
@@ -185,11 +256,21 @@ pub fn run(
         .stdout(log_file)
         .stderr(log_err)
         .process_group(0);
-    let limit = config.memory_mb.saturating_mul(1024 * 1024);
-    // SAFETY: setrlimit is async-signal-safe and touches no memory shared with
-    // the parent; it runs in the forked child before exec.
+    let limit = mib(config.memory_mb);
+    let group = match config.cgroup {
+        CgroupMode::Required => Some(cgroup::BuildCgroup::create(cgroup::Limits {
+            memory_bytes: limit,
+            pids: config.pids_max,
+        })?),
+        CgroupMode::None => None,
+    };
+    let join = group.as_ref().map(|g| g.join_paths()).unwrap_or_default();
+    // SAFETY: joining the cgroup (open/write/close) and setrlimit are
+    // async-signal-safe and touch no memory shared with the parent; they
+    // run in the forked child before exec.
     unsafe {
         cmd.pre_exec(move || {
+            cgroup::join(&join)?;
             let rl = libc::rlimit {
                 rlim_cur: limit as libc::rlim_t,
                 rlim_max: limit as libc::rlim_t,
@@ -216,12 +297,27 @@ pub fn run(
                 }
                 let _ = child.kill();
                 let _ = child.wait();
+                // Dropping the group kills whatever else is left in it.
+                drop(group);
                 return Err(BuildError::BuildTimeout(config.timeout_secs));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(BuildError::Sandbox(format!("wait: {e}"))),
         }
     };
+    // Nothing the build started outlives it (nor touches its outputs later).
+    if let Some(g) = &group {
+        g.kill_all();
+        // A process killed for memory means the build did not run as
+        // written, even when its exit status hides it.
+        if g.oom_killed() {
+            return Err(BuildError::BuildMemory(config.memory_mb));
+        }
+        if !status.success() && g.pids_limit_hit() {
+            return Err(BuildError::BuildPids(config.pids_max));
+        }
+    }
+    drop(group);
     if status.success() {
         return Ok(());
     }
@@ -251,7 +347,11 @@ mod tests {
     #[test]
     fn args_isolate_network_env_and_mounts() {
         let env = base_env(0, BUILD_MOUNT);
-        let a = bwrap_args(Path::new("/x/build"), &env).join(" ");
+        let config = SandboxConfig {
+            tmp_mb: 3,
+            ..SandboxConfig::default()
+        };
+        let a = bwrap_args(&config, Path::new("/x/build"), &env).join(" ");
         for needle in [
             "--unshare-all",
             "--unshare-user",
@@ -259,7 +359,7 @@ mod tests {
             "--ro-bind /usr /usr",
             "--proc /proc",
             "--dev /dev",
-            "--tmpfs /tmp",
+            "--size 3145728 --tmpfs /tmp",
             "--bind /x/build /build",
             "--clearenv",
             "--setenv PATH",
