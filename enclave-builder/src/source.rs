@@ -105,6 +105,15 @@ fn git_net(
     // the transport allow list replaced.
     cmd.env_remove("GIT_SSL_NO_VERIFY");
     cmd.env_remove("GIT_ALLOW_PROTOCOL");
+    // Configured TLS roots (the enclave's measured --tls-roots) are the only
+    // ones: git lets GIT_SSL_CAINFO and GIT_SSL_CAPATH override them.
+    if net
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("http.sslCAInfo"))
+    {
+        cmd.env_remove("GIT_SSL_CAINFO")
+            .env_remove("GIT_SSL_CAPATH");
+    }
     // No prompts, no system config, no hooks: the clone is data, not code.
     cmd.args(["-c", "core.hooksPath=/dev/null"])
         .args(args)
