@@ -2,129 +2,35 @@
 //! the host's CONNECT relay, with TLS checked inside the enclave. The
 //! repository is served over HTTPS by `openssl s_server -WWW` (git's dumb
 //! HTTP protocol, hence `GIT_SMART_HTTP=0`) with a certificate made for the
-//! test. The enclave half runs in its own network namespace (`bwrap
-//! --unshare-net`), so the relay is its only way to the server; the host
-//! cannot hand it another repository, and a certificate the enclave does
-//! not trust stops the build.
+//! test, on a loopback port the relay dials only because the host is told
+//! `--relay-allow 127.0.0.1:PORT`. The enclave half runs in its own network
+//! namespace (`bwrap --unshare-net`), so the relay is its only way to the
+//! server; the host cannot hand it another repository, and a certificate
+//! the enclave does not trust stops the build.
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use attestlog::bundle::Bundle;
 use attestlog::policy::Policy;
 use attestlog::verify::BundleVerifier;
+use common::https::{certificate, have_openssl, HttpsGit};
 use common::*;
 use sha2::{Digest, Sha256};
 
-struct HttpsGit {
-    child: Child,
-    url: String,
-    cert: PathBuf,
-}
-
-impl Drop for HttpsGit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A self-signed certificate for 127.0.0.1 in `dir`: (cert, key).
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-    );
-    (cert, key)
-}
-
-/// Serves a bare copy of `repo` at `https://127.0.0.1:PORT/repo.git`.
-fn serve_https(repo: &Path, dir: &Path) -> HttpsGit {
-    let www = dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    run_ok(
-        Command::new("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(repo)
-            .arg(www.join("repo.git")),
-    );
-    run_ok(
-        Command::new("git")
-            .arg("-C")
-            .arg(www.join("repo.git"))
-            .arg("update-server-info"),
-    );
-    let (cert, key) = certificate(dir, "server");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-WWW", "-accept"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-cert")
-        .arg(&cert)
-        .arg("-key")
-        .arg(&key)
-        .current_dir(&www)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "s_server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    HttpsGit {
-        child,
-        url: format!("https://127.0.0.1:{port}/repo.git"),
-        cert,
-    }
+/// Serves `repo` as `repo.git` over HTTPS: (server, URL).
+fn serve_https(repo: &Path, dir: &Path) -> (HttpsGit, String) {
+    let https = HttpsGit::start(dir);
+    let url = https.publish(repo, "repo");
+    (https, url)
 }
 
 /// Whether this machine can run the test: openssl, and bwrap allowed to
 /// make a network namespace.
 fn can_isolate() -> bool {
-    let openssl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !openssl {
-        skip("`openssl` is not installed");
+    if !have_openssl() {
         return false;
     }
     let netns = Command::new("bwrap")
@@ -145,9 +51,20 @@ fn relay_args(w: &World, roots: &Path) -> Vec<String> {
     args
 }
 
-/// Runs `host` for `repo` at `commit` with a local enclave in its own
-/// network namespace. Only the host trusts the server through the
-/// environment; the enclave has just its `--tls-roots`.
+/// The host's `--relay-allow` for the test server at `url`.
+fn allow(url: &str) -> Vec<String> {
+    let port = url
+        .trim_start_matches("https://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap();
+    vec!["--relay-allow".into(), format!("127.0.0.1:{port}")]
+}
+
+/// Runs `host` (with `host_args`) for `repo` at `commit` with a local
+/// enclave in its own network namespace. Only the host trusts the server
+/// through the environment; the enclave has just its `--tls-roots`.
+#[allow(clippy::too_many_arguments)]
 fn relay_build(
     w: &World,
     name: &str,
@@ -155,6 +72,7 @@ fn relay_build(
     commit: &str,
     server_cert: &Path,
     roots: &Path,
+    host_args: &[String],
 ) -> Output {
     let sock = w.tmp.path().join(format!("{name}.sock"));
     let out = w.tmp.path().join(name);
@@ -183,6 +101,7 @@ fn relay_build(
             "--out",
         ])
         .arg(&out)
+        .args(host_args)
         .arg("--")
         .args(enclave)
         .env("GIT_SSL_CAINFO", server_cert)
@@ -198,8 +117,16 @@ fn the_enclave_fetches_its_source_over_the_relay_with_tls() {
     }
     let Some(w) = World::new() else { return };
     let c1 = w.commit_hello();
-    let https = serve_https(&w.repo, w.tmp.path());
-    let host = relay_build(&w, "relay-out", &https.url, &c1, &https.cert, &https.cert);
+    let (https, url) = serve_https(&w.repo, w.tmp.path());
+    let host = relay_build(
+        &w,
+        "relay-out",
+        &url,
+        &c1,
+        &https.cert,
+        &https.cert,
+        &allow(&url),
+    );
     assert!(host.status.success(), "host: {}", stderr(&host));
 
     let out = w.tmp.path().join("relay-out");
@@ -213,13 +140,55 @@ fn the_enclave_fetches_its_source_over_the_relay_with_tls() {
         .verify(&bundle, &digest)
         .unwrap();
     // The recorded repository is the URL the enclave itself reached.
-    assert_eq!(verdict.statement.source.uri, https.url);
+    assert_eq!(verdict.statement.source.uri, url);
     // A policy for host-bundle enclaves does not accept it: the mode is measured.
     let other = w.policy("bundle.toml", &w.enclave_pcrs(), &w.server.key, false);
     assert_eq!(
         verify_code(&other, &bundle, &artifact).unwrap_err(),
         "measurement_not_endorsed"
     );
+}
+
+/// Without `--relay-allow` the relay dials only port 443 on public
+/// addresses: the enclave's fetch of the loopback test server is refused
+/// with a 403 (`relay_refused`), the host logs why, and nothing is logged;
+/// an allow entry for another port does not open this one.
+#[test]
+fn the_relay_refuses_loopback_targets_unless_allowed() {
+    if !can_isolate() {
+        return;
+    }
+    let Some(w) = World::new() else { return };
+    let c1 = w.commit_hello();
+    let (https, url) = serve_https(&w.repo, w.tmp.path());
+    let other = vec![
+        "--relay-allow".to_string(),
+        format!("127.0.0.1:{}", https.port.wrapping_add(1)),
+    ];
+    for (name, args) in [("no-allow", Vec::new()), ("other-port", other)] {
+        let host = relay_build(&w, name, &url, &c1, &https.cert, &https.cert, &args);
+        assert_fails_with(&host, "relay_refused");
+        let err = stderr(&host);
+        assert!(err.contains("403"), "{name}: {err}");
+        assert!(
+            err.contains(&format!("127.0.0.1:{}", https.port)) && err.contains("port"),
+            "{name}: the host names the refused target and why: {err}"
+        );
+        assert!(!w.tmp.path().join(name).join("hello").exists());
+    }
+    assert_eq!(tree_size(&w.server.url), 0);
+    // The same build with the target allowed goes through.
+    let host = relay_build(
+        &w,
+        "allowed",
+        &url,
+        &c1,
+        &https.cert,
+        &https.cert,
+        &allow(&url),
+    );
+    assert!(host.status.success(), "host: {}", stderr(&host));
+    assert_eq!(tree_size(&w.server.url), 1);
 }
 
 #[test]
@@ -229,10 +198,18 @@ fn untrusted_certificates_and_unauthenticated_sources_are_refused() {
     }
     let Some(w) = World::new() else { return };
     let c1 = w.commit_hello();
-    let https = serve_https(&w.repo, w.tmp.path());
+    let (https, url) = serve_https(&w.repo, w.tmp.path());
     let (stranger, _) = certificate(w.tmp.path(), "stranger");
 
-    let untrusted = relay_build(&w, "untrusted", &https.url, &c1, &https.cert, &stranger);
+    let untrusted = relay_build(
+        &w,
+        "untrusted",
+        &url,
+        &c1,
+        &https.cert,
+        &stranger,
+        &allow(&url),
+    );
     assert_fails_with(&untrusted, "missing_repo");
     assert!(
         stderr(&untrusted)
@@ -243,7 +220,15 @@ fn untrusted_certificates_and_unauthenticated_sources_are_refused() {
     );
 
     let local = w.repo.display().to_string();
-    let plain = relay_build(&w, "plain", &local, &c1, &https.cert, &https.cert);
+    let plain = relay_build(
+        &w,
+        "plain",
+        &local,
+        &c1,
+        &https.cert,
+        &https.cert,
+        &allow(&url),
+    );
     assert_fails_with(&plain, "unauthenticated_source");
 
     assert_eq!(tree_size(&w.server.url), 0);
@@ -260,8 +245,7 @@ fn https_logs_are_reached_and_their_certificates_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     commit(&repo, &[("README", b"log\n")]);
-    let https = serve_https(&repo, tmp.path());
-    let base = https.url.trim_end_matches("/repo.git");
-    let err = enclave_builder::submit::post_entry_http(base, b"entry").unwrap_err();
+    let (https, _) = serve_https(&repo, tmp.path());
+    let err = enclave_builder::submit::post_entry_http(&https.base, b"entry").unwrap_err();
     assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
 }

@@ -12,6 +12,8 @@ use attestlog::policy::Policy;
 use attestlog::verify::BundleVerifier;
 use sha2::{Digest, Sha256};
 
+pub mod https;
+
 pub const ORIGIN: &str = "e2e.attestlog/log";
 
 pub fn skip(reason: &str) {
