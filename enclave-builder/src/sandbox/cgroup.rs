@@ -112,9 +112,16 @@ fn unavailable(why: impl std::fmt::Display) -> BuildError {
     BuildError::CgroupUnavailable(why.to_string())
 }
 
+/// Writes a control file the kernel made; never creates one (a directory
+/// that is not in a cgroup file system has none, and is no cgroup).
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), BuildError> {
+    use std::io::Write;
     let path = dir.join(file);
-    std::fs::write(&path, value).map_err(|e| unavailable(format!("{}: {e}", path.display())))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| unavailable(format!("{}: {e}", path.display())))
 }
 
 /// A build's cgroup: one directory (v2) or one per hierarchy (v1).
