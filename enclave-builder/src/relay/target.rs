@@ -14,6 +14,7 @@
 //! address except the ones [`never_dialled`] names, loopback included.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 /// The one port the relay dials without an operator's allow entry: HTTPS,
 /// the only transport the enclave's git uses.
@@ -176,6 +177,28 @@ pub fn never_dialled(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// How long the relay waits for the resolver: the system's lookup has no
+/// deadline of its own, and a stalled one must not hold the relay stream.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves `host:port` on a helper thread, waiting at most
+/// [`RESOLVE_TIMEOUT`] (a lookup still running then is left to finish).
+fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let host = host.to_string();
+    std::thread::spawn(move || {
+        let result = (host.as_str(), port)
+            .to_socket_addrs()
+            .map(|a| a.collect::<Vec<_>>());
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(RESOLVE_TIMEOUT) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {RESOLVE_TIMEOUT:?}")),
+    }
+}
+
 /// The relay's dial policy: the default rule plus the operator's targets.
 #[derive(Clone, Debug, Default)]
 pub struct RelayPolicy {
@@ -196,13 +219,10 @@ impl RelayPolicy {
                 port,
             });
         }
-        let addrs: Vec<SocketAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| TargetError::Resolve {
-                target: authority.to_string(),
-                reason: e.to_string(),
-            })?
-            .collect();
+        let addrs = lookup(&host, port).map_err(|reason| TargetError::Resolve {
+            target: authority.to_string(),
+            reason,
+        })?;
         for addr in &addrs {
             let class = match allowed {
                 true => never_dialled(addr.ip()),
