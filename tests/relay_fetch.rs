@@ -249,3 +249,53 @@ fn https_logs_are_reached_and_their_certificates_checked() {
     let err = enclave_builder::submit::post_entry_http(&https.base, b"entry").unwrap_err();
     assert!(err.to_ascii_lowercase().contains("certificate"), "{err}");
 }
+
+/// Submodules in relay mode come through the relay too: a relative
+/// submodule of the https:// superproject (same server, allowed) is
+/// fetched and built; an absolute one on another loopback server the
+/// relay was not told about is refused (`relay_refused`, naming the
+/// submodule), with nothing logged.
+#[test]
+fn submodules_are_fetched_through_the_relay_and_its_policy_applies() {
+    if !can_isolate() {
+        return;
+    }
+    let Some(w) = World::new() else { return };
+    let a = HttpsGit::start(&w.tmp.path().join("a"));
+    let b = HttpsGit::start(&w.tmp.path().join("b"));
+    // One roots file trusted by the host (environment) and the enclave
+    // (--tls-roots): both servers' certificates.
+    let roots = w.tmp.path().join("roots.pem");
+    let mut pem = std::fs::read(&a.cert).unwrap();
+    pem.extend(std::fs::read(&b.cert).unwrap());
+    std::fs::write(&roots, pem).unwrap();
+
+    let lib = w.tmp.path().join("lib");
+    let lib_commit = commit(&lib, &[("greet.txt", b"hello through the relay\n")]);
+    a.publish(&lib, "lib");
+    b.publish(&lib, "lib");
+    let toml: &[u8] = b"command = \"cp lib/greet.txt out\"\noutputs = [\"out\"]\n";
+    let superproject = |name: &str, url: &str| {
+        let dir = w.tmp.path().join(name);
+        commit(&dir, &[("attestlog-build.toml", toml)]);
+        common::https::add_gitlink(&dir, "lib", url, &lib_commit);
+        let c = commit(&dir, &[]);
+        (a.publish(&dir, name), c)
+    };
+
+    let (url, c) = superproject("relative", "../lib.git");
+    let host = relay_build(&w, "rel-out", &url, &c, &roots, &roots, &allow(&url));
+    assert!(host.status.success(), "host: {}", stderr(&host));
+    let out = std::fs::read(w.tmp.path().join("rel-out/out")).unwrap();
+    assert_eq!(out, b"hello through the relay\n");
+    assert_eq!(tree_size(&w.server.url), 1);
+
+    let (url, c) = superproject("elsewhere", &b.url("lib"));
+    let host = relay_build(&w, "else-out", &url, &c, &roots, &roots, &allow(&url));
+    assert_fails_with(&host, "relay_refused");
+    let err = stderr(&host);
+    assert!(err.contains("submodule lib from"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{}", b.port)), "{err}");
+    assert_eq!(tree_size(&w.server.url), 1);
+    assert!(!w.tmp.path().join("else-out/out").exists());
+}
