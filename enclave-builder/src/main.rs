@@ -177,16 +177,16 @@ struct Measured {
     #[arg(long, default_value_t = 4096)]
     memory: u64,
     /// The most processes (threads included) the build may run at once.
-    #[arg(long = "pids", default_value_t = sandbox::DEFAULT_PIDS_MAX)]
+    #[arg(long = "pids", value_parser = clap::value_parser!(u64).range(1..), default_value_t = sandbox::DEFAULT_PIDS_MAX)]
     pids: u64,
     /// Size of the sandbox's /tmp (a tmpfs) in MiB.
-    #[arg(long = "tmp-size", default_value_t = sandbox::DEFAULT_TMP_MB)]
+    #[arg(long = "tmp-size", value_parser = clap::value_parser!(u64).range(1..), default_value_t = sandbox::DEFAULT_TMP_MB)]
     tmp_size: u64,
     /// Largest single output in MiB.
-    #[arg(long = "output-limit", default_value_t = sandbox::DEFAULT_OUTPUT_MB)]
+    #[arg(long = "output-limit", value_parser = clap::value_parser!(u64).range(1..), default_value_t = sandbox::DEFAULT_OUTPUT_MB)]
     output_limit: u64,
     /// Largest total of all outputs in MiB.
-    #[arg(long = "outputs-total-limit", default_value_t = sandbox::DEFAULT_OUTPUTS_TOTAL_MB)]
+    #[arg(long = "outputs-total-limit", value_parser = clap::value_parser!(u64).range(1..), default_value_t = sandbox::DEFAULT_OUTPUTS_TOTAL_MB)]
     outputs_total_limit: u64,
     /// `required`: bound the whole build with a fresh cgroup and refuse to
     /// build without one; `none`: no whole-build memory or process limit.

@@ -235,6 +235,10 @@ pub fn run(
     env: &BTreeMap<String, String>,
     log: &Path,
 ) -> Result<(), BuildError> {
+    if config.tmp_mb == 0 {
+        // tmpfs reads `size=0` as no limit at all.
+        return Err(BuildError::Sandbox("tmp_mb must be at least 1".into()));
+    }
     let log_file = File::create(log).map_err(|e| BuildError::io(log, e))?;
     let log_err = log_file.try_clone().map_err(|e| BuildError::io(log, e))?;
     let mut cmd = match config.kind {
@@ -368,6 +372,26 @@ mod tests {
         }
         assert!(!a.contains("/dev/nsm"));
         assert!(a.ends_with("--"));
+    }
+
+    /// tmpfs reads `size=0` as unlimited, so a zero /tmp size is refused.
+    #[test]
+    fn a_zero_tmp_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SandboxConfig {
+            tmp_mb: 0,
+            ..SandboxConfig::default()
+        };
+        let err = run(
+            &config,
+            dir.path(),
+            &["true".to_string()],
+            &BTreeMap::new(),
+            &dir.path().join("log"),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "sandbox");
+        assert!(err.to_string().contains("tmp_mb"), "{err}");
     }
 
     #[test]
