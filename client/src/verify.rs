@@ -247,38 +247,36 @@ impl BundleVerifier {
                 statement.source.uri.clone(),
             ));
         }
-        self.check_provenance(statement)?;
+        check_provenance(&self.policy, statement)?;
         Ok(measurement.name.clone())
     }
+}
 
-    /// The policy on where the build definition came from and which ref
-    /// contains the commit.
-    fn check_provenance(&self, statement: &Statement) -> Result<(), VerifyError> {
-        let policy = &self.policy;
-        match (&statement.build_definition, &statement.source_ref) {
-            (Some(BuildDefinition::Override), _) if !policy.allow_build_override => {
-                return Err(VerifyError::BuildDefinitionOverride)
-            }
-            (None, _) | (_, None) if !policy.allow_unrecorded_build_definition => {
-                let build_type = statement.json["predicate"]["buildDefinition"]["buildType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                return Err(VerifyError::BuildDefinitionUnrecorded(build_type));
-            }
-            _ => {}
+/// The policy on where the build definition came from and which ref
+/// contains the commit (`spec/entry.md`, in this order): an override, an
+/// unrecorded origin, an unreferenced commit, a ref outside `required_refs`.
+pub fn check_provenance(policy: &Policy, statement: &Statement) -> Result<(), VerifyError> {
+    match (&statement.build_definition, &statement.source_ref) {
+        (Some(BuildDefinition::Override), _) if !policy.allow_build_override => {
+            return Err(VerifyError::BuildDefinitionOverride)
         }
-        if statement.source_ref == Some(SourceRef::Unreferenced)
-            && !policy.allow_unreferenced_commits
-        {
-            return Err(VerifyError::UnreferencedCommit);
+        (None, _) | (_, None) if !policy.allow_unrecorded_build_definition => {
+            let build_type = statement.json["predicate"]["buildDefinition"]["buildType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(VerifyError::BuildDefinitionUnrecorded(build_type));
         }
-        let name = statement.source_ref.as_ref().and_then(SourceRef::name);
-        if !policy.ref_allowed(name) {
-            return Err(VerifyError::RefNotAllowed(
-                name.unwrap_or("(none recorded)").to_string(),
-            ));
-        }
-        Ok(())
+        _ => {}
     }
+    if statement.source_ref == Some(SourceRef::Unreferenced) && !policy.allow_unreferenced_commits {
+        return Err(VerifyError::UnreferencedCommit);
+    }
+    let name = statement.source_ref.as_ref().and_then(SourceRef::name);
+    if !policy.ref_allowed(name) {
+        return Err(VerifyError::RefNotAllowed(
+            name.unwrap_or("(none recorded)").to_string(),
+        ));
+    }
+    Ok(())
 }
