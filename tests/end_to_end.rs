@@ -382,7 +382,7 @@ fn bad_inputs_are_refused_without_a_log_entry() {
     let entry = attestlog::claim::Entry::decode(&bundle.entry).unwrap();
     let text = String::from_utf8_lossy(entry.statement).to_string();
     assert!(
-        text.contains("\"ref\":\"main\"") && text.contains(&c),
+        text.contains("\"sourceRef\":{\"name\":\"refs/heads/main\"}") && text.contains(&c),
         "{text}"
     );
     std::fs::remove_dir_all(w.tmp.path().join("bad")).unwrap();

@@ -270,8 +270,7 @@ fn a_silent_enclave_is_cut_off_and_stopped() {
             uri: None,
             net_config: Vec::new(),
         },
-        cmd: Some("true".into()),
-        outputs: vec!["hello".into()],
+        allow_unreferenced: false,
         timeout_secs: None,
         memory_mb: None,
     })

@@ -11,7 +11,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use attestlog::bundle::Bundle;
 use attestlog::policy::Policy;
@@ -139,8 +140,13 @@ fn the_enclave_fetches_its_source_over_the_relay_with_tls() {
         .expect_commit(&c1)
         .verify(&bundle, &digest)
         .unwrap();
-    // The recorded repository is the URL the enclave itself reached.
+    // The recorded repository is the URL the enclave itself reached, and
+    // the ref the branch that repository advertised containing the commit.
     assert_eq!(verdict.statement.source.uri, url);
+    assert_eq!(
+        verdict.statement.source_ref,
+        Some(attestlog::claim::SourceRef::Ref("refs/heads/main".into()))
+    );
     // A policy for host-bundle enclaves does not accept it: the mode is measured.
     let other = w.policy("bundle.toml", &w.enclave_pcrs(), &w.server.key, false);
     assert_eq!(
@@ -298,4 +304,108 @@ fn submodules_are_fetched_through_the_relay_and_its_policy_applies() {
     assert!(err.contains(&format!("127.0.0.1:{}", b.port)), "{err}");
     assert_eq!(tree_size(&w.server.url), 1);
     assert!(!w.tmp.path().join("else-out/out").exists());
+}
+
+/// In relay mode the ref is the repository's answer, not the host's: a
+/// host that names a branch for a commit only a pull-request ref reaches
+/// (as a fork's commit fetched through the parent's URL) is refused with
+/// `unreferenced_commit`, and for a commit on `main` the enclave records
+/// `refs/heads/main` whatever ref the host names. Nothing is logged for the
+/// refused job.
+#[test]
+fn the_relay_enclave_asks_the_repository_for_the_ref() {
+    use enclave_builder::transport::{self, Channel, Endpoint, Job, JobResult, Message};
+
+    if !can_isolate() {
+        return;
+    }
+    let Some(w) = World::new() else { return };
+    let c1 = w.commit_hello();
+    git(&w.repo, &["checkout", "-q", "-b", "fork-work"]);
+    let c2 = commit(&w.repo, &[("README", b"fork\n")]);
+    git(&w.repo, &["update-ref", "refs/pull/1/head", &c2]);
+    git(&w.repo, &["checkout", "-q", "main"]);
+    git(&w.repo, &["branch", "-q", "-D", "fork-work"]);
+    let (https, url) = serve_https(&w.repo, w.tmp.path());
+
+    // The test is the host: the channel, the real CONNECT relay, and a
+    // real enclave half in its own network namespace.
+    let run = |name: &str, commit: &str, claimed_ref: &str| -> JobResult {
+        let sock = w.tmp.path().join(format!("{name}.sock"));
+        let ep = Endpoint::Unix(sock.clone());
+        let listener = transport::listen(&ep).unwrap();
+        let relay = transport::listen(&enclave_builder::relay::endpoint_for(&ep).unwrap()).unwrap();
+        let policy = std::sync::Arc::new(enclave_builder::relay::RelayPolicy {
+            allowed: vec![allow(&url)[1].parse().unwrap()],
+        });
+        std::thread::spawn(move || enclave_builder::relay::serve(relay, policy));
+        let mut enclave = Command::new("bwrap")
+            .args(["--dev-bind", "/", "/", "--unshare-net", "--"])
+            .args(["env", "-u", "GIT_SSL_CAINFO", "GIT_SMART_HTTP=0"])
+            .arg(builder_bin())
+            .args(["enclave", "--connect-unix"])
+            .arg(&sock)
+            .args(["--nsm", "simulated", "--dev-ca"])
+            .arg(&w.ca)
+            .args(relay_args(&w, &https.cert))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stream = transport::accept_within(listener.as_ref(), Duration::from_secs(60))
+            .unwrap()
+            .expect("the enclave connected");
+        transport::set_idle_timeout(stream.as_ref(), Duration::from_secs(120)).unwrap();
+        let mut ch = Channel::new(stream);
+        ch.send(&Message::Job(Box::new(Job {
+            git_bundle: Vec::new(),
+            uri: url.clone(),
+            commit: commit.to_string(),
+            git_ref: None,
+            cmd: None,
+            outputs: Vec::new(),
+            source_ref: Some(claimed_ref.to_string()),
+            allow_unreferenced: false,
+            timeout_secs: None,
+            memory_mb: None,
+            submodules: Vec::new(),
+        })))
+        .unwrap();
+        let result = loop {
+            match ch.recv().unwrap() {
+                Message::LogSubmit { entry } => {
+                    let (status, body) =
+                        enclave_builder::submit::post_entry_http(&w.server.url, &entry).unwrap();
+                    ch.send(&Message::LogAnswer {
+                        status,
+                        body,
+                        error: None,
+                    })
+                    .unwrap();
+                }
+                Message::Result(r) => break r,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        let _ = enclave.wait();
+        result
+    };
+
+    match run("fork", &c2, "refs/heads/main") {
+        JobResult::Err { code, .. } => assert_eq!(code, "unreferenced_commit"),
+        JobResult::Ok { .. } => panic!("the enclave built a commit no branch contains"),
+    }
+    assert_eq!(tree_size(&w.server.url), 0);
+
+    let JobResult::Ok { artifacts, .. } = run("main", &c1, "refs/tags/evil") else {
+        panic!("the honest commit did not build")
+    };
+    let hello = artifacts.iter().find(|a| a.name == "hello").unwrap();
+    let bundle = Bundle::parse(&hello.bundle).unwrap();
+    let entry = attestlog::claim::Entry::decode(&bundle.entry).unwrap();
+    let statement = attestlog::claim::Statement::parse(entry.statement).unwrap();
+    assert_eq!(
+        statement.source_ref,
+        Some(attestlog::claim::SourceRef::Ref("refs/heads/main".into()))
+    );
 }

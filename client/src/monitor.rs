@@ -415,6 +415,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
             p.endorsement(pcrs, at).is_ok()
                 && p.revocation(pcrs).is_none()
                 && p.repository_allowed(&st.source.uri)
+                && crate::verify::check_provenance(p, st).is_ok()
         });
         let artifacts: Vec<Value> = st
             .subjects

@@ -47,6 +47,53 @@ pub struct Policy {
     /// Repository URIs accepted as build sources. Empty means any.
     pub allowed_repositories: Vec<String>,
     pub allow_debug: bool,
+    /// Accept statements whose build definition came from the builder's
+    /// command line instead of the repository (default false).
+    pub allow_build_override: bool,
+    /// Accept statements that do not record where the build definition came
+    /// from or which ref contains the commit: buildType v1 and other
+    /// builders' buildTypes (default false).
+    pub allow_unrecorded_build_definition: bool,
+    /// Accept statements whose commit no advertised branch or tag contained,
+    /// built only because the operator opted in (default false).
+    pub allow_unreferenced_commits: bool,
+    /// Ref patterns, exact or ending in `*` (a prefix); when not empty the
+    /// statement's recorded ref must match one.
+    pub required_refs: Vec<RefPattern>,
+}
+
+/// One `required_refs` entry: a full ref name, or a prefix when it ends in `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl RefPattern {
+    /// Parses `refs/...` with at most one `*`, at the end.
+    pub fn parse(text: &str) -> Result<RefPattern, PolicyError> {
+        if !text.starts_with("refs/") {
+            return Err(field(
+                "required_refs",
+                format!("{text:?} is not a full ref name (refs/heads/..., refs/tags/...)"),
+            ));
+        }
+        match text.find('*') {
+            None => Ok(RefPattern::Exact(text.to_string())),
+            Some(i) if i == text.len() - 1 => Ok(RefPattern::Prefix(text[..i].to_string())),
+            Some(_) => Err(field(
+                "required_refs",
+                format!("{text:?}: `*` is allowed only at the end"),
+            )),
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            RefPattern::Exact(e) => name == e,
+            RefPattern::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +131,14 @@ struct PolicyFile {
     allowed_repositories: Vec<String>,
     #[serde(default)]
     allow_debug: bool,
+    #[serde(default)]
+    allow_build_override: bool,
+    #[serde(default)]
+    allow_unrecorded_build_definition: bool,
+    #[serde(default)]
+    allow_unreferenced_commits: bool,
+    #[serde(default)]
+    required_refs: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -251,6 +306,11 @@ impl Policy {
                 })
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
+        let required_refs = file
+            .required_refs
+            .iter()
+            .map(|r| RefPattern::parse(r))
+            .collect::<Result<Vec<_>, PolicyError>>()?;
         Ok(Policy {
             log_keys,
             witnesses,
@@ -260,6 +320,10 @@ impl Policy {
             revoked,
             allowed_repositories: file.allowed_repositories,
             allow_debug: file.allow_debug,
+            allow_build_override: file.allow_build_override,
+            allow_unrecorded_build_definition: file.allow_unrecorded_build_definition,
+            allow_unreferenced_commits: file.allow_unreferenced_commits,
+            required_refs,
         })
     }
 
@@ -291,6 +355,15 @@ impl Policy {
                 .zip(pcrs)
                 .all(|(want, have)| want.as_deref().is_none_or(|w| w == have))
         })
+    }
+
+    /// Whether a recorded ref satisfies `required_refs` (any ref does when
+    /// the list is empty; no ref, `None`, satisfies a non-empty list).
+    pub fn ref_allowed(&self, name: Option<&str>) -> bool {
+        if self.required_refs.is_empty() {
+            return true;
+        }
+        name.is_some_and(|n| self.required_refs.iter().any(|p| p.matches(n)))
     }
 
     /// Whether a statement's source repository is allowed.

@@ -9,7 +9,10 @@
 //! 2. the attestation's `user_data` commits to the statement;
 //! 3. the attestation chain and signature verify at the document's own time;
 //! 4. the PCRs are endorsed by the policy and not revoked (and debug mode and
-//!    the source repository are allowed);
+//!    the source repository are allowed), the build definition came from the
+//!    repository (or the policy allows an override or an unrecorded origin),
+//!    and a ref of the repository contains the commit (or the policy allows an
+//!    unreferenced one) that matches `required_refs`;
 //! 5. the inclusion proof leads to the checkpoint's root;
 //! 6. the checkpoint is signed by a trusted log key and carries the witness
 //!    quorum.
@@ -17,7 +20,9 @@
 use time::OffsetDateTime;
 
 use crate::bundle::Bundle;
-use crate::claim::{statement_user_data, ClaimError, Entry, Statement, Subject};
+use crate::claim::{
+    statement_user_data, BuildDefinition, ClaimError, Entry, SourceRef, Statement, Subject,
+};
 use crate::nitro::{AttestationDocument, NitroError, NitroVerifier, VerifyTime};
 use crate::policy::{MeasurementRefusal, Policy};
 use crate::tlog::checkpoint::{verify_checkpoint, Checkpoint, CheckpointError};
@@ -61,6 +66,14 @@ pub enum VerifyError {
     EndorsementExpired,
     #[error("policy: source repository {0} is not allowed")]
     RepositoryNotAllowed(String),
+    #[error("policy: the build definition was overridden on the builder's command line, not taken from the repository (allow_build_override is not set)")]
+    BuildDefinitionOverride,
+    #[error("policy: the statement does not record where its build definition came from or which ref contains the commit (buildType {0:?}; allow_unrecorded_build_definition is not set)")]
+    BuildDefinitionUnrecorded(String),
+    #[error("policy: no branch or tag of the repository contained the commit; the operator built it anyway (allow_unreferenced_commits is not set)")]
+    UnreferencedCommit,
+    #[error("policy: ref {0} is not in required_refs")]
+    RefNotAllowed(String),
     #[error("checkpoint: {0}")]
     CheckpointBody(CheckpointError),
     #[error("inclusion: {0}")]
@@ -85,6 +98,10 @@ impl VerifyError {
             VerifyError::NotEndorsed => "measurement_not_endorsed",
             VerifyError::EndorsementExpired => "measurement_outside_window",
             VerifyError::RepositoryNotAllowed(_) => "repository_not_allowed",
+            VerifyError::BuildDefinitionOverride => "build_definition_override",
+            VerifyError::BuildDefinitionUnrecorded(_) => "build_definition_unrecorded",
+            VerifyError::UnreferencedCommit => "unreferenced_commit",
+            VerifyError::RefNotAllowed(_) => "ref_not_allowed",
             VerifyError::CheckpointBody(e) | VerifyError::Checkpoint(e) => e.code(),
             VerifyError::Inclusion(_) => "inclusion_proof",
             VerifyError::UnknownLog(_) => "unknown_log",
@@ -230,6 +247,36 @@ impl BundleVerifier {
                 statement.source.uri.clone(),
             ));
         }
+        check_provenance(&self.policy, statement)?;
         Ok(measurement.name.clone())
     }
+}
+
+/// The policy on where the build definition came from and which ref
+/// contains the commit (`spec/entry.md`, in this order): an override, an
+/// unrecorded origin, an unreferenced commit, a ref outside `required_refs`.
+pub fn check_provenance(policy: &Policy, statement: &Statement) -> Result<(), VerifyError> {
+    match (&statement.build_definition, &statement.source_ref) {
+        (Some(BuildDefinition::Override), _) if !policy.allow_build_override => {
+            return Err(VerifyError::BuildDefinitionOverride)
+        }
+        (None, _) | (_, None) if !policy.allow_unrecorded_build_definition => {
+            let build_type = statement.json["predicate"]["buildDefinition"]["buildType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(VerifyError::BuildDefinitionUnrecorded(build_type));
+        }
+        _ => {}
+    }
+    if statement.source_ref == Some(SourceRef::Unreferenced) && !policy.allow_unreferenced_commits {
+        return Err(VerifyError::UnreferencedCommit);
+    }
+    let name = statement.source_ref.as_ref().and_then(SourceRef::name);
+    if !policy.ref_allowed(name) {
+        return Err(VerifyError::RefNotAllowed(
+            name.unwrap_or("(none recorded)").to_string(),
+        ));
+    }
+    Ok(())
 }

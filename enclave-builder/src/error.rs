@@ -36,6 +36,14 @@ pub enum BuildError {
     NoCommand,
     #[error("no outputs: give --output or declare `outputs` in attestlog-build.toml")]
     NoOutputs,
+    #[error("the host sent a build command or outputs; the enclave takes the build definition only from the repository's attestlog-build.toml at the commit")]
+    HostBuildDefinition,
+    #[error("output names collide: {0}")]
+    OutputNameCollision(String),
+    #[error("no branch or tag of the repository contains commit {0} (it may exist only in a fork); pass --allow-unreferenced-commit to build it anyway, which the statement records")]
+    UnreferencedCommit(String),
+    #[error("source ref {0:?} is not a full branch or tag name (refs/heads/..., refs/tags/...)")]
+    BadSourceRef(String),
     #[error("sandbox: {0}")]
     Sandbox(String),
     #[error("build command failed: {0}")]
@@ -101,6 +109,10 @@ impl BuildError {
             BuildError::Config(_) => "bad_build_config",
             BuildError::NoCommand => "no_command",
             BuildError::NoOutputs => "no_outputs",
+            BuildError::HostBuildDefinition => "host_build_definition",
+            BuildError::OutputNameCollision(_) => "output_name_collision",
+            BuildError::UnreferencedCommit(_) => "unreferenced_commit",
+            BuildError::BadSourceRef(_) => "bad_source_ref",
             BuildError::Sandbox(_) => "sandbox",
             BuildError::BuildFailed(_) => "build_failed",
             BuildError::BuildTimeout(_) => "build_timeout",

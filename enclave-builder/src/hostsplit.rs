@@ -3,6 +3,11 @@
 //! relays the log submission; the enclave (no network) clones the bundle,
 //! runs the unchanged [`pipeline`](crate::pipeline), verifies the log's
 //! answer against its own `--log-key`, and returns artifacts and bundles.
+//!
+//! The build definition is never the host's: a job with `cmd` or `outputs`
+//! set is refused (`host_build_definition`) before anything is fetched or
+//! built. The ref containing the commit is the repository's answer in relay
+//! mode and the host's word in host-bundle mode (as the URI is there).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use crate::error::BuildError;
 use crate::measure::SourceMode;
 use crate::nsm::Nsm;
 use crate::pipeline::{self, BuildRequest};
+use crate::refs::{self, RefSource};
 use crate::sandbox::SandboxConfig;
 use crate::source::{self, SourceRequest};
 use crate::submit::{self, LogClient};
@@ -27,12 +33,13 @@ fn chan_err(e: std::io::Error) -> BuildError {
     BuildError::Transport(e.to_string())
 }
 
-/// What the host is asked to build.
+/// What the host is asked to build. There is no command or outputs: the
+/// enclave builds what the repository's `attestlog-build.toml` declares.
 #[derive(Clone, Debug)]
 pub struct HostJob {
     pub source: SourceRequest,
-    pub cmd: Option<String>,
-    pub outputs: Vec<String>,
+    /// Build a commit that no advertised branch or tag contains (recorded).
+    pub allow_unreferenced: bool,
     pub timeout_secs: Option<u64>,
     pub memory_mb: Option<u64>,
 }
@@ -48,6 +55,14 @@ pub fn prepare_job(req: &HostJob) -> Result<Job, BuildError> {
         .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
     let src = work.path().join("src");
     let checked = source::fetch(&req.source, &src)?;
+    let source_ref = refs::source_ref(
+        &src,
+        &checked.commit,
+        req.source.git_ref.as_deref(),
+        &req.source.net_config,
+        source::is_local(&req.source.repo),
+        req.allow_unreferenced,
+    )?;
     let file = work.path().join("job.bundle");
     source::bundle(&src, &checked.commit, checked.git_ref.as_deref(), &file)?;
     let git_bundle = std::fs::read(&file).map_err(|e| BuildError::io(&file, e))?;
@@ -71,8 +86,10 @@ pub fn prepare_job(req: &HostJob) -> Result<Job, BuildError> {
         uri: checked.uri,
         commit: checked.commit,
         git_ref: checked.git_ref,
-        cmd: req.cmd.clone(),
-        outputs: req.outputs.clone(),
+        cmd: None,
+        outputs: Vec::new(),
+        source_ref: source_ref.name().map(str::to_string),
+        allow_unreferenced: req.allow_unreferenced,
         timeout_secs: req.timeout_secs,
         memory_mb: req.memory_mb,
         submodules,
@@ -127,6 +144,7 @@ pub fn serve_job(
                 index,
                 artifacts,
             }) => {
+                check_artifact_names(&artifacts)?;
                 std::fs::create_dir_all(out_dir).map_err(|e| BuildError::io(out_dir, e))?;
                 let mut written = Vec::new();
                 for a in artifacts {
@@ -157,14 +175,24 @@ fn kind(m: &Message) -> &'static str {
     }
 }
 
+/// Checks every name the enclave returned before anything is written: each
+/// a plain file name, none colliding with another or with another's bundle
+/// name (`output_name_collision`).
+fn check_artifact_names(artifacts: &[ArtifactMsg]) -> Result<(), BuildError> {
+    for a in artifacts {
+        if a.name.is_empty() || a.name.contains('/') || a.name == "." || a.name == ".." {
+            return Err(BuildError::Transport(format!(
+                "artifact name {:?} is not a plain file name",
+                a.name
+            )));
+        }
+    }
+    let names: Vec<String> = artifacts.iter().map(|a| a.name.clone()).collect();
+    crate::config::check_output_names(&names)
+}
+
 fn write_artifact(out_dir: &Path, a: &ArtifactMsg) -> Result<(PathBuf, PathBuf), BuildError> {
     use std::os::unix::fs::PermissionsExt;
-    if a.name.is_empty() || a.name.contains('/') || a.name == "." || a.name == ".." {
-        return Err(BuildError::Transport(format!(
-            "artifact name {:?} is not a plain file name",
-            a.name
-        )));
-    }
     let artifact = out_dir.join(&a.name);
     let bundle = out_dir.join(format!("{}{BUNDLE_SUFFIX}", a.name));
     std::fs::write(&artifact, &a.bytes).map_err(|e| BuildError::io(&artifact, e))?;
@@ -322,15 +350,29 @@ fn build_job<S: Stream>(
     nsm: &dyn Nsm,
 ) -> Result<(pipeline::BuildOutcome, Vec<ArtifactMsg>), BuildError> {
     use std::os::unix::fs::PermissionsExt;
+    if job.cmd.is_some() || !job.outputs.is_empty() {
+        return Err(BuildError::HostBuildDefinition);
+    }
     let work = tempfile::Builder::new()
         .prefix("enclave-job-")
         .tempdir()
         .map_err(|e| BuildError::io(std::env::temp_dir(), e))?;
-    let (source, submodules) = match &settings.source {
-        SourceMode::Relay { tls_roots } => (relay_source(job, &settings.relay, tls_roots)?, None),
+    let (source, submodules, refs) = match &settings.source {
+        SourceMode::Relay { tls_roots } => (
+            relay_source(job, &settings.relay, tls_roots)?,
+            None,
+            RefSource::Advertised {
+                allow_unreferenced: job.allow_unreferenced,
+            },
+        ),
         SourceMode::HostBundle | SourceMode::Direct => {
+            let given = refs::from_host(
+                job.source_ref.as_deref(),
+                &job.commit,
+                job.allow_unreferenced,
+            )?;
             let (source, bundles) = host_bundle_source(job, work.path())?;
-            (source, Some(bundles))
+            (source, Some(bundles), RefSource::Given(given))
         }
     };
     let mut sandbox = settings.sandbox.clone();
@@ -343,8 +385,9 @@ fn build_job<S: Stream>(
     let out_dir = work.path().join("out");
     let req = BuildRequest {
         source,
-        cmd: job.cmd.clone(),
-        outputs: job.outputs.clone(),
+        refs,
+        cmd: None,
+        outputs: Vec::new(),
         log_url: settings.log_url.clone(),
         log_key: settings.log_key.clone(),
         sandbox,

@@ -10,7 +10,8 @@
 //! sockets), [`hostsplit`] (the host and enclave halves), [`launcher`]
 //! (starting a fresh enclave per job: `nitro-cli` or a local process),
 //! [`relay`] (the host's CONNECT relay for the enclave's own TLS fetch),
-//! [`webhook`] (GitHub webhook intake with HMAC-SHA256 signatures).
+//! [`webhook`] (GitHub webhook intake with HMAC-SHA256 signatures),
+//! [`refs`] (which advertised branch or tag contains the commit).
 
 pub mod config;
 pub mod devca;
@@ -20,6 +21,7 @@ pub mod launcher;
 pub mod measure;
 pub mod nsm;
 pub mod pipeline;
+pub mod refs;
 pub mod relay;
 pub mod sandbox;
 pub mod source;

@@ -11,6 +11,7 @@ use enclave_builder::launcher::{self, Deadlines, EnclaveLauncher, LocalCommand, 
 use enclave_builder::measure::{self, BuilderConfig, SourceMode};
 use enclave_builder::nsm::{NitroBackend, Nsm, SimulatedBackend};
 use enclave_builder::pipeline::{self, BuildRequest, DEFAULT_BUILDER_ID};
+use enclave_builder::refs::RefSource;
 use enclave_builder::sandbox::{self, CgroupMode, SandboxConfig, SandboxKind};
 use enclave_builder::source::SourceRequest;
 use enclave_builder::transport::{self, Endpoint, Job, VSOCK_PARENT_CID};
@@ -66,10 +67,17 @@ struct HostArgs {
     commit: Option<String>,
     #[arg(long = "ref")]
     git_ref: Option<String>,
-    #[arg(long)]
+    /// Refused: the enclave builds only what the repository's
+    /// attestlog-build.toml declares (kept so the refusal names itself).
+    #[arg(long, hide = true)]
     cmd: Option<String>,
-    #[arg(long = "output")]
+    /// Refused, as --cmd.
+    #[arg(long = "output", hide = true)]
     outputs: Vec<String>,
+    /// Build a commit that no branch or tag of the repository contains (it
+    /// may live only in a fork); the statement records this opt-in.
+    #[arg(long = "allow-unreferenced-commit")]
+    allow_unreferenced_commit: bool,
     /// Tighter time limit to ask of the enclave, in seconds.
     #[arg(long)]
     timeout: Option<u64>,
@@ -282,12 +290,18 @@ struct BuildArgs {
     /// Branch or tag to resolve; recorded with the commit.
     #[arg(long = "ref")]
     git_ref: Option<String>,
-    /// Build command, run as /bin/sh -c CMD (overrides attestlog-build.toml).
+    /// Build command, run as /bin/sh -c CMD (overrides attestlog-build.toml;
+    /// for development: the statement records the override).
     #[arg(long)]
     cmd: Option<String>,
     /// Output path relative to the repository (repeatable; overrides the file).
+    /// Either override is recorded, and verifiers refuse it by default.
     #[arg(long = "output")]
     outputs: Vec<String>,
+    /// Build a commit that no branch or tag of the repository contains (it
+    /// may live only in a fork); the statement records this opt-in.
+    #[arg(long = "allow-unreferenced-commit")]
+    allow_unreferenced_commit: bool,
     #[arg(long, value_enum)]
     nsm: NsmKind,
     /// Dev CA directory (simulated backend).
@@ -359,6 +373,11 @@ fn enclave_launcher(args: &HostArgs) -> Option<Box<dyn EnclaveLauncher>> {
 }
 
 fn run_host(args: HostArgs) -> Result<(), BuildError> {
+    // The enclave refuses a host's build definition too; this only says so
+    // before anything is cloned.
+    if args.cmd.is_some() || !args.outputs.is_empty() {
+        return Err(BuildError::HostBuildDefinition);
+    }
     let ep = match (&args.listen_unix, args.vsock_cid) {
         (Some(p), None) => Endpoint::Unix(p.clone()),
         (None, Some(cid)) => Endpoint::Vsock {
@@ -379,8 +398,7 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
             uri: None,
             net_config: Vec::new(),
         },
-        cmd: args.cmd.clone(),
-        outputs: args.outputs.clone(),
+        allow_unreferenced: args.allow_unreferenced_commit,
         timeout_secs: args.timeout,
         memory_mb: args.memory,
     };
@@ -521,6 +539,9 @@ fn run_build(args: BuildArgs) -> Result<(), BuildError> {
             git_ref: args.git_ref,
             uri: None,
             net_config: Vec::new(),
+        },
+        refs: RefSource::Advertised {
+            allow_unreferenced: args.allow_unreferenced_commit,
         },
         cmd: args.cmd,
         outputs: args.outputs,

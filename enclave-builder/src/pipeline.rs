@@ -1,9 +1,10 @@
-//! The build pipeline: source, sandboxed build, hashes, statement,
-//! attestation, log, bundles. Nothing reaches the log unless every step
-//! before it succeeded, and nothing is written to the output directory
-//! unless the log's answer verified.
+//! The build pipeline: source, the ref that contains the commit, the build
+//! definition, sandboxed build, hashes, statement, attestation, log,
+//! bundles. Nothing reaches the log unless every step before it succeeded,
+//! and nothing is written to the output directory unless the log's answer
+//! verified. The statement records where the build definition came from
+//! and which ref contains the commit (buildType v2).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use time::OffsetDateTime;
 use crate::config;
 use crate::error::BuildError;
 use crate::nsm::Nsm;
+use crate::refs::{self, RefSource};
 use crate::sandbox::{self, SandboxConfig, SandboxKind, BUILD_MOUNT};
 use crate::source::{self, SourceRequest, SubmoduleBundles};
 use crate::submit;
@@ -30,6 +32,10 @@ pub const DEFAULT_BUILDER_ID: &str = "https://attestlog.dev/enclave-builder/v1";
 #[derive(Clone, Debug)]
 pub struct BuildRequest {
     pub source: SourceRequest,
+    /// How the ref containing the commit is learned.
+    pub refs: RefSource,
+    /// Command-line override of the repository's build definition (only
+    /// `enclave-builder build`; recorded as an override).
     pub cmd: Option<String>,
     pub outputs: Vec<String>,
     pub log_url: String,
@@ -169,20 +175,20 @@ pub fn build_with_submodules(
     timings.clone = t.elapsed().as_secs_f64();
     tracing::info!(commit = %checked.commit, uri = %checked.uri, "source checked out");
 
-    let build_config = config::load(&src, req.cmd.as_deref(), &req.outputs)?;
-    let mut names = BTreeMap::new();
-    for o in &build_config.outputs {
-        let base = Path::new(o)
-            .file_name()
-            .ok_or_else(|| BuildError::BadOutput(o.clone()))?
-            .to_string_lossy()
-            .to_string();
-        if names.insert(base, o.clone()).is_some() {
-            return Err(BuildError::BadOutput(format!(
-                "{o} (two outputs share a file name)"
-            )));
-        }
-    }
+    let source_ref = match &req.refs {
+        RefSource::Advertised { allow_unreferenced } => refs::source_ref(
+            &src,
+            &checked.commit,
+            req.source.git_ref.as_deref(),
+            &req.source.net_config,
+            source::is_local(&req.source.repo),
+            *allow_unreferenced,
+        )?,
+        RefSource::Given(r) => r.clone(),
+    };
+    tracing::info!(source_ref = ?source_ref, "ref containing the commit");
+
+    let (build_config, build_definition) = config::load(&src, req.cmd.as_deref(), &req.outputs)?;
     sandbox::check_hidden(&src, &req.hidden)?;
     let home = match req.sandbox.kind {
         SandboxKind::Bwrap => BUILD_MOUNT.to_string(),
@@ -237,7 +243,8 @@ pub fn build_with_submodules(
             uri: checked.uri.clone(),
             git_commit: checked.commit.clone(),
         },
-        source_ref: checked.git_ref.clone(),
+        source_ref,
+        build_definition,
         builder_id: req.builder_id.clone(),
         builder_version: env!("CARGO_PKG_VERSION").to_string(),
         command: build_config.command.clone(),
@@ -269,10 +276,7 @@ pub fn build_with_submodules(
 
     let mut published = Vec::new();
     for (name, staged, digest, mode) in artifacts {
-        let base = Path::new(&name)
-            .file_name()
-            .map(|b| b.to_string_lossy().to_string())
-            .unwrap_or(name.clone());
+        let base = config::base_name(&name)?;
         let artifact = req.out_dir.join(&base);
         let bundle_path = req.out_dir.join(format!("{base}{BUNDLE_SUFFIX}"));
         std::fs::copy(&staged, &artifact).map_err(|e| BuildError::io(&artifact, e))?;

@@ -90,7 +90,7 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, BuildError> {
 /// [`git`] with `-c key=value` for each of `net`; git hands these on to the
 /// git processes it starts (submodule clones) through the environment.
 /// `local` allows the `file` transport (see [`submodule_url::protocol_config`]).
-fn git_net(
+pub(crate) fn git_net(
     net: &[(String, String)],
     dir: Option<&Path>,
     args: &[&str],

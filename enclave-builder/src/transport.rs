@@ -39,8 +39,20 @@ pub struct Job {
     pub commit: String,
     /// The ref the commit was resolved from, if any.
     pub git_ref: Option<String>,
+    /// Must be absent: the enclave takes the build definition only from the
+    /// repository and refuses a job that sets it (`host_build_definition`).
     pub cmd: Option<String>,
+    /// Must be empty, as `cmd`.
     pub outputs: Vec<String>,
+    /// The full name of the branch or tag that the host says contains the
+    /// commit (used in host-bundle mode, where it is the host's word; the
+    /// enclave in relay mode asks the repository itself).
+    #[serde(default)]
+    pub source_ref: Option<String>,
+    /// The operator's opt-in to build a commit that no branch or tag
+    /// contains; the statement records it.
+    #[serde(default)]
+    pub allow_unreferenced: bool,
     /// Limits the host asks for; the enclave only ever tightens its own.
     pub timeout_secs: Option<u64>,
     pub memory_mb: Option<u64>,
@@ -348,6 +360,8 @@ mod tests {
                 git_ref: Some("main".into()),
                 cmd: Some("make".into()),
                 outputs: vec!["out".into()],
+                source_ref: Some("refs/heads/main".into()),
+                allow_unreferenced: false,
                 timeout_secs: Some(10),
                 memory_mb: None,
                 submodules: vec![SubmoduleBundle {

@@ -320,3 +320,60 @@ fn resume_after_kill_on_a_large_log() {
         0
     );
 }
+
+/// A watched build whose definition was overridden on the builder's command
+/// line is not reported as endorsed, even with endorsed PCRs, unless the
+/// policy allows overrides: the monitor applies the verifier's checks.
+#[test]
+fn overridden_build_definition_is_not_endorsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let vkey = signer.verifier_key_text();
+    let log = dir.path().join("log");
+    write_key(&log, &signer);
+    let overridden = entry_with_definition(
+        &nsm,
+        0,
+        &pcrs(1),
+        now_ms(),
+        attestlog::claim::BuildDefinition::Override,
+    );
+    smuggle(&log, &signer, vec![overridden, entry(&nsm, 1)]);
+    let server = Server::start(&log, &root, &[]);
+    let p = pcrs(1);
+    let policy_text = |top: &str| {
+        format!(
+            "log_keys = [\"{vkey}\"]\n{top}\n[trust]\naws_root = true\nextra_roots = [\"root.pem\"]\n\
+             [[measurement]]\nname = \"builder\"\npcr0 = \"{}\"\npcr1 = \"{}\"\npcr2 = \"{}\"\n",
+            hex::encode(&p[&0]),
+            hex::encode(&p[&1]),
+            hex::encode(&p[&2])
+        )
+    };
+    for (name, top, expected) in [
+        ("strict", "", vec![(0, false), (1, true)]),
+        (
+            "lax",
+            "allow_build_override = true",
+            vec![(0, true), (1, true)],
+        ),
+    ] {
+        let policy = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&policy, policy_text(top)).unwrap();
+        let state = dir.path().join(format!("state-{name}"));
+        let args = ["--policy", policy.to_str().unwrap(), "--watch-repo", REPO];
+        let run = monitor(&server.url, &vkey, &state, &args);
+        assert_eq!(run.code, 0, "{:?}", run.reports);
+        let got: Vec<(u64, bool)> = events(&run, "watched")
+            .iter()
+            .map(|w| {
+                (
+                    w["index"].as_u64().unwrap(),
+                    w["endorsed"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{name}");
+    }
+}

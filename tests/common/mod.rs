@@ -384,8 +384,7 @@ pub fn host_job_for(repo: &Path, commit: &str) -> enclave_builder::hostsplit::Ho
             uri: None,
             net_config: Vec::new(),
         },
-        cmd: None,
-        outputs: vec![],
+        allow_unreferenced: false,
         timeout_secs: None,
         memory_mb: None,
     }

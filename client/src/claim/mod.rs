@@ -14,8 +14,9 @@ pub use entry::{
     USER_DATA_DOMAIN,
 };
 pub use statement::{
-    canonical_json, is_full_commit_id, SourceDependency, Statement, StatementParams, Subject,
-    SubmoduleDependency, BUILD_TYPE, PROVENANCE_TYPE, STATEMENT_TYPE,
+    canonical_json, is_full_commit_id, is_recordable_ref, BuildDefinition, SourceDependency,
+    SourceRef, Statement, StatementParams, Subject, SubmoduleDependency, BUILD_TYPE, BUILD_TYPE_V1,
+    MAX_REF_NAME, PROVENANCE_TYPE, STATEMENT_TYPE,
 };
 
 use crate::nitro::NitroError;

@@ -6,6 +6,14 @@
 //! bytes: the attestation's `user_data` commits to those exact bytes, and the
 //! log deduplicates on them. Parsing is strict about what attestlog reads and
 //! lenient about everything else, so builders can add SLSA fields freely.
+//!
+//! `enclave-builder` writes buildType [`BUILD_TYPE`] (v2), whose
+//! `externalParameters` also record where the build definition came from
+//! ([`BuildDefinition`]) and which ref of the repository contains the commit
+//! ([`SourceRef`]); a v2 statement without either, or with either malformed,
+//! is refused. v1 statements ([`BUILD_TYPE_V1`]) and other builders' still
+//! parse, with both fields `None` ("not recorded"): whether to accept that is
+//! the verifier's policy (`spec/entry.md`).
 
 use serde_json::{Map, Value};
 
@@ -13,8 +21,16 @@ use super::ClaimError;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PROVENANCE_TYPE: &str = "https://slsa.dev/provenance/v1";
-/// The SLSA buildType of builds made by `enclave-builder`.
-pub const BUILD_TYPE: &str = "https://attestlog.dev/buildtypes/nitro-bwrap/v1";
+/// The SLSA buildType of builds made by `enclave-builder`: v2 records where
+/// the build definition came from and which ref of the repository contains
+/// the commit (see [`BuildDefinition`] and [`SourceRef`]).
+pub const BUILD_TYPE: &str = "https://attestlog.dev/buildtypes/nitro-bwrap/v2";
+/// The earlier buildType, still parsed: it records neither the build
+/// definition's origin nor a ref, so a verifier treats both as unrecorded.
+pub const BUILD_TYPE_V1: &str = "https://attestlog.dev/buildtypes/nitro-bwrap/v1";
+/// Longest ref name a v2 statement may record (git itself has no limit; a
+/// ref is one line of a statement that must fit a 64 KiB entry).
+pub const MAX_REF_NAME: usize = 1024;
 
 /// One built artifact: a file name and its SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +47,50 @@ pub struct SourceDependency {
     pub git_commit: String,
 }
 
+/// Where the build command and outputs came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildDefinition {
+    /// The repository's own file at the commit: its path from the
+    /// repository root and the SHA-256 of its bytes.
+    Repository { path: String, sha256: [u8; 32] },
+    /// The builder's command line replaced it (one-process development
+    /// builds only); nothing ties the command to the repository.
+    Override,
+}
+
+/// Which ref of the named repository contains the commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceRef {
+    /// A full ref name, `refs/heads/...` or `refs/tags/...`, that the
+    /// repository advertised and whose history contains the commit.
+    Ref(String),
+    /// No advertised branch or tag contained the commit (it may live only
+    /// in a fork) and the operator opted in to building it anyway.
+    Unreferenced,
+}
+
+impl SourceRef {
+    /// The ref name, when one contains the commit.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            SourceRef::Ref(name) => Some(name),
+            SourceRef::Unreferenced => None,
+        }
+    }
+}
+
+/// True for a ref name a v2 statement may record: `refs/heads/` or
+/// `refs/tags/` and a non-empty rest, at most [`MAX_REF_NAME`] bytes, no
+/// control characters or spaces.
+pub fn is_recordable_ref(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("refs/heads/")
+        .or_else(|| name.strip_prefix("refs/tags/"));
+    name.len() <= MAX_REF_NAME
+        && rest.is_some_and(|r| !r.is_empty())
+        && !name.bytes().any(|b| b <= b' ' || b == 0x7f)
+}
+
 /// The parts of the statement that attestlog checks. The full JSON stays
 /// available in [`Statement::json`] for everything else.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +99,12 @@ pub struct Statement {
     /// The first resolved dependency that carries a `gitCommit` digest.
     pub source: SourceDependency,
     pub builder_id: String,
+    /// Where the build definition came from; `None` when the statement does
+    /// not say (buildType v1, or another builder's buildType).
+    pub build_definition: Option<BuildDefinition>,
+    /// The ref containing the commit; `None` when the statement does not
+    /// say (buildType v1, or another builder's buildType).
+    pub source_ref: Option<SourceRef>,
     pub json: Value,
 }
 
@@ -47,8 +113,11 @@ pub struct Statement {
 pub struct StatementParams {
     pub subjects: Vec<Subject>,
     pub source: SourceDependency,
-    /// The ref the user asked for, when the commit came from resolving one.
-    pub source_ref: Option<String>,
+    /// The ref of the repository that contains the commit, or the
+    /// operator's opt-in that none does.
+    pub source_ref: SourceRef,
+    /// Where the command and outputs came from.
+    pub build_definition: BuildDefinition,
     pub builder_id: String,
     pub builder_version: String,
     pub command: Vec<String>,
@@ -79,14 +148,13 @@ impl Statement {
             .iter()
             .map(|s| serde_json::json!({"name": s.name, "digest": {"sha256": hex::encode(s.sha256)}}))
             .collect();
-        let mut external = serde_json::json!({
+        let external = serde_json::json!({
             "repository": params.source.uri,
             "commit": params.source.git_commit,
             "command": params.command,
+            "buildDefinition": definition_json(&params.build_definition),
+            "sourceRef": source_ref_json(&params.source_ref),
         });
-        if let (Some(r), Some(obj)) = (&params.source_ref, external.as_object_mut()) {
-            obj.insert("ref".into(), Value::String(r.clone()));
-        }
         let mut dependencies = vec![serde_json::json!({
             "uri": params.source.uri,
             "digest": {"gitCommit": params.source.git_commit},
@@ -158,14 +226,21 @@ impl Statement {
             .ok_or(ClaimError::StatementField(
                 "resolvedDependencies[].digest.gitCommit",
             ))?;
-        // attestlog's own buildType repeats the source in externalParameters;
-        // a reader of either must see the same commit.
-        if definition.get("buildType").and_then(Value::as_str) == Some(BUILD_TYPE) {
+        // attestlog's own buildTypes repeat the source in externalParameters;
+        // a reader of either must see the same commit. v2 also records the
+        // build definition's origin and the ref.
+        let build_type = definition.get("buildType").and_then(Value::as_str);
+        let (mut build_definition, mut source_ref) = (None, None);
+        if build_type == Some(BUILD_TYPE) || build_type == Some(BUILD_TYPE_V1) {
             let external = field(&definition, "externalParameters")?;
             let same = external.get("repository").and_then(Value::as_str) == Some(&source.uri)
                 && external.get("commit").and_then(Value::as_str) == Some(&source.git_commit);
             if !same {
                 return Err(ClaimError::StatementField("externalParameters.commit"));
+            }
+            if build_type == Some(BUILD_TYPE) {
+                build_definition = Some(parse_definition(external.get("buildDefinition"))?);
+                source_ref = Some(parse_source_ref(external.get("sourceRef"))?);
             }
         }
         let builder_id = field(&field(&predicate, "runDetails")?, "builder")?
@@ -178,6 +253,8 @@ impl Statement {
             subjects,
             source,
             builder_id,
+            build_definition,
+            source_ref,
             json,
         })
     }
@@ -212,6 +289,73 @@ fn parse_subjects(value: &Value) -> Result<Vec<Subject>, ClaimError> {
             })
         })
         .collect()
+}
+
+fn definition_json(definition: &BuildDefinition) -> Value {
+    match definition {
+        BuildDefinition::Repository { path, sha256 } => serde_json::json!({
+            "source": "repository",
+            "path": path,
+            "digest": {"sha256": hex::encode(sha256)},
+        }),
+        BuildDefinition::Override => serde_json::json!({"source": "override"}),
+    }
+}
+
+fn source_ref_json(source_ref: &SourceRef) -> Value {
+    match source_ref {
+        SourceRef::Ref(name) => serde_json::json!({"name": name}),
+        SourceRef::Unreferenced => serde_json::json!({"unreferenced": true}),
+    }
+}
+
+/// `externalParameters.buildDefinition` of a v2 statement: exactly one of
+/// the two forms [`definition_json`] writes, nothing else.
+fn parse_definition(value: Option<&Value>) -> Result<BuildDefinition, ClaimError> {
+    const NAME: &str = "externalParameters.buildDefinition";
+    let obj = value
+        .and_then(Value::as_object)
+        .ok_or(ClaimError::StatementField(NAME))?;
+    let parsed = match obj.get("source").and_then(Value::as_str) {
+        Some("override") if obj.len() == 1 => Some(BuildDefinition::Override),
+        Some("repository") if obj.len() == 3 => {
+            let path = obj
+                .get("path")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty());
+            let digest = obj
+                .get("digest")
+                .and_then(Value::as_object)
+                .filter(|d| d.len() == 1)
+                .and_then(|d| d.get("sha256"))
+                .and_then(Value::as_str)
+                .and_then(parse_lower_hex::<32>);
+            path.zip(digest)
+                .map(|(path, sha256)| BuildDefinition::Repository {
+                    path: path.to_string(),
+                    sha256,
+                })
+        }
+        _ => None,
+    };
+    parsed.ok_or(ClaimError::StatementField(NAME))
+}
+
+/// `externalParameters.sourceRef` of a v2 statement: `{"name": REF}` with a
+/// recordable ref, or `{"unreferenced": true}`.
+fn parse_source_ref(value: Option<&Value>) -> Result<SourceRef, ClaimError> {
+    const NAME: &str = "externalParameters.sourceRef";
+    let obj = value.and_then(Value::as_object).filter(|o| o.len() == 1);
+    let parsed = obj.and_then(|o| {
+        if o.get("unreferenced") == Some(&Value::Bool(true)) {
+            return Some(SourceRef::Unreferenced);
+        }
+        o.get("name")
+            .and_then(Value::as_str)
+            .filter(|n| is_recordable_ref(n))
+            .map(|n| SourceRef::Ref(n.to_string()))
+    });
+    parsed.ok_or(ClaimError::StatementField(NAME))
 }
 
 fn parse_source(dep: &Value) -> Option<SourceDependency> {

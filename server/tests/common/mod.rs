@@ -127,6 +127,21 @@ pub fn entry_at(
     pcrs: &BTreeMap<u8, Vec<u8>>,
     timestamp_ms: u64,
 ) -> Vec<u8> {
+    let definition = attestlog::claim::BuildDefinition::Repository {
+        path: "attestlog-build.toml".into(),
+        sha256: sha256(b"command = \"make\"\noutputs = [\"hello\"]\n"),
+    };
+    entry_with_definition(nsm, n, pcrs, timestamp_ms, definition)
+}
+
+/// [`entry_at`] recording `build_definition`.
+pub fn entry_with_definition(
+    nsm: &SimulatedNsm,
+    n: u64,
+    pcrs: &BTreeMap<u8, Vec<u8>>,
+    timestamp_ms: u64,
+    build_definition: attestlog::claim::BuildDefinition,
+) -> Vec<u8> {
     let artifact = format!("artifact {n}");
     let (_, statement) = Statement::build(&StatementParams {
         subjects: vec![Subject {
@@ -137,7 +152,8 @@ pub fn entry_at(
             uri: "git+https://example.com/repo.git".into(),
             git_commit: hex::encode(&sha256(&n.to_be_bytes())[..20]),
         },
-        source_ref: None,
+        source_ref: attestlog::claim::SourceRef::Ref("refs/heads/main".into()),
+        build_definition,
         builder_id: "https://attestlog.test/builder".into(),
         builder_version: "0.1.0".into(),
         command: vec!["make".into()],

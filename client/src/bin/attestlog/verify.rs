@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
-use attestlog::claim::is_full_commit_id;
+use attestlog::claim::{is_full_commit_id, BuildDefinition, SourceRef, Statement};
 use attestlog::policy::Policy;
 use attestlog::verify::BundleVerifier;
 use clap::Args;
@@ -45,6 +45,27 @@ fn sha256_file(path: &Path) -> Result<[u8; 32], Failure> {
     Ok(hasher.finalize().into())
 }
 
+/// The `valid:` line's account of the ref that contains the commit.
+fn ref_text(s: &Statement) -> String {
+    match &s.source_ref {
+        Some(SourceRef::Ref(name)) => format!("contained in {name}"),
+        Some(SourceRef::Unreferenced) => "in no branch or tag of the repository".into(),
+        None => "ref not recorded".into(),
+    }
+}
+
+/// The `valid:` line's account of where the build definition came from.
+fn definition_text(s: &Statement) -> String {
+    match &s.build_definition {
+        Some(BuildDefinition::Repository { path, sha256 }) => format!(
+            "the repository's build definition {path} (sha256 {})",
+            hex::encode(sha256)
+        ),
+        Some(BuildDefinition::Override) => "a command-line override of the build definition".into(),
+        None => "an unrecorded build definition".into(),
+    }
+}
+
 pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     let policy = Policy::load(&args.policy).map_err(|e| Failure::new("policy", e))?;
     let bundle_bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
@@ -65,11 +86,13 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new(e.code(), e))?;
     let s = &verdict.statement;
     println!(
-        "valid: {} (sha256 {}) was built from {} at commit {}",
+        "valid: {} (sha256 {}) was built from {} at commit {} ({}) by {}",
         verdict.subject.name,
         hex::encode(verdict.subject.sha256),
         s.source.uri,
-        s.source.git_commit
+        s.source.git_commit,
+        ref_text(s),
+        definition_text(s)
     );
     println!(
         "builder: {} in enclave image {:?} (pcr0 {})",
