@@ -1,8 +1,10 @@
-//! Parsing of Nitro attestation documents: the COSE_Sign1 envelope and the CBOR payload.
+//! Parsing of Nitro attestation documents: the COSE_Sign1 envelope (only the NSM's
+//! encoding, see `envelope.rs`) and the CBOR payload, whose fields are held to the types
+//! and limits of AWS's attestation_process.md (section 3.2.2).
 //!
 //! Parsing checks structure, types and sizes only; no cryptography happens here. The
-//! envelope bytes needed later for the signature check (the Sig_structure built from the
-//! protected header *as received*) are kept in [`Envelope`].
+//! bytes needed later for the signature check (the Sig_structure built from the protected
+//! header and payload *as received*) are kept in [`Envelope`].
 
 use std::collections::BTreeMap;
 
