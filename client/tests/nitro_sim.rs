@@ -28,7 +28,7 @@ fn request() -> AttestationRequest {
     AttestationRequest {
         user_data: Some(b"build-digest".to_vec()),
         nonce: Some(vec![7; 32]),
-        public_key: Some(vec![]),
+        public_key: Some(vec![4; 97]),
     }
 }
 
@@ -46,7 +46,7 @@ fn round_trip_fields_equal_the_request() {
         assert_eq!(doc.pcrs, want);
         assert_eq!(doc.user_data.as_deref(), Some(&b"build-digest"[..]));
         assert_eq!(doc.nonce, Some(vec![7; 32]));
-        assert_eq!(doc.public_key, Some(vec![]));
+        assert_eq!(doc.public_key, Some(vec![4; 97]));
         assert_eq!(doc.cabundle.len(), 4);
         assert_eq!(doc.cabundle[0], nsm.root_der());
         assert_eq!(doc.module_id, nsm.module_id());
@@ -94,14 +94,84 @@ fn structure_matches_aws() {
         "nonce",
     ];
     assert_eq!(keys, aws);
-    // A tagged copy verifies too.
+    // A tagged copy is a second encoding of the same attestation: refused.
     let mut tagged = vec![0xd2];
     tagged.extend_from_slice(&bytes);
     let v = NitroVerifier::new(nsm.trust_roots());
+    assert_eq!(code(&v.verify(&bytes, VerifyTime::DocumentTimestamp)), "ok");
     assert_eq!(
         code(&v.verify(&tagged, VerifyTime::DocumentTimestamp)),
-        "ok"
+        "tagged_envelope"
     );
+}
+
+/// The `field` of an `invalid_field` error, from both parse and verify (which must agree).
+fn invalid_field(v: &NitroVerifier, bytes: &[u8]) -> Option<&'static str> {
+    let parsed = AttestationDocument::parse(bytes).err();
+    let verified = v.verify(bytes, VerifyTime::DocumentTimestamp).err();
+    assert_eq!(parsed, verified);
+    match parsed {
+        Some(NitroError::InvalidField { field, .. }) => Some(field),
+        None => None,
+        Some(other) => panic!("expected invalid_field, got {other}"),
+    }
+}
+
+#[test]
+fn signed_documents_breaking_aws_field_rules_are_refused() {
+    // Each document is correctly signed by the simulated NSM; only the field breaks
+    // a rule of AWS's attestation_process.md 3.2.2.2.
+    let nsm = SimulatedNsm::generate(NOW).unwrap();
+    let v = NitroVerifier::new(nsm.trust_roots());
+    let with = |user_data: Option<Vec<u8>>, nonce: Option<Vec<u8>>, public_key: Option<Vec<u8>>| {
+        let req = AttestationRequest {
+            user_data,
+            nonce,
+            public_key,
+        };
+        nsm.attest(&req, &pcrs(1), TS_MS).unwrap()
+    };
+    let over = vec![1u8; 1025];
+    let max = vec![1u8; 1024];
+    // timestamp 0
+    let zero_time = nsm.attest(&request(), &pcrs(1), 0).unwrap();
+    assert_eq!(invalid_field(&v, &zero_time), Some("timestamp"));
+    // empty public_key (1..=1024 bytes when present)
+    assert_eq!(
+        invalid_field(&v, &with(None, None, Some(vec![]))),
+        Some("public_key")
+    );
+    // over AWS's 1024-byte limits
+    assert_eq!(
+        invalid_field(&v, &with(Some(over.clone()), None, None)),
+        Some("user_data")
+    );
+    assert_eq!(
+        invalid_field(&v, &with(None, Some(over.clone()), None)),
+        Some("nonce")
+    );
+    assert_eq!(
+        invalid_field(&v, &with(None, None, Some(over))),
+        Some("public_key")
+    );
+    // At the limits, and the empty user_data and nonce AWS allows (a real document
+    // carries an empty user_data), all verify.
+    for ok in [
+        with(Some(max.clone()), Some(max.clone()), Some(max)),
+        with(Some(vec![]), Some(vec![]), Some(vec![1])),
+    ] {
+        assert_eq!(invalid_field(&v, &ok), None);
+    }
+    // The smallest timestamp AWS allows parses (its chain is not valid in 1970).
+    let one_ms = nsm.attest(&request(), &pcrs(1), 1).unwrap();
+    assert_eq!(AttestationDocument::parse(&one_ms).unwrap().timestamp_ms, 1);
+    // PCR rules: 1..=32 registers, index 0..=31.
+    let bad_index: BTreeMap<u8, Vec<u8>> = [(32u8, vec![0; 48])].into();
+    let doc = nsm.attest(&request(), &bad_index, TS_MS).unwrap();
+    assert_eq!(invalid_field(&v, &doc), Some("pcrs"));
+    let all: BTreeMap<u8, Vec<u8>> = (0u8..32).map(|i| (i, vec![i; 48])).collect();
+    let doc = nsm.attest(&request(), &all, TS_MS).unwrap();
+    assert_eq!(invalid_field(&v, &doc), None);
 }
 
 #[test]

@@ -8,11 +8,18 @@
 //! ```
 //! Nothing may follow, and the whole entry is at most 65,535 bytes, the
 //! C2SP entry-bundle limit. `spec/entry.md` is the normative text.
+//!
+//! # Claim identity
+//! The attestation accepts only the NSM's envelope encoding, but its ECDSA signature is
+//! malleable: (r, n - s) verifies wherever (r, s) does, and real documents carry high-S
+//! signatures, so low-S cannot be required. [`claim_id`] therefore names a claim by
+//! everything except the signature, and is the same for every entry anyone can derive from
+//! one attestation; the log deduplicates on it.
 
-use sha2::{Digest, Sha384};
+use sha2::{Digest, Sha256, Sha384};
 
 use super::{ClaimError, Statement};
-use crate::nitro::{AttestationDocument, NitroVerifier, VerifyTime};
+use crate::nitro::{AttestationDocument, CoseParts, NitroVerifier, VerifyTime};
 
 /// Magic and version byte that open every v1 entry.
 pub const ENTRY_MAGIC: [u8; 4] = *b"ATL\x01";
@@ -20,6 +27,37 @@ pub const ENTRY_MAGIC: [u8; 4] = *b"ATL\x01";
 pub const MAX_ENTRY_SIZE: usize = 65_535;
 /// Domain separation for the statement hash carried in `user_data`.
 pub const USER_DATA_DOMAIN: &[u8] = b"attestlog.dev/statement/v1\0";
+/// Domain separation for [`claim_id`].
+pub const CLAIM_ID_DOMAIN: &[u8] = b"attestlog.dev/claim/v1\0";
+
+/// The identity of a claim: SHA-256 over the domain tag and, each prefixed with its
+/// length as a u64 big-endian, the statement bytes, the COSE protected header bytes and
+/// the COSE payload bytes. Everything an entry says except the signature, so a second
+/// signature of the same signed bytes (such as (r, n - s)) names the same claim.
+pub fn claim_id(statement: &[u8], attestation: &CoseParts) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(CLAIM_ID_DOMAIN);
+    for part in [
+        statement,
+        &attestation.protected[..],
+        &attestation.payload[..],
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+/// The [`claim_id`] of entry bytes. Checks the entry framing and splits the attestation's
+/// COSE_Sign1 in whatever encoding it has (tagged, any unprotected header, any CBOR
+/// lengths: [`CoseParts::from_any_encoding`]), verifying nothing else, so an entry logged
+/// before the encoding rules gets the same identity as its canonical form. Use it to find
+/// duplicates, never to accept an entry ([`verify_entry`] does that).
+pub fn entry_claim_id(bytes: &[u8]) -> Result<[u8; 32], ClaimError> {
+    let entry = Entry::decode(bytes)?;
+    let parts = CoseParts::from_any_encoding(entry.attestation)?;
+    Ok(claim_id(entry.statement, &parts))
+}
 
 /// `user_data` for a statement: SHA-384 over the domain tag and the exact
 /// statement bytes. 48 bytes, well under the NSM's 1,024-byte limit however
@@ -95,6 +133,8 @@ fn take_u16_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), ClaimError> {
 pub struct VerifiedClaim {
     pub statement: Statement,
     pub document: AttestationDocument,
+    /// The entry's [`claim_id`]: the same for every entry derived from one attestation.
+    pub claim_id: [u8; 32],
 }
 
 /// Verifies everything an entry says about itself, offline: the statement is
@@ -112,8 +152,10 @@ pub fn verify_entry(bytes: &[u8], nitro: &NitroVerifier) -> Result<VerifiedClaim
     if document.user_data.as_deref() != Some(&expected[..]) {
         return Err(ClaimError::UserDataMismatch);
     }
+    let parts = CoseParts::from_nsm_bytes(entry.attestation)?;
     Ok(VerifiedClaim {
         statement,
         document,
+        claim_id: claim_id(entry.statement, &parts),
     })
 }

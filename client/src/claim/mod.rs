@@ -10,8 +10,8 @@ mod entry;
 mod statement;
 
 pub use entry::{
-    statement_user_data, verify_entry, Entry, VerifiedClaim, ENTRY_MAGIC, MAX_ENTRY_SIZE,
-    USER_DATA_DOMAIN,
+    claim_id, entry_claim_id, statement_user_data, verify_entry, Entry, VerifiedClaim,
+    CLAIM_ID_DOMAIN, ENTRY_MAGIC, MAX_ENTRY_SIZE, USER_DATA_DOMAIN,
 };
 pub use statement::{
     canonical_json, is_full_commit_id, is_recordable_ref, BuildDefinition, SourceDependency,

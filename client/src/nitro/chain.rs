@@ -1,5 +1,7 @@
 //! Certificate checks: parsing P-384 certificates, chain signatures, basicConstraints,
 //! pathLen, keyUsage and validity windows, following AWS's verification process.
+//! CA certificates need a critical basicConstraints with cA = TRUE and a keyUsage with
+//! keyCertSign; the leaf needs digitalSignature and must not be a CA.
 //!
 //! The CA part of a chain (cabundle) is checked by [`verify_ca_chain`] and the leaf by
 //! [`verify_leaf`], both without any time check, so their results can be cached;
@@ -31,7 +33,8 @@ pub(crate) struct ParsedCert {
     pub tbs: Vec<u8>,
     /// DER ECDSA-Sig-Value.
     pub signature: Vec<u8>,
-    pub basic_constraints: Option<BasicConstraints>,
+    /// The basicConstraints extension and whether it is marked critical.
+    pub basic_constraints: Option<(bool, BasicConstraints)>,
     pub key_usage: Option<KeyUsage>,
 }
 
@@ -67,8 +70,7 @@ pub(crate) fn parse_cert(der: &[u8], position: usize) -> Result<ParsedCert, Nitr
         .to_vec();
     let basic_constraints = tbs
         .get_extension::<BasicConstraints>()
-        .map_err(|_| bad("bad basicConstraints extension"))?
-        .map(|(_, bc)| bc);
+        .map_err(|_| bad("bad basicConstraints extension"))?;
     let key_usage = tbs
         .get_extension::<KeyUsage>()
         .map_err(|_| bad("bad keyUsage extension"))?
@@ -120,6 +122,9 @@ pub(crate) struct ValidatedChain {
 
 /// Checks cabundle (root first): names chain, each certificate is signed by its
 /// predecessor, all are CAs, and pathLen constraints hold counting the CAs below each.
+/// As AWS's process (attestation_process.md 3.2.3.2-3) states: basicConstraints "must
+/// appear as a critical extension in all CA certificates" with cA = TRUE, and every CA's
+/// key usage must have keyCertSign, so a CA without keyUsage is refused.
 /// The caller has already checked that `cabundle[0]` is a pinned root. No time checks.
 pub(crate) fn verify_ca_chain(cabundle: &[Vec<u8>]) -> Result<ValidatedChain, NitroError> {
     let certs = cabundle
@@ -142,7 +147,7 @@ pub(crate) fn verify_ca_chain(cabundle: &[Vec<u8>]) -> Result<ValidatedChain, Ni
     let count = certs.len();
     for (i, cert) in certs.iter().enumerate() {
         let bc = match &cert.basic_constraints {
-            Some(bc) if bc.ca => bc,
+            Some((true, bc)) if bc.ca => bc,
             _ => return Err(NitroError::BasicConstraints(i)),
         };
         // CA certificates below position i (the leaf is not a CA).
@@ -152,10 +157,8 @@ pub(crate) fn verify_ca_chain(cabundle: &[Vec<u8>]) -> Result<ValidatedChain, Ni
                 return Err(NitroError::PathLen(i));
             }
         }
-        if let Some(ku) = &cert.key_usage {
-            if !ku.key_cert_sign() {
-                return Err(NitroError::KeyUsage(i));
-            }
+        if !cert.key_usage.as_ref().is_some_and(|ku| ku.key_cert_sign()) {
+            return Err(NitroError::KeyUsage(i));
         }
     }
     let last = certs.last().ok_or(NitroError::InvalidField {
@@ -189,7 +192,8 @@ pub(crate) struct ValidatedLeaf {
 }
 
 /// The leaf checks that do not depend on time: name chaining, the signature by the
-/// chain's last CA, CA:false and digitalSignature key usage.
+/// chain's last CA, CA:false without a pathLenConstraint ("must be undefined since this
+/// is a client certificate", attestation_process.md 3.2.3.3) and digitalSignature key usage.
 pub(crate) fn verify_leaf(
     chain: &ValidatedChain,
     leaf_der: &[u8],
@@ -202,7 +206,11 @@ pub(crate) fn verify_leaf(
     if !signed_by(&leaf, &chain.issuer_key) {
         return Err(NitroError::ChainSignature(position));
     }
-    if leaf.basic_constraints.as_ref().is_some_and(|bc| bc.ca) {
+    if leaf
+        .basic_constraints
+        .as_ref()
+        .is_some_and(|(_, bc)| bc.ca || bc.path_len_constraint.is_some())
+    {
         return Err(NitroError::BasicConstraints(position));
     }
     if !leaf

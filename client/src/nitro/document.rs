@@ -1,23 +1,32 @@
-//! Parsing of Nitro attestation documents: the COSE_Sign1 envelope and the CBOR payload.
+//! Parsing of Nitro attestation documents: the COSE_Sign1 envelope (only the NSM's
+//! encoding, see `envelope.rs`) and the CBOR payload, whose fields are held to the types
+//! and limits of AWS's attestation_process.md (section 3.2.2).
 //!
 //! Parsing checks structure, types and sizes only; no cryptography happens here. The
-//! envelope bytes needed later for the signature check (the Sig_structure built from the
-//! protected header *as received*) are kept in [`Envelope`].
+//! bytes needed later for the signature check (the Sig_structure built from the protected
+//! header and payload *as received*) are kept in [`Envelope`].
 
 use std::collections::BTreeMap;
 
 use ciborium::Value;
-use coset::{iana, CborSerializable, CoseSign1, HeaderBuilder, TaggedCborSerializable};
 
+use super::envelope::CoseParts;
 use super::error::NitroError;
 
 /// Largest accepted document, in bytes: the largest log entry (2-byte length prefix).
 /// Real documents are about 4-6 KB.
 pub const MAX_DOCUMENT_LEN: usize = 65_535;
-/// Largest accepted `public_key`, `user_data` or `nonce`, per AWS's documentation.
+/// Largest accepted `public_key`, `user_data` or `nonce`: `user_data = bytes .size (0..1024)`
+/// in the CDDL of aws-nitro-enclaves-nsm-api docs/attestation_process.md, section 2.2. Its
+/// checklist (3.2.2.2) says 512 for `user_data` and `nonce`; the NSM accepts 1024, so do we.
 pub const MAX_OPTIONAL_FIELD_LEN: usize = 1024;
+/// Largest accepted DER certificate (`certificate` and each `cabundle` entry):
+/// `cert = bytes .size (1..1024)` in attestation_process.md, sections 2.2 and 3.2.2.2.
+pub const MAX_CERTIFICATE_LEN: usize = 1024;
 /// Largest accepted cabundle (AWS uses 4); bounds the work an attacker can cause.
 pub const MAX_CABUNDLE_LEN: usize = 16;
+/// Largest number of PCRs: `$size in [1, 32]`, attestation_process.md section 3.2.2.2.
+pub const MAX_PCRS: usize = 32;
 
 /// A parsed (not necessarily verified) Nitro attestation document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +43,7 @@ pub struct AttestationDocument {
     pub certificate: Vec<u8>,
     /// DER certificates, root first, leaf's issuer last.
     pub cabundle: Vec<Vec<u8>>,
-    /// Absent or null -> None; an empty byte string -> Some(vec![]).
+    /// Absent or null -> None; never empty (AWS requires 1..=1024 bytes).
     pub public_key: Option<Vec<u8>>,
     /// Absent or null -> None; an empty byte string -> Some(vec![]).
     pub user_data: Option<Vec<u8>>,
@@ -51,8 +60,10 @@ pub(crate) struct Envelope {
 }
 
 impl AttestationDocument {
-    /// Parses a COSE_Sign1 (tagged or untagged) attestation document.
-    /// Checks structure and fields only; use [`crate::nitro::NitroVerifier`] to verify.
+    /// Parses an attestation document in the NSM's encoding (an untagged COSE_Sign1; see
+    /// [`crate::nitro::CoseParts::from_nsm_bytes`]) and checks every field as AWS's
+    /// process does. Checks structure and fields only; use [`crate::nitro::NitroVerifier`]
+    /// to verify.
     pub fn parse(cose_bytes: &[u8]) -> Result<Self, NitroError> {
         parse_with_envelope(cose_bytes).map(|(doc, _)| doc)
     }
@@ -81,40 +92,16 @@ impl AttestationDocument {
 pub(crate) fn parse_with_envelope(
     cose_bytes: &[u8],
 ) -> Result<(AttestationDocument, Envelope), NitroError> {
-    if cose_bytes.len() > MAX_DOCUMENT_LEN {
-        return Err(NitroError::TooLarge(cose_bytes.len()));
-    }
-    // 0xd2 = tag 18 (COSE_Sign1); real documents are untagged arrays (0x84).
-    let parsed = if cose_bytes.first() == Some(&0xd2) {
-        CoseSign1::from_tagged_slice(cose_bytes)
-    } else {
-        CoseSign1::from_slice(cose_bytes)
-    };
-    let sign1 = parsed.map_err(|e| NitroError::MalformedCose(e.to_string()))?;
-    let expected = HeaderBuilder::new()
-        .algorithm(iana::Algorithm::ES384)
-        .build();
-    if sign1.protected.header != expected {
-        return Err(NitroError::UnsupportedAlgorithm);
-    }
-    if sign1.signature.len() != 96 {
-        return Err(NitroError::MalformedCose(
-            "signature must be 96 bytes (raw r || s)".into(),
-        ));
-    }
-    let payload = sign1
-        .payload
-        .as_deref()
-        .ok_or_else(|| NitroError::MalformedCose("payload is nil (detached)".into()))?;
-    let doc = parse_payload(payload)?;
-    // tbs_data serialises the protected header from `original_data`, i.e. the bytes as
-    // received, so a non-canonical but signed encoding still verifies.
-    let tbs = sign1.tbs_data(b"");
+    let parts = CoseParts::from_nsm_bytes(cose_bytes)?;
+    let doc = parse_payload(&parts.payload)?;
+    // The protected header and payload exactly as received: the payload is signed as the
+    // NSM encoded it, which is not canonical CBOR.
+    let tbs = parts.to_be_signed()?;
     Ok((
         doc,
         Envelope {
             tbs,
-            signature: sign1.signature,
+            signature: parts.signature,
         },
     ))
 }
@@ -156,13 +143,24 @@ fn parse_payload(payload: &[u8]) -> Result<AttestationDocument, NitroError> {
         }
         _ => return Err(invalid("timestamp", "must be an unsigned integer")),
     };
+    if timestamp_ms == 0 {
+        return Err(invalid("timestamp", "must be greater than 0"));
+    }
     let pcrs = parse_pcrs(take("pcrs").ok_or(NitroError::MissingField("pcrs"))?)?;
     let certificate = match take("certificate").ok_or(NitroError::MissingField("certificate"))? {
-        Value::Bytes(b) if !b.is_empty() => b,
-        _ => return Err(invalid("certificate", "must be a non-empty byte string")),
+        Value::Bytes(b) if (1..=MAX_CERTIFICATE_LEN).contains(&b.len()) => b,
+        _ => {
+            return Err(invalid(
+                "certificate",
+                "must be a byte string of 1..=1024 bytes",
+            ))
+        }
     };
     let cabundle = parse_cabundle(take("cabundle").ok_or(NitroError::MissingField("cabundle"))?)?;
     let public_key = optional_bytes("public_key", take("public_key"))?;
+    if public_key.as_ref().is_some_and(Vec::is_empty) {
+        return Err(invalid("public_key", "must not be empty (1..=1024 bytes)"));
+    }
     let user_data = optional_bytes("user_data", take("user_data"))?;
     let nonce = optional_bytes("nonce", take("nonce"))?;
     // Unknown keys are ignored: they are covered by the signature but carry no meaning here.
@@ -187,8 +185,8 @@ fn parse_pcrs(value: Value) -> Result<BTreeMap<u8, Vec<u8>>, NitroError> {
     let Value::Map(entries) = value else {
         return Err(invalid("pcrs", "must be a map"));
     };
-    if entries.is_empty() {
-        return Err(invalid("pcrs", "must not be empty"));
+    if entries.is_empty() || entries.len() > MAX_PCRS {
+        return Err(invalid("pcrs", "must hold 1..=32 registers"));
     }
     let mut pcrs = BTreeMap::new();
     for (k, v) in entries {
@@ -220,10 +218,10 @@ fn parse_cabundle(value: Value) -> Result<Vec<Vec<u8>>, NitroError> {
     items
         .into_iter()
         .map(|item| match item {
-            Value::Bytes(b) if !b.is_empty() => Ok(b),
+            Value::Bytes(b) if (1..=MAX_CERTIFICATE_LEN).contains(&b.len()) => Ok(b),
             _ => Err(invalid(
                 "cabundle",
-                "entries must be non-empty byte strings",
+                "entries must be byte strings of 1..=1024 bytes",
             )),
         })
         .collect()

@@ -12,6 +12,21 @@ pub enum NitroError {
     /// The COSE_Sign1 envelope could not be decoded.
     #[error("malformed COSE_Sign1 envelope: {0}")]
     MalformedCose(String),
+    /// The envelope carries CBOR tag 18: the NSM emits untagged COSE_Sign1 only, and the tag
+    /// is not signed, so a tagged copy would be a second encoding of one attestation.
+    #[error("tagged envelope: only the untagged COSE_Sign1 the NSM emits is accepted")]
+    TaggedEnvelope,
+    /// The unprotected header is not the empty map: it is not signed, so anything in it
+    /// is unauthenticated and would make another encoding of the same attestation.
+    #[error("unprotected header: must be the empty map")]
+    UnprotectedHeader,
+    /// The envelope is not in the NSM's encoding: a non-minimal or indefinite length, or
+    /// the ES384 protected header in other bytes than a1 01 38 22.
+    #[error("non-canonical encoding: the envelope is not byte-identical to the NSM's encoding")]
+    NoncanonicalEncoding,
+    /// The payload is larger than [`crate::nitro::MAX_PAYLOAD_LEN`].
+    #[error("payload too large: {0} bytes exceeds the 16384-byte limit")]
+    PayloadTooLarge(usize),
     /// The protected header is not exactly {1: -35} (ES384).
     #[error("unsupported algorithm: protected header must be {{1: -35}} (ES384)")]
     UnsupportedAlgorithm,
@@ -52,13 +67,15 @@ pub enum NitroError {
     /// A certificate's notBefore is after the verification time.
     #[error("certificate not yet valid at chain position {0}")]
     CertificateNotYetValid(usize),
-    /// A CA lacks basicConstraints CA:true, or the leaf claims CA:true.
+    /// A CA lacks a critical basicConstraints with CA:true, or the leaf claims CA:true or
+    /// carries a pathLenConstraint.
     #[error("basic constraints violated at chain position {0}")]
     BasicConstraints(usize),
     /// A CA's pathLenConstraint is smaller than the number of CAs below it.
     #[error("path length constraint violated at chain position {0}")]
     PathLen(usize),
-    /// The leaf's keyUsage lacks digitalSignature, or a CA's keyUsage lacks keyCertSign.
+    /// The leaf's keyUsage lacks digitalSignature, or a CA has no keyUsage or one without
+    /// keyCertSign.
     #[error("key usage violated at chain position {0}")]
     KeyUsage(usize),
     /// The COSE ES384 signature does not verify under the leaf key.
@@ -75,6 +92,10 @@ impl NitroError {
         match self {
             NitroError::TooLarge(_) => "too_large",
             NitroError::MalformedCose(_) => "malformed_cose",
+            NitroError::TaggedEnvelope => "tagged_envelope",
+            NitroError::UnprotectedHeader => "unprotected_header",
+            NitroError::NoncanonicalEncoding => "noncanonical_encoding",
+            NitroError::PayloadTooLarge(_) => "payload_too_large",
             NitroError::UnsupportedAlgorithm => "unsupported_algorithm",
             NitroError::MalformedPayload(_) => "malformed_payload",
             NitroError::MissingField(_) => "missing_field",

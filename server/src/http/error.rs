@@ -77,6 +77,10 @@ fn is_encoding(code: &str) -> bool {
             | "invalid_field"
             | "unsupported_algorithm"
             | "malformed_certificate"
+            | "tagged_envelope"
+            | "unprotected_header"
+            | "noncanonical_encoding"
+            | "payload_too_large"
     )
 }
 

@@ -1,8 +1,9 @@
 //! `POST /v1/entries`: verify, sequence, and answer with the proof.
 //!
 //! The answer comes only after the entry is durably committed and covered by
-//! a signed checkpoint. The same entry bytes always get the same index;
-//! resubmissions are answered with `"duplicate": true`.
+//! a signed checkpoint. The same entry bytes, or the same claim in other
+//! bytes (see `attestlog::claim::claim_id`), always get the same index;
+//! resubmissions are answered with `"duplicate": true` and the logged leaf.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -122,11 +123,12 @@ async fn submit_inner(
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
         })?;
+    // A duplicate claim in other bytes is answered with the logged entry's leaf.
     answer(
         app,
         sequenced.appended.index,
         sequenced.appended.duplicate,
-        leaf,
+        sequenced.appended.leaf_hash,
         Some((sequenced.tree_size, sequenced.checkpoint)),
         started,
     )

@@ -41,17 +41,20 @@
 //! read API serves, as Sunlight and Tessera store it.
 //!
 //! # Dedup
-//! `leaf_index(leaf_hash PRIMARY KEY)` maps a leaf hash to its index; an
-//! append looks each new entry up there (and in the batch so far) and returns
-//! the existing index with `duplicate = true`. Same bytes, same index, across
-//! restarts. Search keys of a duplicate are not added again.
+//! `leaf_index(leaf_hash PRIMARY KEY)` maps a leaf hash to its index, and
+//! `claim_index(claim_id PRIMARY KEY)` an attestlog claim id (everything an
+//! entry says except the COSE signature) to the index of its first entry; an
+//! append looks each new entry up in both (and in the batch so far) and
+//! returns the existing index, with that entry's leaf hash, and
+//! `duplicate = true`. Same bytes or same claim, same index, across restarts.
+//! Search keys of a duplicate are not added again. See `dedup.rs`.
 
+mod dedup;
 mod error;
 mod sqlite;
 mod tiles;
 pub mod tree;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
@@ -119,8 +122,12 @@ impl NewEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
     pub index: u64,
-    /// The same bytes were already in the log (or earlier in the batch).
+    /// The same bytes, or the same claim, were already in the log (or earlier
+    /// in the batch).
     pub duplicate: bool,
+    /// Leaf hash of the entry logged at `index`: the input's own, except for
+    /// a duplicate of the same claim in other bytes.
+    pub leaf_hash: Hash,
 }
 
 /// Result of [`LogStore::append_batch`].
@@ -259,11 +266,17 @@ impl LogStore {
 
     /// Index of the entry with this leaf hash.
     pub fn find_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StorageError> {
-        self.readers.with(|c| lookup_leaf(c, leaf_hash))
+        self.readers.with(|c| dedup::lookup_leaf(c, leaf_hash))
     }
 
-    /// Appends the entries not already present (dedup within the batch and
-    /// against the log), computes the new tree, calls `sign(size, root)` for
+    /// Index of the first entry with this claim id
+    /// (`attestlog::claim::entry_claim_id`).
+    pub fn find_claim(&self, claim_id: &Hash) -> Result<Option<u64>, StorageError> {
+        self.readers.with(|c| dedup::lookup_claim(c, claim_id))
+    }
+
+    /// Appends the entries not already present (same bytes or same claim id,
+    /// within the batch and against the log), computes the new tree, calls `sign(size, root)` for
     /// the checkpoint note and commits it all in one transaction. If nothing
     /// new remains, nothing is written or signed and the latest checkpoint
     /// is returned. Any error (including from `sign`) rolls back everything.
@@ -283,42 +296,41 @@ impl LogStore {
                 return Err(StorageError::LeafHashMismatch { position });
             }
         }
+        // Before taking the writer lock: decoding the envelopes needs no database.
+        let claims: Vec<Option<Hash>> =
+            batch.iter().map(|e| dedup::claim_id_of(&e.bytes)).collect();
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Only this method changes the state, and it holds the writer lock.
         let mut edge = self.state().edge.clone();
         let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
 
         let mut out = Vec::with_capacity(batch.len());
-        let mut in_batch: HashMap<Hash, u64> = HashMap::new();
+        let mut in_batch = dedup::BatchDedup::default();
         let mut levels: Vec<LevelAppend> = Vec::new();
         {
             let mut ins_entry =
                 tx.prepare_cached("INSERT INTO entries (idx, data) VALUES (?1, ?2)")?;
-            let mut ins_leaf =
-                tx.prepare_cached("INSERT INTO leaf_index (leaf_hash, idx) VALUES (?1, ?2)")?;
             let mut ins_search = tx.prepare_cached(
                 "INSERT OR IGNORE INTO search (kind, key, idx) VALUES (?1, ?2, ?3)",
             )?;
-            for e in batch {
-                let existing = match in_batch.get(&e.leaf_hash) {
-                    Some(&i) => Some(i),
-                    None => lookup_leaf(&tx, &e.leaf_hash)?,
-                };
-                if let Some(index) = existing {
+            for (e, claim) in batch.iter().zip(&claims) {
+                if let Some((index, leaf_hash)) =
+                    in_batch.existing(&tx, &e.leaf_hash, claim.as_ref())?
+                {
                     out.push(Appended {
                         index,
                         duplicate: true,
+                        leaf_hash,
                     });
                     continue;
                 }
                 let index = edge.size();
                 let idx = index as i64;
                 ins_entry.execute(params![idx, e.bytes])?;
-                ins_leaf.execute(params![&e.leaf_hash[..], idx])?;
+                in_batch.record(&tx, index, &e.leaf_hash, claim.as_ref())?;
                 for (kind, key) in &e.search_keys {
                     ins_search.execute(params![kind.code(), key, idx])?;
                 }
-                in_batch.insert(e.leaf_hash, index);
                 edge.push(e.leaf_hash, |level, index, hash| {
                     if level % tiles::TILE_HEIGHT as u8 == 0 {
                         let l = (level / tiles::TILE_HEIGHT as u8) as usize;
@@ -334,6 +346,7 @@ impl LogStore {
                 out.push(Appended {
                     index,
                     duplicate: false,
+                    leaf_hash: e.leaf_hash,
                 });
             }
         }
@@ -571,12 +584,4 @@ fn tile_end(count: u64, index: u64, width: Option<u16>) -> Result<Option<usize>,
         return Ok(None);
     };
     Ok((count.saturating_sub(start) >= want).then_some(want as usize))
-}
-
-fn lookup_leaf(c: &Connection, leaf_hash: &Hash) -> Result<Option<u64>, StorageError> {
-    let mut st = c.prepare_cached("SELECT idx FROM leaf_index WHERE leaf_hash = ?1")?;
-    Ok(st
-        .query_row([&leaf_hash[..]], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|i| i as u64))
 }

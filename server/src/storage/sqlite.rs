@@ -14,7 +14,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_cosigned.sql"),
     include_str!("../../../migrations/0003_tile_mid.sql"),
+    include_str!("../../../migrations/0004_claim_id.sql"),
 ];
+
+/// The schema version that adds `claim_index`; after its script the rows for
+/// the entries already logged are computed in Rust, in the same transaction.
+const CLAIM_INDEX_VERSION: i64 = 4;
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -54,6 +59,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(sql)?;
+        if i as i64 + 1 == CLAIM_INDEX_VERSION {
+            let rows = super::dedup::backfill_claim_index(&tx)?;
+            tracing::info!(rows, "backfilled claim ids of logged entries");
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tracing::info!(version = i + 1, "applied storage migration");
     }
