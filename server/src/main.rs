@@ -37,7 +37,8 @@ struct Args {
     #[arg(long, default_value = "localhost/attestlog")]
     origin: String,
     /// The checkpoint signing key (PRIVATE+KEY+... text, mode 0600). Created on
-    /// first start if missing. Default: <data-dir>/log.key.
+    /// first start of an empty log if missing; for a log that has signed
+    /// anything it must be the key that did. Default: <data-dir>/log.key.
     #[arg(long)]
     key_file: Option<PathBuf>,
     /// Also trust this root certificate (PEM), e.g. the simulated NSM's dev
@@ -110,15 +111,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .key_file
         .clone()
         .unwrap_or_else(|| args.data_dir.join("log.key"));
-    let (signer, created) = keys::load_or_create(&key_path, &args.origin)?;
+    let db = args.data_dir.join("log.db");
+    let store = Arc::new(LogStore::open(&db).with_context(|| format!("opening {}", db.display()))?);
+    // The key is checked against what the log already signed: a new key
+    // only for an empty log, never a different one.
+    let latest = store
+        .latest_checkpoint()
+        .context("reading the latest checkpoint")?;
+    let history = keys::SignedHistory {
+        size: store.tree_size(),
+        latest_checkpoint: latest.as_deref(),
+    };
+    let (signer, created) = keys::load_or_create(&key_path, &args.origin, history)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     if created {
         tracing::info!(path = %key_path.display(), "created a new checkpoint signing key");
     }
     let verifier_key = signer.verifier_key_text();
     let signer = Arc::new(signer);
-
-    let db = args.data_dir.join("log.db");
-    let store = Arc::new(LogStore::open(&db).with_context(|| format!("opening {}", db.display()))?);
     store
         .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
         .context("signing the initial checkpoint")?;
