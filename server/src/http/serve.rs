@@ -13,7 +13,8 @@
 //! - A connection on which no byte moves for `idle_timeout` while the server
 //!   waits on the client is closed ([`idle_io`](super::idle_io)).
 //! - Accept errors (such as running out of file descriptors) pause the loop
-//!   for [`ACCEPT_ERROR_PAUSE`] instead of ending it.
+//!   for [`ACCEPT_ERROR_PAUSE`] instead of ending it; a client's aborted
+//!   handshake is skipped.
 //! - When `shutdown` resolves, no new connection is accepted, idle ones are
 //!   closed, and requests in flight are answered before [`serve`] returns.
 
@@ -75,6 +76,8 @@ pub async fn serve(
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                // One client's failed handshake; nothing to wait out.
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -109,6 +112,14 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 /// Answers a connection over the limit with a 503 and closes it, off the

@@ -2,7 +2,9 @@
 //!
 //! The answer comes only after the entry is durably committed and covered by
 //! a signed checkpoint. The same entry bytes always get the same index;
-//! resubmissions are answered with `"duplicate": true`.
+//! resubmissions are answered with `"duplicate": true`, always with a
+//! checkpoint that covers the entry (one racing its own batch's commit
+//! waits for it).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
