@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use attestlog::nitro::{NitroVerifier, TrustRoots};
-use attestlog_server::http::{router, AppState, SubmitPolicy};
+use attestlog_server::http::{router, serve, AppState, ServeConfig, SubmitPolicy};
 use attestlog_server::keys;
 use attestlog_server::metrics::Metrics;
 use attestlog_server::sequencer::{sign_checkpoint, BatchConfig, Sequencer};
@@ -37,7 +37,8 @@ struct Args {
     #[arg(long, default_value = "localhost/attestlog")]
     origin: String,
     /// The checkpoint signing key (PRIVATE+KEY+... text, mode 0600). Created on
-    /// first start if missing. Default: <data-dir>/log.key.
+    /// first start of an empty log if missing; for a log that has signed
+    /// anything it must be the key that did. Default: <data-dir>/log.key.
     #[arg(long)]
     key_file: Option<PathBuf>,
     /// Also trust this root certificate (PEM), e.g. the simulated NSM's dev
@@ -67,7 +68,26 @@ struct Args {
     /// (default: all of them).
     #[arg(long, value_name = "K")]
     witness_quorum: Option<usize>,
+    /// Serve at most this many connections at once; one more gets a 503
+    /// `too_many_connections`. Lowered to fit `ulimit -n` (minus
+    /// descriptors kept for the database and refusals).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_connections: usize,
+    /// Close a connection whose request head has not fully arrived this many
+    /// seconds after the server started waiting for it.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    header_timeout: u64,
+    /// Close a connection on which no byte has moved for this many seconds
+    /// while the server waits on the client (before a request, or while it
+    /// sends a body or reads an answer).
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    idle_timeout: u64,
 }
+
+/// File descriptors kept out of `--max-connections`: SQLite (the database,
+/// its WAL and shm files, for the writer and each reader), the listener,
+/// stdio, refusals in progress, and outgoing witness requests.
+const RESERVED_FDS: u64 = 64 + attestlog_server::http::MAX_REFUSALS as u64;
 
 #[tokio::main]
 async fn main() {
@@ -90,6 +110,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.batch_size >= 1 && args.batch_size <= 65_536,
         "--batch-size must be 1..=65536"
     );
+    anyhow::ensure!(
+        args.max_connections >= 1,
+        "--max-connections must be at least 1"
+    );
+    anyhow::ensure!(
+        args.header_timeout >= 1 && args.idle_timeout >= 1,
+        "--header-timeout and --idle-timeout must be at least 1 second"
+    );
+    let serve_config = ServeConfig {
+        max_connections: fit_to_fd_limit(args.max_connections),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -110,15 +143,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .key_file
         .clone()
         .unwrap_or_else(|| args.data_dir.join("log.key"));
-    let (signer, created) = keys::load_or_create(&key_path, &args.origin)?;
+    let db = args.data_dir.join("log.db");
+    let store = Arc::new(LogStore::open(&db).with_context(|| format!("opening {}", db.display()))?);
+    // The key is checked against what the log already signed: a new key
+    // only for an empty log, never a different one.
+    let latest = store
+        .latest_checkpoint()
+        .context("reading the latest checkpoint")?;
+    let history = keys::SignedHistory {
+        size: store.tree_size(),
+        latest_checkpoint: latest.as_deref(),
+    };
+    let (signer, created) = keys::load_or_create(&key_path, &args.origin, history)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     if created {
         tracing::info!(path = %key_path.display(), "created a new checkpoint signing key");
     }
     let verifier_key = signer.verifier_key_text();
     let signer = Arc::new(signer);
-
-    let db = args.data_dir.join("log.db");
-    let store = Arc::new(LogStore::open(&db).with_context(|| format!("opening {}", db.display()))?);
     store
         .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
         .context("signing the initial checkpoint")?;
@@ -197,15 +239,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "attestlog-server started"
     );
 
-    axum::serve(listener, router(Arc::clone(&app)))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    serve(listener, router(Arc::clone(&app)), serve_config, shutdown).await;
     // In-flight requests are done; let the sequencer commit what it holds.
     drop(app);
     sequencer_task.await.context("sequencer task")?;
     tracing::info!(size = store.tree_size(), "stopped cleanly");
     Ok(())
+}
+
+/// `wanted` connections, or fewer if the soft `ulimit -n` cannot hold them
+/// besides [`RESERVED_FDS`]: past the limit, accept fails and even the
+/// database cannot open a file, while a refusal keeps the server answering.
+fn fit_to_fd_limit(wanted: usize) -> usize {
+    use rustix::process::{getrlimit, Resource};
+    let Some(limit) = getrlimit(Resource::Nofile).current else {
+        return wanted;
+    };
+    let fits = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    if fits < wanted {
+        tracing::warn!(
+            wanted,
+            serving = fits,
+            fd_limit = limit,
+            "--max-connections lowered to fit the open file limit"
+        );
+    }
+    wanted.min(fits)
 }
 
 /// Resolves on SIGINT or SIGTERM; the handlers are installed when called.

@@ -11,6 +11,12 @@
 //! delay). With witnesses ([`crate::witnessing`]), it also waits until the
 //! checkpoint is cosigned by the quorum; if that fails, the batch stays
 //! committed and its submitters get [`SequenceError::WitnessQuorum`].
+//!
+//! A batch's rows become visible to the store's readers (so a resubmission
+//! finds its leaf) a moment before the store publishes the new size and
+//! checkpoint. [`Sequencer::covering`] waits out that moment: it returns
+//! once the published tree covers an index, so a resubmission is never
+//! answered from a checkpoint that does not contain it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use attestlog::tlog::checkpoint::Checkpoint;
 use attestlog::tlog::note::NoteSigner;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::storage::{Appended, LogStore, NewEntry};
@@ -92,6 +98,8 @@ impl Drop for Ticket {
 pub struct Sequencer {
     jobs: mpsc::Sender<Job>,
     in_flight: Arc<InFlight>,
+    /// The store's tree size after the latest commit (published by then).
+    committed: watch::Receiver<u64>,
 }
 
 impl Sequencer {
@@ -106,16 +114,43 @@ impl Sequencer {
     ) -> (Sequencer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(config.max_entries.max(1) * 64);
         let in_flight = Arc::new(InFlight::default());
+        let (committed_tx, committed) = watch::channel(store.tree_size());
         let task = tokio::spawn(run(
             rx,
             Arc::clone(&in_flight),
-            store,
-            signer,
-            config,
-            metrics,
-            witnesses,
+            Committer {
+                store,
+                signer,
+                config,
+                metrics,
+                witnesses,
+                committed: committed_tx,
+            },
         ));
-        (Sequencer { jobs, in_flight }, task)
+        (
+            Sequencer {
+                jobs,
+                in_flight,
+                committed,
+            },
+            task,
+        )
+    }
+
+    /// Returns once a commit has published a tree that covers `index` (at
+    /// once if one has), for an entry already found in the store: its batch
+    /// is committed, but the store may not have published it yet.
+    pub async fn covering(&self, index: u64) -> Result<(), SequenceError> {
+        let mut committed = self.committed.clone();
+        committed
+            .wait_for(|&size| size > index)
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                SequenceError::Unavailable(
+                    "the sequencer stopped before publishing the entry".into(),
+                )
+            })
     }
 
     /// Announces a submission that will probably be submitted soon, so the
@@ -199,15 +234,26 @@ async fn collect(
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    in_flight: Arc<InFlight>,
+/// What the sequencer task commits with.
+struct Committer {
     store: Arc<LogStore>,
     signer: Arc<NoteSigner>,
     config: BatchConfig,
     metrics: Arc<Metrics>,
     witnesses: Option<Arc<Witnesses>>,
-) {
+    /// Told the tree size after each commit ([`Sequencer::covering`]).
+    committed: watch::Sender<u64>,
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: Committer) {
+    let Committer {
+        store,
+        signer,
+        config,
+        metrics,
+        witnesses,
+        committed: published_size,
+    } = committer;
     while let Some(first) = rx.recv().await {
         let opened = Instant::now();
         let batch = collect(first, &mut rx, &in_flight, config).await;
@@ -236,6 +282,8 @@ async fn run(
             fail_all(replies, "log has no checkpoint".into());
             continue;
         };
+        // append_batch returns after the store has published the new size.
+        published_size.send_replace(outcome.tree_size);
         metrics.batch_committed(replies.len(), opened.elapsed(), outcome.tree_size);
         tracing::debug!(
             entries = replies.len(),

@@ -2,7 +2,9 @@
 //! read API, `/healthz` and `/metrics`. `spec/server-api.md` documents it.
 
 mod error;
+mod idle_io;
 mod read;
+mod serve;
 mod write;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use serve::{serve, ServeConfig, MAX_REFUSALS};
 
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;
@@ -64,6 +67,10 @@ const BODY_LIMIT: usize = 65_535;
 /// An oversized body up to this size is read and discarded before the 413,
 /// so the client, still sending, gets the answer instead of a reset.
 const DRAIN_LIMIT: usize = 1 << 20;
+/// The longest that drain may take: a client sending slower than
+/// [`DRAIN_LIMIT`] bytes in this time gets the 413 now and the connection
+/// is closed, so a slow sender cannot hold a task.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Submissions wait for a batch commit; reads should never take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -112,9 +119,10 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 }
 
 /// Refuses a declared `Content-Length` above [`BODY_LIMIT`] with 413. Up to
-/// [`DRAIN_LIMIT`] the body is read first: closing a connection with unread
-/// data makes the kernel send a reset, which can destroy the 413 before the
-/// client reads it. Larger bodies are refused at once, and the connection
+/// [`DRAIN_LIMIT`] the body is read first, within [`DRAIN_DEADLINE`]:
+/// closing a connection with unread data makes the kernel send a reset,
+/// which can destroy the 413 before the client reads it. Larger bodies, and
+/// bodies not drained in time, are refused at once and the connection
 /// closed.
 async fn drain_oversized(request: Request, next: Next) -> Response {
     let declared = request
@@ -130,9 +138,14 @@ async fn drain_oversized(request: Request, next: Next) -> Response {
                 format!("body of {len} bytes exceeds the {BODY_LIMIT}-byte limit"),
             )
             .into_response();
-            if len <= DRAIN_LIMIT {
-                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
-            } else {
+            let drained = len <= DRAIN_LIMIT
+                && tokio::time::timeout(
+                    DRAIN_DEADLINE,
+                    axum::body::to_bytes(request.into_body(), DRAIN_LIMIT),
+                )
+                .await
+                .is_ok_and(|read| read.is_ok());
+            if !drained {
                 response.headers_mut().insert(
                     header::CONNECTION,
                     axum::http::HeaderValue::from_static("close"),

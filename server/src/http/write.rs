@@ -3,7 +3,9 @@
 //! The answer comes only after the entry is durably committed and covered by
 //! a signed checkpoint. The same entry bytes, or the same claim in other
 //! bytes (see `attestlog::claim::claim_id`), always get the same index;
-//! resubmissions are answered with `"duplicate": true` and the logged leaf.
+//! resubmissions are answered with `"duplicate": true` and the logged leaf,
+//! always with a checkpoint that covers the entry (one racing its own
+//! batch's commit waits for it).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -98,11 +100,9 @@ async fn submit_inner(
     // A resubmission of logged bytes: the first submission was verified.
     let store = Arc::clone(&app.store);
     if let Some(index) = tokio::task::spawn_blocking(move || store.find_leaf(&leaf)).await?? {
-        let published = match &app.witnesses {
-            Some(_) => Some(cosigned_covering(app, index).await?),
-            None => None,
-        };
-        return answer(app, index, true, leaf, published, started).await;
+        // A duplicate holds no batch open, even while it waits for one.
+        drop(ticket);
+        return answer_duplicate(app, index, leaf, started).await;
     }
 
     let verifier = Arc::clone(app);
@@ -115,14 +115,7 @@ async fn submit_inner(
         .sequencer
         .submit(ticket, NewEntry::new(bytes.to_vec(), search_keys(&claim)))
         .await
-        .map_err(|e| match e {
-            SequenceError::WitnessQuorum(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", m)
-            }
-            SequenceError::Unavailable(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
-            }
-        })?;
+        .map_err(sequence_error)?;
     // A duplicate claim in other bytes is answered with the logged entry's leaf.
     answer(
         app,
@@ -133,6 +126,39 @@ async fn submit_inner(
         started,
     )
     .await
+}
+
+fn sequence_error(e: SequenceError) -> ApiError {
+    match e {
+        SequenceError::WitnessQuorum(m) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", m)
+        }
+        SequenceError::Unavailable(m) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+        }
+    }
+}
+
+/// The answer to a resubmission of the entry at `index`. Its leaf was found,
+/// so its batch has committed, but the store publishes the new size and
+/// checkpoint a moment after the commit becomes visible: wait for that
+/// (see [`crate::sequencer::Sequencer::covering`]), so the proof is against
+/// a checkpoint that covers the entry.
+async fn answer_duplicate(
+    app: &Arc<AppState>,
+    index: u64,
+    leaf: [u8; 32],
+    started: Instant,
+) -> Result<Value, ApiError> {
+    app.sequencer
+        .covering(index)
+        .await
+        .map_err(sequence_error)?;
+    let published = match &app.witnesses {
+        Some(_) => Some(cosigned_covering(app, index).await?),
+        None => None,
+    };
+    answer(app, index, true, leaf, published, started).await
 }
 
 /// Reads at most [`MAX_ENTRY_SIZE`] bytes of body, or refuses with 413.
@@ -229,4 +255,92 @@ async fn answer(
         out["duplicate"] = Value::Bool(true);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use attestlog::nitro::{NitroVerifier, TrustRoots};
+    use attestlog::tlog::note::NoteSigner;
+
+    use super::*;
+    use crate::http::SubmitPolicy;
+    use crate::metrics::Metrics;
+    use crate::sequencer::{sign_checkpoint, BatchConfig, Sequencer};
+    use crate::storage::LogStore;
+
+    /// The race, made deterministic: a resubmission has found its entry's
+    /// index (the batch's rows are visible) before the store published a
+    /// tree covering it. It must wait for the commit, then answer with a
+    /// covering checkpoint; before the fix it was `out_of_range` at once.
+    #[tokio::test]
+    async fn a_duplicate_found_before_its_commit_is_published_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LogStore::open(&dir.path().join("log.db")).unwrap());
+        let signer = Arc::new(NoteSigner::generate("test/log").unwrap());
+        store
+            .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
+            .unwrap();
+        let metrics = Arc::new(Metrics::new(0));
+        let config = BatchConfig {
+            max_entries: 16,
+            max_age: Duration::from_millis(10),
+        };
+        let (sequencer, task) = Sequencer::start(
+            Arc::clone(&store),
+            Arc::clone(&signer),
+            config,
+            Arc::clone(&metrics),
+            None,
+        );
+        let app = Arc::new(AppState {
+            store,
+            nitro: NitroVerifier::new(TrustRoots::aws()),
+            sequencer: sequencer.clone(),
+            origin: "test/log".into(),
+            verifier_key: signer.verifier_key_text(),
+            submit_policy: SubmitPolicy {
+                allow_debug: false,
+                max_clock_skew: Duration::from_secs(600),
+            },
+            metrics,
+            witnesses: None,
+        });
+        let bytes = b"entry zero".to_vec();
+        let leaf = leaf_hash(&bytes);
+
+        let duplicate = tokio::spawn({
+            let app = Arc::clone(&app);
+            async move { answer_duplicate(&app, 0, leaf, Instant::now()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !duplicate.is_finished(),
+            "answered before a checkpoint covered the entry: {:?}",
+            duplicate.await
+        );
+
+        let first = sequencer
+            .submit(sequencer.ticket(), NewEntry::new(bytes, Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!((first.appended.index, first.tree_size), (0, 1));
+        let answer = tokio::time::timeout(Duration::from_secs(5), duplicate)
+            .await
+            .expect("answered once published")
+            .unwrap()
+            .expect("a duplicate's answer");
+        assert_eq!(answer["index"], 0);
+        assert_eq!(answer["tree_size"], 1);
+        assert_eq!(answer["duplicate"], true);
+        assert_eq!(
+            answer["checkpoint"].as_str(),
+            Some(first.checkpoint.as_str())
+        );
+        assert_eq!(answer["leaf_hash"], b64(&leaf));
+
+        drop((app, sequencer));
+        task.await.unwrap();
+    }
 }
