@@ -64,6 +64,8 @@ pub enum BuildError {
     EnclaveStart(String),
     #[error("the enclave refused the build: {code}: {message}")]
     Enclave { code: String, message: String },
+    #[error("webhook: {0}")]
+    Webhook(#[from] crate::webhook::WebhookError),
     #[error("io error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -102,6 +104,7 @@ impl BuildError {
             BuildError::Transport(_) => "transport",
             BuildError::EnclaveStart(_) => "enclave_start",
             BuildError::Enclave { .. } => "enclave_failed",
+            BuildError::Webhook(e) => e.code(),
             BuildError::Io { .. } => "io",
         }
     }
