@@ -172,6 +172,7 @@ fn a_huge_header_line_is_refused_in_bounded_memory() {
         }
     }
     let after = rss_kib(host.child.id());
+    eprintln!("sent {written} bytes; host RSS {before} KiB before, {after} KiB after");
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
