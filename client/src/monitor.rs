@@ -28,6 +28,7 @@ use crate::tlog::merkle::{leaf_hash, verify_consistency, RootBuilder};
 use crate::tlog::note::NoteVerifierKey;
 use crate::tlog::tiles::{parse_entry_bundle, TileKind, TilePath, TILE_WIDTH};
 use crate::tlog::{b64, Hash};
+use crate::verify::BundleVerifier;
 
 /// What the monitor checks against.
 pub struct MonitorConfig {
@@ -82,6 +83,8 @@ pub enum MonitorError {
 /// The monitor.
 pub struct Monitor<W: FnMut(&Value)> {
     cfg: MonitorConfig,
+    /// The policy's verdict on a claim, the one `attestlog verify` applies.
+    verdict: Option<BundleVerifier>,
     http: reqwest::blocking::Client,
     emit: W,
 }
@@ -102,7 +105,13 @@ impl<W: FnMut(&Value)> Monitor<W> {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| MonitorError::Fetch(cfg.log_url.clone(), e.to_string()))?;
-        Ok(Self { cfg, http, emit })
+        let verdict = cfg.policy.clone().map(BundleVerifier::new);
+        Ok(Self {
+            cfg,
+            verdict,
+            http,
+            emit,
+        })
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>, MonitorError> {
@@ -408,21 +417,19 @@ impl<W: FnMut(&Value)> Monitor<W> {
         if !(repo_watched || pcr_watched) {
             return Ok(());
         }
-        let at = time::OffsetDateTime::from_unix_timestamp(doc.timestamp_unix() as i64)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let endorsed = self.cfg.policy.as_ref().is_some_and(|p| {
-            let pcrs = [&p0[..], &p1[..], &p2[..]];
-            p.endorsement(pcrs, at).is_ok()
-                && p.revocation(pcrs).is_none()
-                && p.repository_allowed(&st.source.uri)
-                && crate::verify::check_provenance(p, st).is_ok()
-        });
+        // Endorsed only if the policy would accept the claim: debug mode,
+        // revocation, validity window and repository included.
+        let refusal = self
+            .verdict
+            .as_ref()
+            .map(|v| v.check_policy(st, doc).err().map(|e| e.code()));
+        let endorsed = matches!(refusal, Some(None));
         let artifacts: Vec<Value> = st
             .subjects
             .iter()
             .map(|s| json!({"name": s.name, "sha256": hex::encode(s.sha256)}))
             .collect();
-        let report = json!({
+        let mut report = json!({
             "event": "watched",
             "index": index,
             "repository": st.source.uri,
@@ -432,6 +439,9 @@ impl<W: FnMut(&Value)> Monitor<W> {
             "timestamp": doc.timestamp_unix(),
             "endorsed": endorsed,
         });
+        if let Some(Some(code)) = refusal {
+            report["not_endorsed"] = json!(code);
+        }
         self.report(index, &report, state)
     }
 }

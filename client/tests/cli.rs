@@ -266,3 +266,101 @@ fn verify_bundle_end_to_end() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_line(&out).contains("artifact_not_in_subjects"));
 }
+
+/// A statement whose subject name and repository carry a screen clear, a
+/// carriage return and a right-to-left override: `attestlog verify` prints
+/// them escaped, on stdout when valid and in the one error line when the
+/// repository is refused, and never a raw control byte.
+#[test]
+fn statement_strings_reach_the_terminal_escaped() {
+    use attestlog::claim::{statement_user_data, Entry, StatementParams, Subject};
+    use attestlog::claim::{BuildDefinition, SourceDependency, SourceRef, Statement};
+    use attestlog::nitro::sim::AttestationRequest;
+
+    const EVIL: &str = "\u{1b}[2J\r\u{202e}";
+    let nsm = SimulatedNsm::generate(NOW_MS / 1000 - 3600).expect("nsm");
+    let artifact = b"the artifact".to_vec();
+    let (_, stmt) = Statement::build(&StatementParams {
+        subjects: vec![Subject {
+            name: format!("hello{EVIL}exe.txt"),
+            sha256: sha256(&artifact),
+        }],
+        source: SourceDependency {
+            uri: format!("git+https://example.com/{EVIL}hello.git"),
+            git_commit: commit(7),
+        },
+        source_ref: SourceRef::Ref("refs/heads/main".into()),
+        build_definition: BuildDefinition::Repository {
+            path: "attestlog-build.toml".into(),
+            sha256: [7; 32],
+        },
+        builder_id: format!("https://attestlog.test/builder{EVIL}"),
+        builder_version: "0.1.0".into(),
+        command: vec!["make".into()],
+        started_on: "2026-11-19T00:00:00Z".into(),
+        finished_on: "2026-11-19T00:01:00Z".into(),
+        internal_parameters: serde_json::json!({}),
+        submodules: Vec::new(),
+    })
+    .expect("statement");
+    let request = AttestationRequest {
+        user_data: Some(statement_user_data(&stmt).to_vec()),
+        nonce: None,
+        public_key: None,
+    };
+    let doc = nsm.attest(&request, &pcrs(10), NOW_MS).expect("attest");
+    let log = TestLog::new(vec![Entry::encode(&stmt, &doc).expect("entry")], 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |name: &str| dir.path().join(name).to_str().expect("path").to_string();
+    std::fs::write(p("root.pem"), nsm.root_pem()).expect("root");
+    let refusing = log.policy_toml("root.pem", &pcrs(10), 1);
+    let any_repo = refusing.replace(&format!("allowed_repositories = [{REPO:?}]"), "");
+    std::fs::write(p("refusing.toml"), refusing).expect("policy");
+    std::fs::write(p("any.toml"), any_repo).expect("policy");
+    std::fs::write(p("hello"), &artifact).expect("artifact");
+    std::fs::write(p("hello.attestlog.json"), log.bundle(0, 1).to_json()).expect("bundle");
+    let verify = |policy: &str| {
+        attestlog(&[
+            "verify",
+            "--bundle",
+            &p("hello.attestlog.json"),
+            "--artifact",
+            &p("hello"),
+            "--policy",
+            &p(policy),
+        ])
+    };
+    let raw_control = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        text.chars()
+            .find(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
+    };
+
+    let ok = verify("any.toml");
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(raw_control(&ok.stdout), None, "{ok:?}");
+    assert_eq!(raw_control(&ok.stderr), None, "{ok:?}");
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        text.contains("valid: hello\\u{1b}[2J\\u{d}\\u{202e}exe.txt (sha256 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("example.com/\\u{1b}[2J\\u{d}\\u{202e}hello.git"),
+        "{text}"
+    );
+    assert!(
+        text.contains("builder\\u{1b}[2J\\u{d}\\u{202e} in enclave image"),
+        "{text}"
+    );
+
+    let refused = verify("refusing.toml");
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(raw_control(&refused.stderr), None, "{refused:?}");
+    let line = stderr_line(&refused);
+    assert!(
+        line.starts_with("error: repository_not_allowed: "),
+        "{line}"
+    );
+    assert!(line.contains("\\u{202e}hello.git"), "{line}");
+}

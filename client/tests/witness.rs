@@ -412,3 +412,92 @@ fn sigkill_while_answering_never_cosigns_a_fork() {
         st.size
     );
 }
+
+/// Validly signed failing requests (each a 40 KiB checkpoint with a bad
+/// proof) keep at most the capped evidence: the row count and the stored
+/// bytes stay under the caps and the database stops growing, however many
+/// arrive. Unknown origins and bad signatures store nothing at all.
+#[test]
+fn evidence_stays_bounded_whatever_the_number_of_requests() {
+    use attestlog::witness::{
+        WitnessStore, MAX_EVIDENCE_PER_ORIGIN, MAX_EVIDENCE_REQUEST, MAX_EVIDENCE_ROWS,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = TestLog::new("example.com/log", 1, 40);
+    let stranger = TestLog::new("example.com/stranger", 3, 40);
+    let logs = write_logs(dir.path(), &[&log]);
+    let state = dir.path().join("state");
+    let w = WitnessProc::start(&state, &logs);
+    let client = reqwest::blocking::Client::new();
+    assert_eq!(post(&client, &w.url, log.request(0, 5)).unwrap().0, 200);
+
+    // A checkpoint at size 8 padded with 500 extension lines (all signed),
+    // with a broken consistency proof from 5.
+    let padded = |n: usize| {
+        let cp = Checkpoint {
+            origin: log.signer.name().to_string(),
+            size: 8,
+            root_hash: log.root(8),
+            extensions: (0..500)
+                .map(|i| format!("pad {n} {i} {}", "x".repeat(64)))
+                .collect(),
+        };
+        let mut proof = consistency_proof_from_leaves(&log.leaves, 5, 8).unwrap();
+        proof[0][0] ^= 1;
+        AddCheckpointRequest {
+            old_size: 5,
+            proof,
+            note: log.signer.sign(&cp.to_body()).unwrap(),
+        }
+        .to_body()
+    };
+    assert!(padded(0).len() > 4 * MAX_EVIDENCE_REQUEST);
+    let db = state.join("witness.db");
+    let store = WitnessStore::open(&db).unwrap();
+    let pages = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap()
+    };
+    let send = |from: usize, to: usize| {
+        for n in from..to {
+            let (status, _, body) = post(&client, &w.url, padded(n)).unwrap();
+            assert_eq!(status, 422, "{body}");
+        }
+    };
+
+    send(0, 100);
+    let first = (store.evidence_usage().unwrap(), pages());
+    send(100, 300);
+    let usage = store.evidence_usage().unwrap();
+    assert_eq!(usage.rows, MAX_EVIDENCE_PER_ORIGIN as u64);
+    assert!(usage.rows <= MAX_EVIDENCE_ROWS as u64);
+    assert_eq!(usage.max_rows_per_origin, MAX_EVIDENCE_PER_ORIGIN as u64);
+    assert!(usage.request_bytes <= (MAX_EVIDENCE_PER_ORIGIN * MAX_EVIDENCE_REQUEST) as u64);
+    assert_eq!(usage, first.0, "the evidence changed size after the caps");
+    assert!(
+        pages() <= first.1,
+        "the database grew from {} to {} pages",
+        first.1,
+        pages()
+    );
+    // The write-ahead log is checkpointed at 1000 pages, so it is bounded
+    // too; the database file holds no more than its pages.
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    assert!(size(&db) <= 4096 * first.1 as u64, "{}", size(&db));
+    assert!(size(&state.join("witness.db-wal")) < 5 << 20);
+
+    // Nothing is stored for an origin not in the list, nor for a request
+    // not signed by the log's key.
+    let (status, _, _) = post(&client, &w.url, stranger.request(0, 5)).unwrap();
+    assert_eq!(status, 404);
+    let forged = padded(0).replace(log.signer.name(), stranger.signer.name());
+    assert!(matches!(
+        post(&client, &w.url, forged).unwrap().0,
+        403 | 404
+    ));
+    let mut unsigned = padded(1);
+    unsigned.truncate(unsigned.rfind('\u{2014}').unwrap());
+    assert_eq!(post(&client, &w.url, unsigned).unwrap().0, 403);
+    assert_eq!(store.evidence_usage().unwrap(), usage);
+}

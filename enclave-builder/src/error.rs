@@ -85,6 +85,8 @@ pub enum BuildError {
     BuildPids(u64),
     #[error("output too large: {0}")]
     OutputTooLarge(String),
+    #[error("webhook: {0}")]
+    Webhook(#[from] crate::webhook::WebhookError),
     #[error("io error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -133,6 +135,7 @@ impl BuildError {
             BuildError::BuildMemory(_) => "build_memory_exceeded",
             BuildError::BuildPids(_) => "build_pids_exceeded",
             BuildError::OutputTooLarge(_) => "output_too_large",
+            BuildError::Webhook(e) => e.code(),
             BuildError::Io { .. } => "io",
         }
     }

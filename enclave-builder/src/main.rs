@@ -441,15 +441,15 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
             path: file.clone(),
             source: e,
         })?;
-        let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        let secret = webhook::Secret::from_file_bytes(secret)?;
         let tcp = std::net::TcpListener::bind(addr)
             .map_err(|e| BuildError::Transport(format!("webhook listen {addr}: {e}")))?;
         println!(
             "webhook on http://{}/webhook; enclave channel {ep:?}",
             tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || webhook::serve(tcp, secret, tx));
+        let (tx, rx) = std::sync::mpsc::sync_channel(webhook::QUEUE_CAPACITY);
+        let intake = std::thread::spawn(move || webhook::serve(tcp, secret, tx));
         for queued in rx {
             let out = args.out.join(&queued.commit);
             let result = hostsplit::prepare_job(&host_job(
@@ -471,7 +471,11 @@ fn run_host(args: HostArgs) -> Result<(), BuildError> {
                 ),
             }
         }
-        return Ok(());
+        // The queue closes only when the webhook stopped.
+        return match intake.join() {
+            Ok(result) => result.map_err(BuildError::from),
+            Err(_) => Err(BuildError::Transport("the webhook thread panicked".into())),
+        };
     }
     let repo = args.repo.clone().ok_or_else(|| BuildError::MissingRepo {
         repo: String::new(),

@@ -377,3 +377,79 @@ fn overridden_build_definition_is_not_endorsed() {
         assert_eq!(got, expected, "{name}");
     }
 }
+
+/// A debug-mode build (PCR0-2 all zero), logged by a server that allows
+/// them, is not `endorsed` under a policy that lists the all-zero
+/// measurement but keeps `allow_debug = false`; it is with
+/// `allow_debug = true`. A revoked measurement is not endorsed either: the
+/// monitor applies the verifier's own policy verdict.
+#[test]
+fn debug_mode_and_revoked_builds_are_not_endorsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let data = dir.path().join("log");
+    let server = Server::start(&data, &root, &["--allow-debug"]);
+    let vkey = server.verifier_key.clone();
+    let zero: std::collections::BTreeMap<u8, Vec<u8>> =
+        (0u8..16).map(|i| (i, vec![0; 48])).collect();
+    let client = reqwest::blocking::Client::new();
+    for (n, p) in [(0, &zero), (1, &pcrs(1))] {
+        let (status, answer) =
+            submit_to(&client, &server.url, &entry_at(&nsm, n, p, now_ms())).unwrap();
+        assert!(status < 300, "{answer}");
+    }
+    let measurement = |name: &str, p: &std::collections::BTreeMap<u8, Vec<u8>>| {
+        format!(
+            "[[measurement]]\nname = \"{name}\"\npcr0 = \"{}\"\npcr1 = \"{}\"\npcr2 = \"{}\"\n",
+            hex::encode(&p[&0]),
+            hex::encode(&p[&1]),
+            hex::encode(&p[&2])
+        )
+    };
+    let policy = |allow_debug: bool, revoke: bool| {
+        let path = dir
+            .path()
+            .join(format!("policy-{allow_debug}-{revoke}.toml"));
+        let mut text = format!(
+            "log_keys = [\"{vkey}\"]\nallow_debug = {allow_debug}\n[trust]\nextra_roots = [\"root.pem\"]\n{}{}",
+            measurement("debug", &zero),
+            measurement("builder", &pcrs(1))
+        );
+        if revoke {
+            text.push_str(&format!(
+                "[[revoked]]\npcr0 = \"{}\"\nreason = \"test\"\n",
+                hex::encode(&pcrs(1)[&0])
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let endorsed = |allow_debug: bool, revoke: bool| {
+        let policy = policy(allow_debug, revoke);
+        let state = dir.path().join(format!("state-{allow_debug}-{revoke}"));
+        let args = ["--policy", policy.to_str().unwrap(), "--watch-repo", REPO];
+        let run = monitor(&server.url, &vkey, &state, &args);
+        assert_eq!(run.code, 0, "{:?}", run.reports);
+        events(&run, "watched")
+            .iter()
+            .map(|w| {
+                (
+                    w["endorsed"].as_bool().unwrap(),
+                    w["not_endorsed"].as_str().map(String::from),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        endorsed(false, false),
+        vec![(false, Some("debug_refused".to_string())), (true, None)]
+    );
+    assert_eq!(endorsed(true, false), vec![(true, None), (true, None)]);
+    assert_eq!(
+        endorsed(true, true),
+        vec![
+            (true, None),
+            (false, Some("measurement_revoked".to_string()))
+        ]
+    );
+}

@@ -23,13 +23,19 @@
 //! compare-and-swap on (size, root) is atomic and durable: a witness killed at
 //! any point has either not cosigned, or persisted what it cosigned.
 //! Checkpoints that are validly signed but fail the proof are kept in the
-//! `evidence` table (the spec allows logging them as proof of misbehaviour).
+//! `evidence` table (the spec allows logging them as proof of misbehaviour),
+//! within fixed caps, so disk use does not grow with the number of requests
+//! (see [`evidence`]).
 
+mod evidence;
 mod loglist;
 mod state;
 
 use base64::Engine;
 
+pub use evidence::{
+    EvidenceUsage, MAX_EVIDENCE_PER_ORIGIN, MAX_EVIDENCE_REQUEST, MAX_EVIDENCE_ROWS,
+};
 pub use loglist::{LogList, LogListError};
 pub use state::{StateError, WitnessState, WitnessStore};
 

@@ -1,11 +1,13 @@
 //! The witness's state in SQLite: per origin, the size, root and signed
-//! checkpoint it last cosigned.
+//! checkpoint it last cosigned, and the bounded evidence (see
+//! [`super::evidence`]).
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::evidence::{self, EvidenceUsage};
 use super::Rejection;
 use crate::tlog::Hash;
 
@@ -71,6 +73,7 @@ impl WitnessStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        evidence::migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -143,18 +146,24 @@ impl WitnessStore {
         Ok(())
     }
 
-    /// Keeps a validly signed request that was refused.
+    /// Keeps a validly signed request that was refused, within the
+    /// evidence caps: the insert and the evictions commit together.
     pub fn record_evidence(
         &self,
         origin: &str,
         request: &str,
         reason: &str,
     ) -> Result<(), StateError> {
-        self.lock().execute(
-            "INSERT INTO evidence (origin, request, reason, received_at) VALUES (?1, ?2, ?3, ?4)",
-            params![origin, request, reason, unix_now()],
-        )?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        evidence::record(&tx, origin, request, reason, unix_now())?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// How much evidence is stored.
+    pub fn evidence_usage(&self) -> Result<EvidenceUsage, StateError> {
+        Ok(evidence::usage(&self.lock())?)
     }
 
     /// Number of evidence records.

@@ -8,6 +8,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::display::{display_safe, json_safe};
 use crate::{read_input, Failure};
 
 #[derive(Args)]
@@ -102,7 +103,7 @@ pub fn run(args: AttestationVerifyArgs) -> Result<(), Failure> {
                 },
             );
         }
-        println!("{out}");
+        println!("{}", json_safe(&out));
         return result.map(|_| ()).map_err(|e| Failure::new(e.code(), e));
     }
 
@@ -114,7 +115,7 @@ pub fn run(args: AttestationVerifyArgs) -> Result<(), Failure> {
             rfc3339(doc.timestamp_ms)
         ),
     }
-    println!("module_id: {}", doc.module_id);
+    println!("module_id: {}", display_safe(&doc.module_id));
     println!(
         "timestamp: {} ({})",
         doc.timestamp_ms,

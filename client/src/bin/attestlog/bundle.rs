@@ -22,6 +22,7 @@ use attestlog::tlog::Hash;
 use base64::Engine;
 use clap::Args;
 
+use crate::display::display_safe;
 use crate::{read_input, Failure};
 
 #[derive(Args)]
@@ -174,7 +175,7 @@ pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
             String::new()
         } else {
             let names: Vec<&str> = new.cosigners.iter().map(|(n, _)| n.as_str()).collect();
-            format!(", cosigned by {}", names.join(", "))
+            format!(", cosigned by {}", display_safe(&names.join(", ")))
         }
     );
     Ok(())

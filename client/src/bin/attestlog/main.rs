@@ -7,6 +7,7 @@
 mod attestation;
 mod bundle;
 mod checkpoint;
+mod display;
 mod monitor;
 mod verify;
 mod witness;
@@ -91,6 +92,16 @@ impl Failure {
             reason: reason.to_string(),
         }
     }
+
+    /// Prints `error: <check>: <reason>`, terminal-safe: reasons quote
+    /// statements, documents and answers from the network.
+    fn print(&self) {
+        eprintln!(
+            "error: {}: {}",
+            display::display_safe(&self.check),
+            display::display_safe(&self.reason)
+        );
+    }
 }
 
 /// The log key, witness keys and quorum named on the command line; the
@@ -147,7 +158,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let rendered = e.render().to_string();
             let line = rendered.lines().next().unwrap_or("error: bad command line");
-            eprintln!("{line}");
+            eprintln!("{}", display::display_safe(line));
             return ExitCode::from(2);
         }
     };
@@ -155,7 +166,7 @@ fn main() -> ExitCode {
         return match monitor::run(args) {
             Ok(code) => code,
             Err(failure) => {
-                eprintln!("error: {}: {}", failure.check, failure.reason);
+                failure.print();
                 ExitCode::from(1)
             }
         };
@@ -179,7 +190,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}: {}", failure.check, failure.reason);
+            failure.print();
             ExitCode::from(1)
         }
     }

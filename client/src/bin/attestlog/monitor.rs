@@ -10,6 +10,7 @@ use attestlog::policy::Policy;
 use attestlog::tlog::note::NoteVerifierKey;
 use clap::Args;
 
+use crate::display::json_safe;
 use crate::{read_input, Failure};
 
 /// `--once` exit code when a split view was found.
@@ -100,11 +101,11 @@ pub fn run(args: MonitorArgs) -> Result<ExitCode, Failure> {
             bar.set_length(v["tree_size"].as_u64().unwrap_or(0));
             bar.set_position(v["checked"].as_u64().unwrap_or(0));
         }
-        Some(bar) => bar.println(v.to_string()),
+        Some(bar) => bar.println(json_safe(v)),
         None => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{v}");
+            let _ = writeln!(out, "{}", json_safe(v));
             let _ = out.flush();
         }
     })

@@ -10,6 +10,7 @@ use attestlog::verify::BundleVerifier;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
+use crate::display::display_safe as safe;
 use crate::{read_input, Failure};
 
 #[derive(Args)]
@@ -87,28 +88,28 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     let s = &verdict.statement;
     println!(
         "valid: {} (sha256 {}) was built from {} at commit {} ({}) by {}",
-        verdict.subject.name,
+        safe(&verdict.subject.name),
         hex::encode(verdict.subject.sha256),
-        s.source.uri,
-        s.source.git_commit,
-        ref_text(s),
-        definition_text(s)
+        safe(&s.source.uri),
+        safe(&s.source.git_commit),
+        safe(&ref_text(s)),
+        safe(&definition_text(s))
     );
     println!(
         "builder: {} in enclave image {:?} (pcr0 {})",
-        s.builder_id,
+        safe(&s.builder_id),
         verdict.measurement,
         hex::encode(verdict.document.pcr(0).unwrap_or_default())
     );
     println!(
         "log: entry {} in {} at size {}{}",
         verdict.index,
-        verdict.checkpoint.origin,
+        safe(&verdict.checkpoint.origin),
         verdict.checkpoint.size,
         if verdict.cosigners.is_empty() {
             String::new()
         } else {
-            format!(", cosigned by {}", verdict.cosigners.join(", "))
+            format!(", cosigned by {}", safe(&verdict.cosigners.join(", ")))
         }
     );
     Ok(())
