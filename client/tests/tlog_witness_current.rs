@@ -395,3 +395,33 @@ fn monitoring_serves_a_state_stored_before_cosignatures_were_kept() {
     )
     .unwrap();
 }
+
+#[test]
+fn policy_log_origin_and_mldsa_witness_keys() {
+    use attestlog::policy::Policy;
+    use attestlog::tlog::cosignature::CosignatureSigner;
+    let pq =
+        CosignatureSigner::from_seed_kind("witness.test/pq", CosignatureKind::MlDsa44, [6; 32])
+            .unwrap()
+            .verifier_key_text();
+    let base = format!("log_keys = [\"{SUMDB_VKEY}\"]\n");
+    let p = Policy::from_toml(
+        &format!("{base}log_origin = \"{SUMDB_ORIGIN}\"\n[witnesses]\nkeys = [\"{pq}\"]\n"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(p.log_origin.as_deref(), Some(SUMDB_ORIGIN));
+    assert_eq!(p.witnesses[0].kind(), CosignatureKind::MlDsa44);
+    assert_eq!(p.witness_quorum, 1);
+    assert_eq!(
+        Policy::from_toml(&base, Path::new(".")).unwrap().log_origin,
+        None
+    );
+    for bad in ["", "two\\nlines"] {
+        let err = Policy::from_toml(&format!("{base}log_origin = \"{bad}\"\n"), Path::new("."))
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), "bad_policy");
+        assert!(err.to_string().contains("log_origin"), "{err}");
+    }
+}
