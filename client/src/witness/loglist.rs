@@ -53,6 +53,9 @@ impl LogListError {
 #[derive(Debug, Clone, Default)]
 pub struct LogList {
     logs: BTreeMap<String, Vec<NoteVerifierKey>>,
+    /// Lowercase hex SHA-256 of each origin, for the monitoring endpoint
+    /// (computed once, not per request).
+    by_hash: BTreeMap<String, String>,
 }
 
 impl LogList {
@@ -98,12 +101,21 @@ impl LogList {
         if logs.is_empty() {
             return Err(LogListError::Empty);
         }
-        Ok(Self { logs })
+        let by_hash = logs
+            .keys()
+            .map(|o| (super::origin_hash(o), o.clone()))
+            .collect();
+        Ok(Self { logs, by_hash })
     }
 
     /// The keys trusted for `origin`, if it is listed.
     pub fn keys(&self, origin: &str) -> Option<&[NoteVerifierKey]> {
         self.logs.get(origin).map(Vec::as_slice)
+    }
+
+    /// The listed origin whose lowercase hex SHA-256 is `hash`.
+    pub fn origin_by_hash(&self, hash: &str) -> Option<&str> {
+        self.by_hash.get(hash).map(String::as_str)
     }
 
     /// The listed origins.

@@ -30,7 +30,7 @@ pub fn origin_hash(origin: &str) -> String {
 impl Witness {
     /// Answers `GET <prefix>/<origin_hash>/checkpoint`.
     pub fn monitoring_checkpoint(&self, hash: &str) -> Answer {
-        let Some(origin) = self.logs.origins().find(|o| origin_hash(o) == hash) else {
+        let Some(origin) = self.logs.origin_by_hash(hash) else {
             return Answer::text(404, "no log with that origin hash");
         };
         let state = match self.store.get(origin) {
