@@ -20,6 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The ML-DSA-44 cosignature tests check attestlog against an independent FIPS 204 implementation.
+python3 -c 'import dilithium_py' 2>/dev/null || python3 -m pip install -q dilithium-py==1.5.1
+
 # Tests read ../shared in place; ATTESTLOG_SHARED overrides where it is.
 export ATTESTLOG_SHARED="${ATTESTLOG_SHARED:-$(cd .. && pwd)/shared}"
 exec cargo test --workspace "$@"

@@ -39,6 +39,10 @@ pub struct Revocation {
 #[derive(Clone)]
 pub struct Policy {
     pub log_keys: Vec<NoteVerifierKey>,
+    /// The log's origin line when it differs from its key name (the key
+    /// name equal to the origin is only a SHOULD); `None`: a checkpoint's
+    /// origin must be a listed key's name.
+    pub log_origin: Option<String>,
     pub witnesses: Vec<CosignatureVerifierKey>,
     pub witness_quorum: usize,
     pub trust_roots: TrustRoots,
@@ -119,6 +123,7 @@ impl PolicyError {
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     log_keys: Vec<String>,
+    log_origin: Option<String>,
     #[serde(default)]
     witnesses: WitnessesFile,
     #[serde(default)]
@@ -311,8 +316,16 @@ impl Policy {
             .iter()
             .map(|r| RefPattern::parse(r))
             .collect::<Result<Vec<_>, PolicyError>>()?;
+        if file
+            .log_origin
+            .as_deref()
+            .is_some_and(|o| o.is_empty() || o.contains('\n'))
+        {
+            return Err(field("log_origin", "must be one non-empty line"));
+        }
         Ok(Policy {
             log_keys,
+            log_origin: file.log_origin,
             witnesses,
             witness_quorum,
             trust_roots,

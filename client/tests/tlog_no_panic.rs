@@ -43,4 +43,42 @@ proptest! {
             let _ = verify_checkpoint(&note, &key, std::slice::from_ref(&w), 1);
         }
     }
+
+    /// Attacker signature bytes under a trusted ML-DSA-44 witness's name and
+    /// key ID: refused (never counted), never a panic, whatever the length.
+    #[test]
+    fn mldsa_verifier_refuses_random_signatures(
+        sig in proptest::collection::vec(any::<u8>(), 0..2600),
+        ts in any::<u64>(),
+        exact in any::<bool>(),
+    ) {
+        use attestlog::tlog::cosignature::{CosignatureKind, MLDSA44_SIGNATURE_LEN};
+        use base64::Engine;
+        static W: std::sync::OnceLock<CosignatureSigner> = std::sync::OnceLock::new();
+        let w = W.get_or_init(|| {
+            CosignatureSigner::from_seed_kind("w", CosignatureKind::MlDsa44, [1; 32]).unwrap()
+        });
+        let log = NoteSigner::from_seed("example.com/test", [2; 32]).unwrap();
+        let note = log
+            .sign("example.com/test\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
+            .unwrap();
+        let mut bytes = w.key_id().to_be_bytes().to_vec();
+        bytes.extend_from_slice(&ts.to_be_bytes());
+        let mut sig = sig;
+        if exact {
+            sig.resize(MLDSA44_SIGNATURE_LEN, 0);
+        }
+        bytes.extend_from_slice(&sig);
+        let line = format!(
+            "\u{2014} w {}\n",
+            base64::engine::general_purpose::STANDARD.encode(&bytes)
+        );
+        let r = verify_checkpoint(
+            &format!("{note}{line}"),
+            &log.verifier_key().unwrap(),
+            &[w.verifier_key()],
+            0,
+        );
+        prop_assert_eq!(r.unwrap_err().code(), "invalid_cosignature");
+    }
 }

@@ -345,4 +345,31 @@ mod tests {
         assert!(WitnessConfig::parse("http://127.0.0.1:7380=not-a-key").is_err());
         assert!(WitnessConfig::parse(&format!("ftp://x={vkey}")).is_err());
     }
+
+    /// ML-DSA-44 witness keys (c2sp.org/tlog-cosignature type 0x06) are
+    /// accepted beside Ed25519 ones, and their cosignatures count.
+    #[test]
+    fn mldsa44_witness_cosignatures_count() {
+        use attestlog::tlog::cosignature::CosignatureKind;
+        use attestlog::tlog::note::NoteSigner;
+        let pq =
+            CosignatureSigner::from_seed_kind("witness.test/pq", CosignatureKind::MlDsa44, [7; 32])
+                .unwrap();
+        let ed = CosignatureSigner::from_seed("witness.test/ed", [8; 32]).unwrap();
+        let w = WitnessConfig::parse(&format!("http://127.0.0.1:7380={}", pq.verifier_key_text()))
+            .unwrap();
+        assert_eq!(w.key.to_text(), pq.verifier_key_text());
+        let log = NoteSigner::from_seed("log.test/log", [9; 32]).unwrap();
+        let body = "log.test/log\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let note = log.sign(body).unwrap();
+        let ws = Witnesses::new(vec![w.clone()], 1, log.verifier_key().unwrap()).unwrap();
+        let line = pq.cosign(body, 1_700_000_000).unwrap();
+        let other = ed.cosign(body, 1_700_000_000).unwrap();
+        assert_eq!(
+            ws.check_cosignature(&w, &note, &format!("{other}{line}"))
+                .unwrap(),
+            line
+        );
+        assert!(ws.check_cosignature(&w, &note, &other).is_err());
+    }
 }

@@ -94,40 +94,72 @@ pub struct VerifiedCheckpoint {
     pub cosigners: Vec<(String, u64)>,
 }
 
-/// Verifies a signed checkpoint: note syntax, body grammar, origin equal to
-/// the log key's name, the log's signature, then cosignature/v1 lines by the
-/// trusted `witnesses`, requiring `quorum` distinct witness keys (0 = no
-/// witnesses needed). Unknown signature lines are ignored; a line by a known
-/// key (log or witness) that fails to verify rejects the whole checkpoint, as
-/// signed-note prescribes.
+/// Verifies a signed checkpoint whose origin must equal the log key's name
+/// (attestlog's own logs, whose key name is their origin): see
+/// [`verify_checkpoint_for_origin`].
 pub fn verify_checkpoint(
     note: &str,
     log_key: &NoteVerifierKey,
     witnesses: &[CosignatureVerifierKey],
     quorum: usize,
 ) -> Result<VerifiedCheckpoint, CheckpointError> {
+    verify_checkpoint_for_origin(
+        note,
+        log_key.name(),
+        std::slice::from_ref(log_key),
+        witnesses,
+        quorum,
+    )
+}
+
+/// Verifies a signed checkpoint: note syntax, body grammar, the origin line
+/// equal to `origin` (which the verifier knows from its policy; tlog-checkpoint
+/// only says the log's key name SHOULD equal the origin, so a log such as
+/// `go.sum database tree` signed by `sum.golang.org` verifies), a signature
+/// by one of `log_keys`, then Ed25519 (0x04) or ML-DSA-44 (0x06) cosignatures
+/// by the trusted `witnesses`, requiring `quorum` distinct witness keys (0 =
+/// no witnesses needed). Unknown signature lines are ignored; a line by a
+/// known key (log or witness) that fails to verify rejects the whole
+/// checkpoint, as signed-note prescribes.
+pub fn verify_checkpoint_for_origin(
+    note: &str,
+    origin: &str,
+    log_keys: &[NoteVerifierKey],
+    witnesses: &[CosignatureVerifierKey],
+    quorum: usize,
+) -> Result<VerifiedCheckpoint, CheckpointError> {
+    if log_keys.is_empty() {
+        return Err(CheckpointError::NoLogKey);
+    }
     let parsed = parse_note(note).map_err(CheckpointError::Note)?;
     let text = std::str::from_utf8(parsed.text())
         .map_err(|_| CheckpointError::Note(NoteError::Malformed))?;
     let checkpoint = Checkpoint::parse_body(text)?;
-    if checkpoint.origin != log_key.name() {
+    if checkpoint.origin != origin {
         return Err(CheckpointError::OriginMismatch {
             origin: checkpoint.origin,
-            key_name: log_key.name().to_owned(),
+            key_name: origin.to_owned(),
         });
     }
 
+    let mut logs: Vec<&NoteVerifierKey> = Vec::new();
+    for k in log_keys {
+        if !logs.contains(&k) {
+            logs.push(k);
+        }
+    }
     let mut unique: Vec<&CosignatureVerifierKey> = Vec::new();
     for w in witnesses {
         if !unique.contains(&w) {
             unique.push(w);
         }
     }
-    let mut verifiers = vec![log_key.boxed()];
+    let mut verifiers: Vec<Box<dyn signed_note::Verifier>> =
+        logs.iter().map(|k| k.boxed()).collect();
     for w in &unique {
         verifiers.push(Box::new((*w).clone()));
     }
-    let is_log = |name: &str, id: u32| name == log_key.name() && id == log_key.key_id();
+    let is_log = |name: &str, id: u32| logs.iter().any(|k| name == k.name() && id == k.key_id());
     let verified = verify_parsed(&parsed, verifiers).map_err(|e| match e {
         NoteError::InvalidSignature { name, key_id } if is_log(&name, key_id) => {
             CheckpointError::InvalidLogSignature { name, key_id }

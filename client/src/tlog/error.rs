@@ -119,20 +119,24 @@ impl NoteError {
 /// A witness cosignature key or cosignature was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CosignatureError {
-    #[error("key name: must be non-empty without spaces or '+'")]
+    #[error("key name: must be non-empty without spaces or '+' (at most 255 bytes for ML-DSA-44)")]
     InvalidKeyName,
-    #[error("cosigner verifier key: not of the form name+hexid+base64(0x04||key)")]
+    #[error("cosigner verifier key: not of the form name+hexid+base64(type||key) with type 0x04 and a 32-byte key or 0x06 and a 1312-byte key")]
     MalformedVerifierKey,
-    #[error("cosigner signer key: not of the form PRIVATE+KEY+name+hexid+base64(0x04||seed)")]
+    #[error("cosigner signer key: not of the form PRIVATE+KEY+name+hexid+base64(type||32-byte seed) with type 0x04 or 0x06")]
     MalformedSignerKey,
-    #[error("cosigner key: signature type {0:#04x} is not Ed25519 cosignature/v1 (0x04)")]
+    #[error("cosigner key: signature type {0:#04x} is neither Ed25519 cosignature/v1 (0x04) nor ML-DSA-44 (0x06)")]
     UnsupportedKeyType(u8),
-    #[error("cosigner key: key ID does not match SHA-256(name || 0x0A || 0x04 || key)")]
+    #[error("cosigner key: key ID does not match SHA-256(name || 0x0A || type || key)")]
     KeyIdMismatch,
-    #[error("cosignature: timestamp {0} exceeds 2^63-1")]
+    #[error("cosignature: timestamp {0} is out of range (at most 2^63-1; not 0 for ML-DSA-44)")]
     TimestampOutOfRange(u64),
     #[error("cosignature: refusing to cosign a malformed checkpoint body: {0}")]
     InvalidCheckpoint(CheckpointError),
+    #[error("cosignature: ML-DSA-44 cannot sign an origin longer than 255 bytes")]
+    OriginTooLong,
+    #[error("cosignature: signing failed")]
+    SigningFailed,
 }
 
 impl CosignatureError {
@@ -146,6 +150,8 @@ impl CosignatureError {
             Self::KeyIdMismatch => "key_id_mismatch",
             Self::TimestampOutOfRange(_) => "timestamp_out_of_range",
             Self::InvalidCheckpoint(_) => "malformed_checkpoint",
+            Self::OriginTooLong => "origin_too_long",
+            Self::SigningFailed => "signing_failed",
         }
     }
 }
@@ -155,8 +161,12 @@ impl CosignatureError {
 pub enum CheckpointError {
     #[error("checkpoint body: {0}")]
     Malformed(&'static str),
-    #[error("checkpoint: origin {origin:?} does not equal log key name {key_name:?}")]
+    /// `key_name` is the origin that was expected: the one given (policy,
+    /// `--origin`), else the log key's name.
+    #[error("checkpoint: origin {origin:?} is not the expected origin {key_name:?}")]
     OriginMismatch { origin: String, key_name: String },
+    #[error("checkpoint: no log key given")]
+    NoLogKey,
     #[error("checkpoint: {0}")]
     Note(NoteError),
     #[error("checkpoint: no valid signature by the log key")]
@@ -175,6 +185,7 @@ impl CheckpointError {
         match self {
             Self::Malformed(_) => "malformed_checkpoint",
             Self::OriginMismatch { .. } => "origin_mismatch",
+            Self::NoLogKey => "no_log_key",
             Self::Note(e) => e.code(),
             Self::MissingLogSignature => "missing_log_signature",
             Self::InvalidLogSignature { .. } => "invalid_log_signature",

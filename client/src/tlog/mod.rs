@@ -1,11 +1,12 @@
 //! Transparency-log formats: RFC 6962/9162 Merkle proofs, C2SP signed notes,
-//! checkpoints, Ed25519 witness cosignatures, tlog-tiles paths and entry
+//! checkpoints, Ed25519 and ML-DSA-44 witness cosignatures, tlog-tiles paths and entry
 //! bundles, and the c2sp.org/tlog-proof@v1 offline proof text.
 //!
 //! Dependency choices (checked against the C2SP specs, see each module doc):
 //! - `signed_note` (Cloudflare's port of Go's `sumdb/note`) does note parsing,
-//!   Ed25519 (type 0x01) signing and verification; cosignatures (type 0x04)
-//!   plug into its `Verifier` trait.
+//!   Ed25519 (type 0x01) signing and verification; cosignatures (Ed25519
+//!   type 0x04, ML-DSA-44 type 0x06 through aws-lc-rs) plug into its
+//!   `Verifier` trait.
 //! - `tlog_tiles` provides the RFC 6962 proof checks and provers (Go's
 //!   `sumdb/tlog` algorithms), wrapped with input bounds so that its internal
 //!   `assert!`s are unreachable.

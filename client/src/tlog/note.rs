@@ -202,7 +202,8 @@ impl NoteVerifierKey {
         })
     }
 
-    /// Key name (for a log: its origin).
+    /// Key name (for a log, usually its origin: tlog-checkpoint makes that a
+    /// SHOULD, so a checkpoint's origin may differ).
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -1,34 +1,46 @@
-//! A C2SP tlog-witness (`add-checkpoint`) cosigner, without any HTTP stack.
+//! A C2SP tlog-witness cosigner, without any HTTP stack, following the
+//! current c2sp.org/tlog-witness text (not only v1.0.0).
 //!
 //! [`Witness::add_checkpoint`] takes a request body and returns the status,
-//! content type and body to answer with; the `attestlog witness serve`
-//! command puts it behind HTTP. The checks follow c2sp.org/tlog-witness, in
-//! this order:
+//! content type and body to answer with; [`Witness::monitoring_checkpoint`]
+//! answers `GET <prefix>/<hex SHA-256(origin)>/checkpoint`; the `attestlog
+//! witness serve` command puts both behind HTTP. The add-checkpoint checks,
+//! in this order:
 //!
 //! 1. the body parses ("old N\n", at most 63 base64 proof lines, "\n", a
 //!    signed checkpoint), else 400;
 //! 2. the origin is in the log list, else 404;
-//! 3. a trusted key of that origin signed it (signed-note rules), else 403;
+//! 3. a trusted key of that origin signed it (signed-note rules: a line that
+//!    matches a trusted key's name and ID but fails to verify also rejects),
+//!    else 403;
 //! 4. old <= size, else 400;
 //! 5. old equals the size this witness last cosigned (0 if never), else 409
 //!    with "<size>\n" as `text/x.tlog.size`;
-//! 6. the consistency proof from the stored root to the new root verifies
-//!    (empty when old is 0 or old = size), else 422; when old = size, the
-//!    roots must be equal, else 409;
-//! 7. the new state is committed, then the cosignature/v1 line is returned
-//!    with 200.
+//! 6. when old = size, the roots must be equal, else 422 (v1.0.0 said 409);
+//!    otherwise the consistency proof from the stored root (the empty-tree
+//!    root when old is 0) to the new root verifies, else 422: the proof must
+//!    be empty when old is 0 or old = size, and a size-0 checkpoint must
+//!    carry the empty-tree root;
+//! 7. the cosignature (Ed25519 or ML-DSA-44, by the witness's key type,
+//!    timestamp now, never 0) is made, the new state and the cosigned
+//!    checkpoint are committed, then the cosignature line is returned with 200.
 //!
 //! Steps 5 to 7 run in one SQLite `BEGIN IMMEDIATE` transaction, committed
-//! with `synchronous=FULL` before the cosignature is made, so the
-//! compare-and-swap on (size, root) is atomic and durable: a witness killed at
-//! any point has either not cosigned, or persisted what it cosigned.
+//! with `synchronous=FULL` before the answer is sent, so the compare-and-swap
+//! on (size, root) is atomic and durable: a witness killed at any point has
+//! either answered nothing, or persisted what it cosigned.
 //! Checkpoints that are validly signed but fail the proof are kept in the
 //! `evidence` table (the spec allows logging them as proof of misbehaviour),
 //! within fixed caps, so disk use does not grow with the number of requests
 //! (see [`evidence`]).
+//!
+//! The stored checkpoint (served by the monitoring endpoint) is the note
+//! text, the log signatures the witness verified, and the cosignature it
+//! returned, in that order.
 
 mod evidence;
 mod loglist;
+mod monitoring;
 mod state;
 
 use base64::Engine;
@@ -37,17 +49,19 @@ pub use evidence::{
     EvidenceUsage, MAX_EVIDENCE_PER_ORIGIN, MAX_EVIDENCE_REQUEST, MAX_EVIDENCE_ROWS,
 };
 pub use loglist::{LogList, LogListError};
+pub use monitoring::origin_hash;
 pub use state::{StateError, WitnessState, WitnessStore};
 
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::cosignature::CosignatureSigner;
 use crate::tlog::merkle::verify_consistency;
-use crate::tlog::note::verify_note;
+use crate::tlog::note::{signature_line, verify_note};
 use crate::tlog::Hash;
 
 /// Content type of a 409 answer's body.
 pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
-/// Content type of the other answers.
+/// Content type of the other answers (and of the monitoring endpoint's
+/// checkpoint).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// At most this many proof lines (the spec's limit).
 pub const MAX_PROOF_LINES: usize = 63;
@@ -198,7 +212,13 @@ impl Witness {
                 ),
             );
         }
-        let body_text = signed.text.clone();
+        // The note as stored and served: text, verified log signatures, then
+        // this witness's cosignature.
+        let mut served = format!("{}\n", signed.text);
+        for sig in &signed.signatures {
+            served.push_str(&signature_line(&sig.name, sig.key_id, &sig.signature));
+        }
+        let mut cosignature: Option<String> = None;
         let result = self.store.compare_and_swap(origin, |current| {
             let (cur_size, cur_root) = match current {
                 Some(s) => (s.size, s.root),
@@ -209,12 +229,17 @@ impl Witness {
             }
             if current.is_some()
                 && req.old_size == checkpoint.size
-                && req.proof.is_empty()
                 && cur_root != checkpoint.root_hash
             {
-                // Same size, different root: a fork at this size.
+                // Same size, different root: a fork at this size (422 in the
+                // current text; v1.0.0 said 409).
                 return Err(Rejection::Evidence(
-                    Answer::text(409, format!("{cur_size}\n")),
+                    Answer::text(
+                        422,
+                        format!(
+                            "checkpoint of size {cur_size} has another root than the one cosigned"
+                        ),
+                    ),
                     "same size, different root",
                 ));
             }
@@ -231,35 +256,39 @@ impl Witness {
                     e.code(),
                 )
             })?;
+            let line = self
+                .signer
+                .cosign(&signed.text, timestamp)
+                .map_err(Rejection::Cosign)?;
+            let note = format!("{served}{line}");
+            cosignature = Some(line);
             Ok(WitnessState {
                 size: checkpoint.size,
                 root: checkpoint.root_hash,
-                note: req.note.clone(),
+                note,
             })
         });
-        match result {
-            Ok(()) => match self.signer.cosign(&body_text, timestamp) {
-                Ok(line) => Answer {
-                    status: 200,
-                    content_type: TEXT_CONTENT_TYPE,
-                    body: line,
-                },
-                Err(e) => Answer::text(500, format!("cosigning failed: {e}")),
+        match (result, cosignature) {
+            (Ok(()), Some(line)) => Answer {
+                status: 200,
+                content_type: TEXT_CONTENT_TYPE,
+                body: line,
             },
-            Err(state::CasError::Rejected(Rejection::Conflict(size))) => Answer {
+            (Ok(()), None) => Answer::text(500, "cosigning failed"),
+            (Err(state::CasError::Rejected(Rejection::Conflict(size))), _) => Answer {
                 status: 409,
                 content_type: SIZE_CONTENT_TYPE,
                 body: format!("{size}\n"),
             },
-            Err(state::CasError::Rejected(Rejection::Evidence(mut answer, why))) => {
+            (Err(state::CasError::Rejected(Rejection::Evidence(answer, why))), _) => {
                 // Keep the validly signed checkpoint that failed.
                 let _ = self.store.record_evidence(origin, &req.to_body(), why);
-                if answer.status == 409 {
-                    answer.content_type = SIZE_CONTENT_TYPE;
-                }
                 answer
             }
-            Err(state::CasError::Store(e)) => Answer::text(500, format!("state: {e}")),
+            (Err(state::CasError::Rejected(Rejection::Cosign(e))), _) => {
+                Answer::text(500, format!("cosigning failed: {e}"))
+            }
+            (Err(state::CasError::Store(e)), _) => Answer::text(500, format!("state: {e}")),
         }
     }
 }
@@ -271,6 +300,8 @@ pub enum Rejection {
     Conflict(u64),
     /// The answer to give, and a reason kept with the evidence.
     Evidence(Answer, &'static str),
+    /// The cosignature could not be made (500; nothing is stored).
+    Cosign(crate::tlog::CosignatureError),
 }
 
 fn now() -> u64 {

@@ -24,7 +24,9 @@ pub enum StateError {
 pub struct WitnessState {
     pub size: u64,
     pub root: Hash,
-    /// The signed checkpoint as submitted.
+    /// The cosigned checkpoint as the monitoring endpoint serves it: note
+    /// text, the log signatures that verified, this witness's cosignature
+    /// (states written by older versions hold the note as submitted).
     pub note: String,
 }
 

@@ -1,5 +1,7 @@
 //! `attestlog witness serve`: a C2SP tlog-witness over HTTP. The logic is in
 //! `attestlog::witness`; this file is the key file, the log list and axum.
+//! Routes (submission and monitoring prefix are both the root):
+//! `POST /add-checkpoint` and `GET /<hex SHA-256(origin)>/checkpoint`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -7,13 +9,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use attestlog::tlog::cosignature::CosignatureSigner;
+use attestlog::tlog::cosignature::{CosignatureKind, CosignatureSigner};
 use attestlog::witness::{LogList, Witness, WitnessStore, MAX_BODY};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 
@@ -27,17 +29,27 @@ pub struct WitnessServeArgs {
     /// Directory for the key (witness.key) and the state (witness.db).
     #[arg(long, value_name = "DIR")]
     state: PathBuf,
-    /// The log list: one "<origin> <verifier key>" per line.
+    /// The log list: one "<verifier key> [<origin>]" (or "<origin> <verifier
+    /// key>") per line.
     #[arg(long, value_name = "FILE")]
     logs: PathBuf,
     /// The witness's key name, used when the key is created (default
     /// "attestlog-witness"); must match the existing key otherwise.
     #[arg(long)]
     name: Option<String>,
+    /// The key's algorithm when the key is created: ed25519 (cosignature/v1,
+    /// 0x04) or mldsa44 (ML-DSA-44, 0x06); must match the existing key
+    /// otherwise. Default ed25519.
+    #[arg(long, value_name = "TYPE")]
+    key_type: Option<String>,
 }
 
 /// Loads DIR/witness.key, or creates it (mode 0600) when missing.
-pub fn load_or_create_key(dir: &Path, name: Option<&str>) -> Result<CosignatureSigner, Failure> {
+pub fn load_or_create_key(
+    dir: &Path,
+    name: Option<&str>,
+    kind: Option<CosignatureKind>,
+) -> Result<CosignatureSigner, Failure> {
     let path = dir.join("witness.key");
     let shown = path.display().to_string();
     match std::fs::metadata(&path) {
@@ -61,11 +73,22 @@ pub fn load_or_create_key(dir: &Path, name: Option<&str>) -> Result<CosignatureS
                     ));
                 }
             }
+            if let Some(kind) = kind {
+                if kind != signer.kind() {
+                    return Err(Failure::new(
+                        "key",
+                        format!("{shown} is a {:?} key, not {kind:?}", signer.kind()),
+                    ));
+                }
+            }
             Ok(signer)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let signer = CosignatureSigner::generate(name.unwrap_or("attestlog-witness"))
-                .map_err(|e| Failure::new("key", e))?;
+            let signer = CosignatureSigner::generate_kind(
+                name.unwrap_or("attestlog-witness"),
+                kind.unwrap_or(CosignatureKind::Ed25519),
+            )
+            .map_err(|e| Failure::new("key", e))?;
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -84,7 +107,15 @@ pub fn load_or_create_key(dir: &Path, name: Option<&str>) -> Result<CosignatureS
 pub fn serve(args: WitnessServeArgs) -> Result<(), Failure> {
     std::fs::create_dir_all(&args.state)
         .map_err(|e| Failure::new("state", format!("{}: {e}", args.state.display())))?;
-    let signer = load_or_create_key(&args.state, args.name.as_deref())?;
+    let kind = args
+        .key_type
+        .as_deref()
+        .map(|t| {
+            CosignatureKind::parse(t)
+                .ok_or_else(|| Failure::new("key_type", format!("{t:?} is not ed25519 or mldsa44")))
+        })
+        .transpose()?;
+    let signer = load_or_create_key(&args.state, args.name.as_deref(), kind)?;
     let list = read_input(&args.logs, "logs", 1 << 20)?;
     let list = String::from_utf8(list).map_err(|_| Failure::new("logs", "not UTF-8"))?;
     let logs = LogList::parse(&list).map_err(|e| Failure::new("logs", e))?;
@@ -105,6 +136,7 @@ pub fn serve(args: WitnessServeArgs) -> Result<(), Failure> {
         let _ = std::io::stdout().flush();
         let app = Router::new()
             .route("/add-checkpoint", post(add_checkpoint))
+            .route("/{origin_hash}/checkpoint", get(monitoring_checkpoint))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(witness);
         axum::serve(listener, app)
@@ -114,7 +146,17 @@ pub fn serve(args: WitnessServeArgs) -> Result<(), Failure> {
 }
 
 async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Bytes) -> Response {
-    let answer = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body)).await;
+    respond(tokio::task::spawn_blocking(move || witness.add_checkpoint(&body)).await)
+}
+
+async fn monitoring_checkpoint(
+    State(witness): State<Arc<Witness>>,
+    UrlPath(hash): UrlPath<String>,
+) -> Response {
+    respond(tokio::task::spawn_blocking(move || witness.monitoring_checkpoint(&hash)).await)
+}
+
+fn respond(answer: Result<attestlog::witness::Answer, tokio::task::JoinError>) -> Response {
     match answer {
         Ok(a) => (
             StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
