@@ -118,11 +118,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.header_timeout >= 1 && args.idle_timeout >= 1,
         "--header-timeout and --idle-timeout must be at least 1 second"
     );
-    let serve_config = ServeConfig {
-        max_connections: fit_to_fd_limit(args.max_connections),
-        header_timeout: Duration::from_secs(args.header_timeout),
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-    };
+    let serve_config = ServeConfig::new(
+        fit_to_fd_limit(args.max_connections),
+        Duration::from_secs(args.header_timeout),
+        Duration::from_secs(args.idle_timeout),
+    );
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

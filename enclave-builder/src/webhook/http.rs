@@ -1,12 +1,13 @@
-//! The webhook over HTTP: axum for routing and answers, hyper's HTTP/1
-//! connection builder for the bounds axum's own `serve` does not offer
-//! (header-read timeout, head size), a semaphore for the connection cap and
-//! a hard deadline on every connection.
+//! The webhook over HTTP: axum for routing and answers, served by the
+//! accept loop all attestlog servers share ([`attestlog_serve`]: the
+//! connection cap with a 503 refusal, header-read and idle timeouts, the
+//! head size and a hard deadline on every connection).
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use attestlog_serve::ServeConfig;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,10 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use super::event::{parse_event, verify_signature, QueuedBuild, Secret};
 use super::{
@@ -29,9 +27,6 @@ use super::{
 /// 408). With [`HEADER_READ_TIMEOUT`] it stays under [`REQUEST_DEADLINE`],
 /// so a slow sender still gets the 408 before the connection is cut.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// Pause after a failed `accept` (out of file descriptors, say), so the
-/// loop does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 const _: () = assert!(
     HEADER_READ_TIMEOUT.as_secs() + BODY_READ_TIMEOUT.as_secs() < REQUEST_DEADLINE.as_secs()
@@ -59,7 +54,21 @@ pub fn serve(
         .build()
         .map_err(WebhookError::Listen)?;
     let app = router(Arc::new(Intake { secret, queue }));
-    runtime.block_on(accept_loop(listener, app))
+    let config = ServeConfig {
+        max_connections: MAX_CONNECTIONS,
+        header_timeout: HEADER_READ_TIMEOUT,
+        // A connection that stops sending mid-body is cut at the body
+        // timeout anyway; one that sends nothing after its head, sooner.
+        idle_timeout: HEADER_READ_TIMEOUT,
+        max_head_bytes: Some(MAX_HEAD_BYTES),
+        connection_deadline: Some(REQUEST_DEADLINE),
+        keep_alive: false,
+    };
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(WebhookError::Listen)?;
+        attestlog_serve::serve(listener, app, config, std::future::pending()).await;
+        Ok(())
+    })
 }
 
 fn router(intake: Arc<Intake>) -> Router {
@@ -70,41 +79,6 @@ fn router(intake: Arc<Intake>) -> Router {
         )
         .fallback(|| async { refusal(WebhookError::NotFound) })
         .with_state(intake)
-}
-
-async fn accept_loop(listener: std::net::TcpListener, app: Router) -> Result<(), WebhookError> {
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(WebhookError::Listen)?;
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        // Never closed, so acquiring cannot fail.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return Ok(());
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            if tokio::time::timeout(REQUEST_DEADLINE, connection)
-                .await
-                .is_err()
-            {
-                tracing::debug!("webhook connection cut off at the deadline");
-            }
-            drop(slot);
-        });
-    }
 }
 
 fn refusal(e: WebhookError) -> Response {

@@ -11,7 +11,7 @@
 //!   request head it cannot take (431 for one beyond [`MAX_HEAD_BYTES`],
 //!   400 or 414 for a malformed one; none for one not sent in time);
 //! - deliveries are served concurrently (at most [`MAX_CONNECTIONS`] at a
-//!   time), each bounded: the request head must arrive within
+//!   time; one more gets 503 `too_many_connections`), each bounded: the request head must arrive within
 //!   [`HEADER_READ_TIMEOUT`] and fit in [`MAX_HEAD_BYTES`], the body is at
 //!   most [`MAX_BODY`] bytes and the whole exchange ends after
 //!   [`REQUEST_DEADLINE`]; one connection serves one request;
@@ -46,7 +46,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole exchange, head, body and answer, ends by then; GitHub itself
 /// gives up on a delivery after 10 s.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
-/// Connections served at once; further ones wait in the listen backlog.
+/// Connections served at once; one more is answered 503
+/// `too_many_connections` and closed.
 /// Each holds at most [`MAX_HEAD_BYTES`] + [`DRAIN_LIMIT`] bytes, so this
 /// bounds the webhook's memory.
 pub const MAX_CONNECTIONS: usize = 64;

@@ -2,9 +2,7 @@
 //! read API, `/healthz` and `/metrics`. `spec/server-api.md` documents it.
 
 mod error;
-mod idle_io;
 mod read;
-mod serve;
 mod write;
 
 use std::sync::Arc;
@@ -23,8 +21,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use attestlog_serve::{serve, ServeConfig, MAX_REFUSALS};
 pub use error::ApiError;
-pub use serve::{serve, ServeConfig, MAX_REFUSALS};
 
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;

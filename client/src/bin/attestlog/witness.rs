@@ -1,5 +1,7 @@
 //! `attestlog witness serve`: a C2SP tlog-witness over HTTP. The logic is in
-//! `attestlog::witness`; this file is the key file, the log list and axum.
+//! `attestlog::witness`; this file is the key file, the log list and axum,
+//! served by the shared accept loop (`attestlog-serve`: connection cap,
+//! header and idle deadlines).
 //! Routes (submission and monitoring prefix are both the root):
 //! `POST /add-checkpoint` and `GET /<hex SHA-256(origin)>/checkpoint`.
 
@@ -42,7 +44,28 @@ pub struct WitnessServeArgs {
     /// otherwise. Default ed25519.
     #[arg(long, value_name = "TYPE")]
     key_type: Option<String>,
+    /// Connections served at once; one more is answered 503
+    /// `too_many_connections` and closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds a connection may take to send a request head.
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a connection may move no byte while the witness waits on it.
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
 }
+
+/// Logs push checkpoints over a few connections; 256 leaves room for many
+/// logs and stays far below a default `ulimit -n` of 1024.
+const DEFAULT_MAX_CONNECTIONS: u64 = 256;
+/// A log sends its request at once; ten seconds covers a slow network.
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Between requests and while a body arrives, ten seconds of silence.
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 10;
 
 /// Loads DIR/witness.key, or creates it (mode 0600) when missing.
 pub fn load_or_create_key(
@@ -122,6 +145,11 @@ pub fn serve(args: WitnessServeArgs) -> Result<(), Failure> {
     let store =
         WitnessStore::open(&args.state.join("witness.db")).map_err(|e| Failure::new("state", e))?;
     let witness = Arc::new(Witness::new(signer, logs, store));
+    let config = attestlog_serve::ServeConfig::new(
+        usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        std::time::Duration::from_secs(args.header_timeout),
+        std::time::Duration::from_secs(args.idle_timeout),
+    );
 
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::new("runtime", e))?;
     runtime.block_on(async move {
@@ -139,9 +167,8 @@ pub fn serve(args: WitnessServeArgs) -> Result<(), Failure> {
             .route("/{origin_hash}/checkpoint", get(monitoring_checkpoint))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(witness);
-        axum::serve(listener, app)
-            .await
-            .map_err(|e| Failure::new("serve", e))
+        attestlog_serve::serve(listener, app, config, std::future::pending()).await;
+        Ok(())
     })
 }
 

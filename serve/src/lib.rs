@@ -1,5 +1,7 @@
-//! The accept loop: HTTP/1.1 over TCP with the connection limits axum's
-//! `serve` lacks.
+//! The accept loop every attestlog server shares (the log, the witness and
+//! the builder host's webhook): HTTP/1.1 over TCP with the connection
+//! limits axum's `serve` lacks. Attacker bytes reach every server, so no
+//! socket is served without a deadline.
 //!
 //! # Contract
 //! - At most `max_connections` connections are served at once. One more is
@@ -11,7 +13,11 @@
 //!   starting to wait for it (hyper starts that clock when the connection
 //!   opens or finishes its previous answer), or the connection is closed.
 //! - A connection on which no byte moves for `idle_timeout` while the server
-//!   waits on the client is closed ([`idle_io`](super::idle_io)).
+//!   waits on the client is closed ([`idle_io`]).
+//! - With `max_head_bytes`, a request head larger than that is refused by
+//!   hyper (431); with `connection_deadline`, a connection is cut that long
+//!   after it was accepted, whatever it is doing; without `keep_alive`, a
+//!   connection serves one request.
 //! - Accept errors (such as running out of file descriptors) pause the loop
 //!   for [`ACCEPT_ERROR_PAUSE`] instead of ending it; a client's aborted
 //!   handshake is skipped.
@@ -31,7 +37,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::idle_io::{Busy, IdleIo};
+mod idle_io;
+
+use idle_io::{Busy, IdleIo};
 
 /// How the server treats its connections; see the module doc.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +47,28 @@ pub struct ServeConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// hyper's read buffer, which bounds a request head (its minimum is
+    /// 8 KiB); `None` keeps hyper's default (about 400 KiB).
+    pub max_head_bytes: Option<usize>,
+    /// Every connection ends this long after it was accepted.
+    pub connection_deadline: Option<Duration>,
+    /// Serve further requests on a connection after the first.
+    pub keep_alive: bool,
+}
+
+impl ServeConfig {
+    /// Keep-alive connections with the given limits, no head-size or
+    /// connection deadline beyond hyper's defaults.
+    pub fn new(max_connections: usize, header_timeout: Duration, idle_timeout: Duration) -> Self {
+        ServeConfig {
+            max_connections,
+            header_timeout,
+            idle_timeout,
+            max_head_bytes: None,
+            connection_deadline: None,
+            keep_alive: true,
+        }
+    }
 }
 
 /// Refusals answered at once beyond the connection limit. Each holds a file
@@ -70,7 +100,10 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .keep_alive(true);
+        .keep_alive(config.keep_alive);
+    if let Some(bytes) = config.max_head_bytes {
+        http.max_buf_size(bytes);
+    }
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -104,9 +137,19 @@ pub async fn serve(
             }
         });
         let connection = graceful.watch(http.serve_connection(io, service));
+        let deadline = config.connection_deadline;
         tokio::spawn(async move {
             // Timeouts and hang-ups end connections; nothing to report.
-            let _ = connection.await;
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout(d, connection).await.is_err() {
+                        tracing::debug!("connection cut off at its deadline");
+                    }
+                }
+                None => {
+                    let _ = connection.await;
+                }
+            }
             drop(permit);
         });
     }
