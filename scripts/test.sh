@@ -21,7 +21,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # The ML-DSA-44 cosignature tests check attestlog against an independent FIPS 204 implementation.
-python3 -c 'import dilithium_py' 2>/dev/null || python3 -m pip install -q dilithium-py==1.5.1
+python3 -c 'import dilithium_py' 2>/dev/null || python3 -m pip install --quiet dilithium-py==1.5.1 || python3 -m pip install --quiet --break-system-packages dilithium-py==1.5.1
+# tests/dsse_interop.rs runs securesystemslib (with pyca/cryptography) as an independent DSSE verifier.
+python3 -c 'import securesystemslib, cryptography' 2>/dev/null || python3 -m pip install --quiet 'securesystemslib[crypto]>=1.0,<2' || python3 -m pip install --quiet --break-system-packages 'securesystemslib[crypto]>=1.0,<2'
 
 # Tests read ../shared in place; ATTESTLOG_SHARED overrides where it is.
 export ATTESTLOG_SHARED="${ATTESTLOG_SHARED:-$(cd .. && pwd)/shared}"

@@ -2,14 +2,15 @@
 //!
 //! This crate checks the claim "artifact A was built by enclave image
 //! PCR0-2 from commit CT" without trusting any server: the AWS Nitro
-//! attestation ([`nitro`]), the statement it commits to ([`claim`]), the
-//! user's [`policy`], and the transparency log's proof and signed checkpoint
-//! ([`tlog`]), all carried in one offline [`bundle`] and judged by
-//! [`verify`]. The log server and the enclave builder use the same code, so
+//! attestation ([`nitro`]), the statement it commits to ([`claim`]) and the
+//! enclave's [`dsse`] envelope over it, the user's [`policy`], and the
+//! transparency log's proof and signed checkpoint ([`tlog`]), all carried in
+//! one offline [`bundle`] and judged by [`verify`]. The log server and the enclave builder use the same code, so
 //! what the log accepts is exactly what users verify.
 
 pub mod bundle;
 pub mod claim;
+pub mod dsse;
 #[cfg(feature = "monitor")]
 pub mod monitor;
 pub mod nitro;

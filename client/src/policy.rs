@@ -64,6 +64,9 @@ pub struct Policy {
     /// Ref patterns, exact or ending in `*` (a prefix); when not empty the
     /// statement's recorded ref must match one.
     pub required_refs: Vec<RefPattern>,
+    /// Refuse bundles without a DSSE envelope (v1 bundles, `dsse_missing`);
+    /// default false, so bundles written before v2 stay verifiable.
+    pub require_dsse: bool,
 }
 
 /// One `required_refs` entry: a full ref name, or a prefix when it ends in `*`.
@@ -144,6 +147,8 @@ struct PolicyFile {
     allow_unreferenced_commits: bool,
     #[serde(default)]
     required_refs: Vec<String>,
+    #[serde(default)]
+    require_dsse: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -337,6 +342,7 @@ impl Policy {
             allow_unrecorded_build_definition: file.allow_unrecorded_build_definition,
             allow_unreferenced_commits: file.allow_unreferenced_commits,
             required_refs,
+            require_dsse: file.require_dsse,
         })
     }
 

@@ -6,8 +6,11 @@
 //! 1. the artifact's SHA-256 is a subject of the statement (and, when the
 //!    caller pins a commit with [`BundleVerifier::expect_commit`], the
 //!    statement names that commit);
-//! 2. the attestation's `user_data` commits to the statement;
-//! 3. the attestation chain and signature verify at the document's own time;
+//! 2. the attestation's `user_data` commits to the statement, and the
+//!    bundle's DSSE envelope (when present; required under `require_dsse`)
+//!    carries exactly the statement bytes as an in-toto payload;
+//! 3. the attestation chain and signature verify at the document's own time,
+//!    and the envelope's signature verifies under the attested `public_key`;
 //! 4. the PCRs are endorsed by the policy and not revoked (and debug mode and
 //!    the source repository are allowed), the build definition came from the
 //!    repository (or the policy allows an override or an unrecorded origin),
@@ -23,6 +26,7 @@ use crate::bundle::Bundle;
 use crate::claim::{
     statement_user_data, BuildDefinition, ClaimError, Entry, SourceRef, Statement, Subject,
 };
+use crate::dsse::DsseError;
 use crate::nitro::{AttestationDocument, NitroError, NitroVerifier, VerifyTime};
 use crate::policy::{MeasurementRefusal, Policy};
 use crate::tlog::checkpoint::{verify_checkpoint, Checkpoint, CheckpointError};
@@ -39,6 +43,9 @@ pub struct Verdict {
     pub checkpoint: Checkpoint,
     /// Names of the witnesses whose cosignatures verified.
     pub cosigners: Vec<String>,
+    /// The keyid of the attested key the DSSE envelope verified under; `None`
+    /// for a v1 bundle (no envelope).
+    pub dsse_keyid: Option<String>,
 }
 
 /// The one check that failed.
@@ -56,6 +63,12 @@ pub enum VerifyError {
     CommitMismatch { expected: String, found: String },
     #[error("binding: attestation user_data does not commit to the statement")]
     UserDataMismatch,
+    #[error(
+        "dsse: the bundle carries no DSSE envelope (a v1 bundle) and the policy sets require_dsse"
+    )]
+    DsseMissing,
+    #[error("dsse: {0}")]
+    Dsse(DsseError),
     #[error("policy: debug-mode attestation refused (PCR0-2 are zero)")]
     DebugRefused,
     #[error("policy: measurement revoked: {0}")]
@@ -93,6 +106,8 @@ impl VerifyError {
             VerifyError::Attestation(e) => e.code(),
             VerifyError::CommitMismatch { .. } => "commit_mismatch",
             VerifyError::UserDataMismatch => "user_data_mismatch",
+            VerifyError::DsseMissing => "dsse_missing",
+            VerifyError::Dsse(e) => e.code(),
             VerifyError::DebugRefused => "debug_refused",
             VerifyError::Revoked(_) => "measurement_revoked",
             VerifyError::NotEndorsed => "measurement_not_endorsed",
@@ -159,18 +174,32 @@ impl BundleVerifier {
             }
         }
 
-        // 2. The binding, read before any crypto so a mismatch names itself.
+        // 2. The bindings, read before any crypto so a mismatch names itself.
         let unverified =
             AttestationDocument::parse(entry.attestation).map_err(VerifyError::Attestation)?;
         if unverified.user_data.as_deref() != Some(&statement_user_data(entry.statement)[..]) {
             return Err(VerifyError::UserDataMismatch);
         }
+        if let Some(envelope) = &bundle.dsse_envelope {
+            envelope
+                .check_statement(entry.statement)
+                .map_err(VerifyError::Dsse)?;
+        } else if self.policy.require_dsse {
+            return Err(VerifyError::DsseMissing);
+        }
 
-        // 3. The chain and COSE signature, at the document's own timestamp.
+        // 3. The chain and COSE signature, at the document's own timestamp;
+        // then the envelope under the key the verified document vouches for.
         let document = self
             .nitro
             .verify(entry.attestation, VerifyTime::DocumentTimestamp)
             .map_err(VerifyError::Attestation)?;
+        let dsse_keyid = bundle
+            .dsse_envelope
+            .as_ref()
+            .map(|envelope| envelope.verify(document.public_key.as_deref()))
+            .transpose()
+            .map_err(VerifyError::Dsse)?;
 
         // 4. The policy on what was attested.
         let measurement = self.check_policy(&statement, &document)?;
@@ -219,6 +248,7 @@ impl BundleVerifier {
                 .into_iter()
                 .map(|(name, _)| name)
                 .collect(),
+            dsse_keyid,
         })
     }
 

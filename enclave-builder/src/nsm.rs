@@ -1,6 +1,8 @@
 //! Attestation through an `Nsm` trait with two backends: the real `/dev/nsm`
 //! (`nitro`, via `aws-nitro-enclaves-nsm-api`) and the library's simulated
-//! NSM loaded from a dev-CA directory (`simulated`).
+//! NSM loaded from a dev-CA directory (`simulated`). Both put the build's
+//! DSSE public key in the document's `public_key`, so the document vouches
+//! for the key that signs the statement's envelope.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,12 +14,14 @@ use serde_bytes::ByteBuf;
 
 use crate::error::BuildError;
 
-/// Something that signs attestation documents over `user_data`.
+/// Something that signs attestation documents over `user_data` and
+/// `public_key`.
 pub trait Nsm {
     /// The backend's name, recorded in the statement.
     fn name(&self) -> &'static str;
-    /// An attestation document (COSE_Sign1 bytes) with `user_data`.
-    fn attest(&self, user_data: &[u8]) -> Result<Vec<u8>, BuildError>;
+    /// An attestation document (COSE_Sign1 bytes) with `user_data` and
+    /// `public_key` (each at most [`MAX_USER_DATA`] bytes).
+    fn attest(&self, user_data: &[u8], public_key: &[u8]) -> Result<Vec<u8>, BuildError>;
 }
 
 /// The simulated NSM with fixed PCRs.
@@ -40,7 +44,8 @@ impl Nsm for SimulatedBackend {
         "simulated"
     }
 
-    fn attest(&self, user_data: &[u8]) -> Result<Vec<u8>, BuildError> {
+    fn attest(&self, user_data: &[u8], public_key: &[u8]) -> Result<Vec<u8>, BuildError> {
+        check_sizes(user_data, public_key)?;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| BuildError::Attestation(e.to_string()))?
@@ -48,7 +53,7 @@ impl Nsm for SimulatedBackend {
         let req = AttestationRequest {
             user_data: Some(user_data.to_vec()),
             nonce: None,
-            public_key: None,
+            public_key: Some(public_key.to_vec()),
         };
         self.nsm
             .attest(&req, &self.pcrs, now_ms)
@@ -56,21 +61,33 @@ impl Nsm for SimulatedBackend {
     }
 }
 
-/// The NSM's limit on `user_data`.
+/// The NSM's limit on `user_data`, and on `public_key` too (AWS's CDDL:
+/// `bstr .size (1..1024)`).
 pub const MAX_USER_DATA: usize = 1024;
 
-/// The request the nitro backend sends: user_data only, no nonce or key.
-pub fn attestation_request(user_data: &[u8]) -> Result<Request, BuildError> {
-    if user_data.len() > MAX_USER_DATA {
-        return Err(BuildError::Attestation(format!(
-            "user_data is {} bytes, over the NSM's {MAX_USER_DATA}",
-            user_data.len()
-        )));
+fn check_sizes(user_data: &[u8], public_key: &[u8]) -> Result<(), BuildError> {
+    for (name, value) in [("user_data", user_data), ("public_key", public_key)] {
+        if value.len() > MAX_USER_DATA {
+            return Err(BuildError::Attestation(format!(
+                "{name} is {} bytes, over the NSM's {MAX_USER_DATA}",
+                value.len()
+            )));
+        }
     }
+    if public_key.is_empty() {
+        return Err(BuildError::Attestation("public_key is empty".into()));
+    }
+    Ok(())
+}
+
+/// The request the nitro backend sends: user_data and the build's public
+/// key, no nonce.
+pub fn attestation_request(user_data: &[u8], public_key: &[u8]) -> Result<Request, BuildError> {
+    check_sizes(user_data, public_key)?;
     Ok(Request::Attestation {
         user_data: Some(ByteBuf::from(user_data.to_vec())),
         nonce: None,
-        public_key: None,
+        public_key: Some(ByteBuf::from(public_key.to_vec())),
     })
 }
 
@@ -82,9 +99,9 @@ impl Nsm for NitroBackend {
         "nitro"
     }
 
-    fn attest(&self, user_data: &[u8]) -> Result<Vec<u8>, BuildError> {
+    fn attest(&self, user_data: &[u8], public_key: &[u8]) -> Result<Vec<u8>, BuildError> {
         use aws_nitro_enclaves_nsm_api::driver::{nsm_exit, nsm_init, nsm_process_request};
-        let request = attestation_request(user_data)?;
+        let request = attestation_request(user_data, public_key)?;
         let fd = nsm_init();
         if fd < 0 {
             return Err(BuildError::Attestation(
@@ -110,8 +127,8 @@ mod tests {
     #[test]
     fn nitro_request_encodes_as_the_nsm_expects() {
         // The driver sends serde's externally tagged CBOR:
-        // {"Attestation": {"user_data": h'..', "nonce": null, "public_key": null}}
-        let req = attestation_request(&[0xab; 48]).unwrap();
+        // {"Attestation": {"user_data": h'..', "nonce": null, "public_key": h'..'}}
+        let req = attestation_request(&[0xab; 48], &[0xcd; 44]).unwrap();
         let mut bytes = Vec::new();
         ciborium::into_writer(&req, &mut bytes).unwrap();
         let mut want = vec![0xa1, 0x6b];
@@ -126,19 +143,26 @@ mod tests {
         want.push(0xf6);
         want.push(0x6a);
         want.extend_from_slice(b"public_key");
-        want.push(0xf6);
+        want.extend_from_slice(&[0x58, 44]);
+        want.extend_from_slice(&[0xcd; 44]);
         assert_eq!(bytes, want);
     }
 
     #[test]
-    fn nitro_request_refuses_oversized_user_data() {
-        assert!(attestation_request(&[0; MAX_USER_DATA]).is_ok());
-        assert_eq!(
-            attestation_request(&[0; MAX_USER_DATA + 1])
-                .unwrap_err()
-                .code(),
-            "attestation"
-        );
+    fn nitro_request_refuses_oversized_user_data_or_key() {
+        let key = [1u8; 44];
+        assert!(attestation_request(&[0; MAX_USER_DATA], &key).is_ok());
+        assert!(attestation_request(&[0; 48], &[0; MAX_USER_DATA]).is_ok());
+        for (user_data, key) in [
+            (&[0; MAX_USER_DATA + 1][..], &key[..]),
+            (&[0; 48][..], &[0; MAX_USER_DATA + 1][..]),
+            (&[0; 48][..], &[][..]),
+        ] {
+            assert_eq!(
+                attestation_request(user_data, key).unwrap_err().code(),
+                "attestation"
+            );
+        }
     }
 
     #[test]
@@ -146,7 +170,7 @@ mod tests {
         if Path::new("/dev/nsm").exists() {
             return;
         }
-        let err = NitroBackend.attest(b"x").unwrap_err();
+        let err = NitroBackend.attest(b"x", &[1; 44]).unwrap_err();
         assert!(err.to_string().contains("/dev/nsm"), "{err}");
     }
 }

@@ -3,7 +3,11 @@
 //! bundles. Nothing reaches the log unless every step before it succeeded,
 //! and nothing is written to the output directory unless the log's answer
 //! verified. The statement records where the build definition came from
-//! and which ref contains the commit (buildType v2).
+//! and which ref contains the commit (buildType v2). Each build generates a
+//! fresh Ed25519 key in memory, has the NSM attest its public half
+//! (`public_key`) beside the statement (`user_data`), signs the statement
+//! as a DSSE envelope with it and drops it before anything leaves: the key
+//! is never written anywhere, and the envelope goes into the bundles.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +16,7 @@ use attestlog::bundle::{Bundle, BUNDLE_SUFFIX};
 use attestlog::claim::{
     statement_user_data, Entry, SourceDependency, Statement, StatementParams, Subject,
 };
+use attestlog::dsse::StatementSigner;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
@@ -261,7 +266,13 @@ pub fn build_with_submodules(
     .map_err(|e| BuildError::Statement(e.to_string()))?;
 
     let t = Instant::now();
-    let document = nsm.attest(&statement_user_data(&statement))?;
+    let signer = StatementSigner::generate();
+    let public_key = signer
+        .public_key_der()
+        .map_err(|e| BuildError::Attestation(e.to_string()))?;
+    let document = nsm.attest(&statement_user_data(&statement), &public_key)?;
+    // Consumes (and so zeroizes) the key: it signs this statement only.
+    let envelope = signer.sign_statement(&statement);
     timings.attest = t.elapsed().as_secs_f64();
     let entry =
         Entry::encode(&statement, &document).map_err(|e| BuildError::Statement(e.to_string()))?;
@@ -271,7 +282,11 @@ pub fn build_with_submodules(
     let proof = submit::submit_with(log, &key, &entry)?;
     timings.log = t.elapsed().as_secs_f64();
     let index = proof.index;
-    let bundle = Bundle { entry, proof };
+    let bundle = Bundle {
+        entry,
+        proof,
+        dsse_envelope: Some(envelope),
+    };
     let bundle_json = bundle.to_json();
 
     let mut published = Vec::new();

@@ -309,6 +309,7 @@ fn bundle_of(entry: &[u8], answer: &Value) -> Bundle {
                 .collect(),
             checkpoint: answer["checkpoint"].as_str().unwrap().to_string(),
         },
+        dsse_envelope: None,
     }
 }
 

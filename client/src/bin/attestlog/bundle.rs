@@ -10,11 +10,19 @@
 //!    different root at the same size, is refused).
 //! 4. `GET <log>/v1/proof/inclusion` for the entry at the new size must
 //!    verify; then the bundle file is replaced (written beside it, renamed).
+//!
+//! `attestlog bundle dsse`: print a bundle's DSSE envelope, and write the
+//! attested key as PEM, for in-toto and other DSSE tooling. It checks the
+//! envelope against the entry's statement and the attestation's
+//! `public_key` first, but not the Nitro chain: `attestlog verify` does.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
+use attestlog::claim::Entry;
+use attestlog::dsse::public_key_pem;
+use attestlog::nitro::AttestationDocument;
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use attestlog::tlog::proof::TlogProof;
@@ -162,6 +170,7 @@ pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
             hashes: inclusion,
             checkpoint: note,
         },
+        dsse_envelope: bundle.dsse_envelope.clone(),
     };
     let tmp = args.bundle.with_extension("refresh.tmp");
     std::fs::write(&tmp, refreshed.to_json())
@@ -178,5 +187,42 @@ pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
             format!(", cosigned by {}", display_safe(&names.join(", ")))
         }
     );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BundleDsseArgs {
+    /// The bundle (v2) whose DSSE envelope to print on standard output.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Also write the attested public key (the attestation's `public_key`)
+    /// here as PEM (SubjectPublicKeyInfo).
+    #[arg(long, value_name = "FILE")]
+    key_out: Option<PathBuf>,
+}
+
+pub fn dsse(args: BundleDsseArgs) -> Result<(), Failure> {
+    let bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
+    let bundle = Bundle::parse(&bytes).map_err(|e| Failure::new("bundle", e))?;
+    let envelope = bundle.dsse_envelope.as_ref().ok_or_else(|| {
+        Failure::new(
+            "dsse_missing",
+            "the bundle carries no DSSE envelope (a v1 bundle)",
+        )
+    })?;
+    let entry = Entry::decode(&bundle.entry).map_err(|e| Failure::new(e.code(), e))?;
+    let document =
+        AttestationDocument::parse(entry.attestation).map_err(|e| Failure::new(e.code(), e))?;
+    envelope
+        .check_statement(entry.statement)
+        .and_then(|()| envelope.verify(document.public_key.as_deref()))
+        .map_err(|e| Failure::new(e.code(), e))?;
+    if let (Some(path), Some(der)) = (&args.key_out, &document.public_key) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, public_key_pem(der))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Failure::new("write", format!("{}: {e}", path.display())))?;
+    }
+    println!("{}", envelope.to_json());
     Ok(())
 }

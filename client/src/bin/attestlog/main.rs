@@ -65,6 +65,9 @@ enum BundleCommand {
     /// Upgrade a bundle to the log's latest (cosigned) checkpoint, proving
     /// it consistent with the bundle's.
     Refresh(bundle::BundleRefreshArgs),
+    /// Print the bundle's DSSE envelope (and write the attested key as PEM)
+    /// for in-toto tooling.
+    Dsse(bundle::BundleDsseArgs),
 }
 
 #[derive(Subcommand)]
@@ -181,6 +184,9 @@ fn main() -> ExitCode {
         Command::Bundle {
             command: BundleCommand::Refresh(args),
         } => bundle::refresh(args),
+        Command::Bundle {
+            command: BundleCommand::Dsse(args),
+        } => bundle::dsse(args),
         Command::Verify(args) => verify::run(args),
         Command::Witness {
             command: WitnessCommand::Serve(args),
