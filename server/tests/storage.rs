@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use attestlog::tlog::merkle;
 use attestlog_server::storage::{
-    tree, Hash, LogStore, NewEntry, SearchKind, StorageError, SCHEMA_VERSION,
+    Backend, Hash, Log, LogStore, NewEntry, SearchKind, SqliteBackend, StorageError, SCHEMA_VERSION,
 };
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
@@ -178,7 +179,7 @@ fn new_entry(i: u64) -> NewEntry {
 }
 
 /// Appends entries `from..to` (by `entry_bytes`) in batches of at most 256.
-fn append_range(store: &LogStore, from: u64, to: u64) {
+fn append_range<B: Backend>(store: &Log<B>, from: u64, to: u64) {
     let mut i = from;
     while i < to {
         let end = (i + 256).min(to);
@@ -193,17 +194,38 @@ fn append_range(store: &LogStore, from: u64, to: u64) {
     }
 }
 
-fn tmp_store() -> (tempfile::TempDir, PathBuf, LogStore) {
+// ---------- backends under test ----------
+
+/// How the conformance suite opens a backend: `open(dir)` opens the log
+/// kept in `dir`, creating it the first time; opening it again is a restart
+/// (or, while the first is open, a second writer on the same storage). A
+/// new backend adds one impl and one `conformance!` line at the end.
+trait Harness {
+    type Backend: Backend + 'static;
+    fn open(dir: &Path) -> Log<Self::Backend>;
+}
+
+/// The embedded SQLite backend: `dir/log.db`.
+struct Sqlite;
+
+impl Harness for Sqlite {
+    type Backend = SqliteBackend;
+    fn open(dir: &Path) -> LogStore {
+        LogStore::open(&dir.join("log.db")).unwrap()
+    }
+}
+
+/// A fresh log of backend `H`: its directory guard, the directory, the log.
+fn tmp_store<H: Harness>() -> (tempfile::TempDir, PathBuf, Log<H::Backend>) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("log.db");
-    let store = LogStore::open(&path).unwrap();
+    let path = dir.path().to_path_buf();
+    let store = H::open(&path);
     (dir, path, store)
 }
 
 // ---------- tests ----------
 
-#[test]
-fn rs_merkle_reference_matches_rfc6962_vectors() {
+fn rs_merkle_reference_matches_rfc6962_vectors<H: Harness>() {
     let file = shared_dir().join("vectors/rfc6962.json");
     let Ok(text) = std::fs::read_to_string(&file) else {
         println!(
@@ -220,7 +242,7 @@ fn rs_merkle_reference_matches_rfc6962_vectors() {
         .map(|h| hex::decode(h.as_str().unwrap()).unwrap())
         .collect();
     let hashes: Vec<Hash> = leaves.iter().map(|l| rfc_leaf(l)).collect();
-    let (_dir, _path, store) = tmp_store();
+    let (_dir, _path, store) = tmp_store::<H>();
     for (size, root) in v["roots_by_size"].as_object().unwrap() {
         let size: usize = size.parse().unwrap();
         let want: Hash = hex::decode(root.as_str().unwrap())
@@ -279,9 +301,8 @@ fn rs_merkle_reference_matches_rfc6962_vectors() {
     }
 }
 
-#[test]
-fn empty_log() {
-    let (_dir, _path, store) = tmp_store();
+fn empty_log<H: Harness>() {
+    let (_dir, _path, store) = tmp_store::<H>();
     assert_eq!(store.tree_size(), 0);
     assert_eq!(store.root_hash(), <[u8; 32]>::from(Sha256::digest([])));
     assert_eq!(store.latest_checkpoint().unwrap(), None);
@@ -294,7 +315,7 @@ fn empty_log() {
 }
 
 /// Checks every hash tile and (sampled) entry bundle of the current tree.
-fn check_tiles(store: &LogStore, leaves: &[Hash]) {
+fn check_tiles<B: Backend>(store: &Log<B>, leaves: &[Hash]) {
     let n = leaves.len() as u64;
     for level in 0u8..3 {
         let count = n >> (8 * level);
@@ -358,9 +379,8 @@ fn check_tiles(store: &LogStore, leaves: &[Hash]) {
     }
 }
 
-#[test]
-fn tree_sizes_crossing_tile_boundaries() {
-    let (_dir, _path, store) = tmp_store();
+fn tree_sizes_crossing_tile_boundaries<H: Harness>() {
+    let (_dir, _path, store) = tmp_store::<H>();
     let mut sizes: Vec<u64> = vec![
         0, 1, 2, 3, 7, 8, 255, 256, 257, 511, 513, 4_097, 65_535, 65_536, 65_537,
     ];
@@ -388,7 +408,8 @@ fn tree_sizes_crossing_tile_boundaries() {
         assert_eq!(store.root_hash(), root, "root at size {s}");
         if s > 0 {
             let cp = store.latest_checkpoint().unwrap().unwrap();
-            assert_eq!(parse_note(&cp), (s, root));
+            assert_eq!((cp.size, cp.root), (s, root));
+            assert_eq!(parse_note(&cp.note), (s, root));
         }
         if [1, 255, 256, 257, 65_535, 65_536, 65_537].contains(&s) {
             check_tiles(&store, &leaves[..s as usize]);
@@ -400,10 +421,9 @@ fn tree_sizes_crossing_tile_boundaries() {
     // Every checkpoint is kept and roots of past sizes are recomputable.
     for (&s, root) in &roots {
         if s > 0 {
-            assert_eq!(
-                parse_note(&store.checkpoint_at(s).unwrap().unwrap()),
-                (s, *root)
-            );
+            let cp = store.checkpoint_at(s).unwrap().unwrap();
+            assert_eq!((cp.size, cp.root), (s, *root));
+            assert_eq!(parse_note(&cp.note), (s, *root));
         }
         assert_eq!(store.root_at(s).unwrap(), *root);
     }
@@ -464,9 +484,8 @@ fn tree_sizes_crossing_tile_boundaries() {
     }
 }
 
-#[test]
-fn dedup_within_batch_and_across_reopen() {
-    let (_dir, path, store) = tmp_store();
+fn dedup_within_batch_and_across_reopen<H: Harness>() {
+    let (_dir, path, store) = tmp_store::<H>();
     let a = NewEntry::new(b"a".to_vec(), vec![(SearchKind::Pcr0, b"p".to_vec())]);
     let b = NewEntry::new(b"b".to_vec(), vec![]);
     let out = store
@@ -495,7 +514,7 @@ fn dedup_within_batch_and_across_reopen() {
     assert_eq!(out.checkpoint, cp);
 
     drop(store);
-    let store = LogStore::open(&path).unwrap();
+    let store = H::open(&path);
     let c = NewEntry::new(b"c".to_vec(), vec![]);
     let out = store.append_batch(&[b, c, a], &sign).unwrap();
     let got: Vec<(u64, bool)> = out.entries.iter().map(|e| (e.index, e.duplicate)).collect();
@@ -503,9 +522,8 @@ fn dedup_within_batch_and_across_reopen() {
     assert_eq!(store.search(SearchKind::Pcr0, b"p", 10).unwrap(), vec![0]);
 }
 
-#[test]
-fn reopen_keeps_size_root_and_checkpoints() {
-    let (_dir, path, store) = tmp_store();
+fn reopen_keeps_size_root_and_checkpoints<H: Harness>() {
+    let (_dir, path, store) = tmp_store::<H>();
     append_range(&store, 0, 300);
     let cp300 = store.latest_checkpoint().unwrap();
     append_range(&store, 300, 1_000);
@@ -515,7 +533,7 @@ fn reopen_keeps_size_root_and_checkpoints() {
         store.latest_checkpoint().unwrap(),
     );
     drop(store);
-    let store = LogStore::open(&path).unwrap();
+    let store = H::open(&path);
     assert_eq!((store.tree_size(), store.root_hash()), (size, root));
     assert_eq!(store.latest_checkpoint().unwrap(), cp);
     assert_eq!(store.checkpoint_at(300).unwrap(), cp300);
@@ -528,8 +546,9 @@ fn reopen_keeps_size_root_and_checkpoints() {
 
 #[test]
 fn newer_schema_is_refused() {
-    let (_dir, path, store) = tmp_store();
+    let (_dir, dir, store) = tmp_store::<Sqlite>();
     drop(store);
+    let path = dir.join("log.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
         .unwrap();
@@ -545,8 +564,9 @@ fn newer_schema_is_refused() {
 
 #[test]
 fn schema_is_applied_and_versioned() {
-    let (_dir, path, store) = tmp_store();
+    let (_dir, dir, store) = tmp_store::<Sqlite>();
     drop(store);
+    let path = dir.join("log.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -558,9 +578,8 @@ fn schema_is_applied_and_versioned() {
     assert_eq!(mode, "wal");
 }
 
-#[test]
-fn failing_sign_rolls_back_the_whole_batch() {
-    let (_dir, path, store) = tmp_store();
+fn failing_sign_rolls_back_the_whole_batch<H: Harness>() {
+    let (_dir, path, store) = tmp_store::<H>();
     append_range(&store, 0, 200);
     let (size, root, cp) = (
         store.tree_size(),
@@ -570,10 +589,13 @@ fn failing_sign_rolls_back_the_whole_batch() {
     let batch: Vec<NewEntry> = (200..300).map(new_entry).collect();
     let fail = |_: u64, _: Hash| -> Result<String, String> { Err("HSM offline".into()) };
     match store.append_batch(&batch, &fail) {
-        Err(StorageError::Sign(m)) => assert!(m.contains("HSM offline")),
+        Err(e @ StorageError::Sign(_)) => {
+            assert!(e.to_string().contains("HSM offline"), "{e}");
+            assert_eq!(e.code(), "checkpoint_signing");
+        }
         other => panic!("expected Sign error, got {other:?}"),
     }
-    let check = |store: &LogStore| {
+    let check = |store: &Log<H::Backend>| {
         assert_eq!((store.tree_size(), store.root_hash()), (size, root));
         assert_eq!(store.latest_checkpoint().unwrap(), cp);
         assert_eq!(store.entry(200).unwrap(), None);
@@ -590,7 +612,7 @@ fn failing_sign_rolls_back_the_whole_batch() {
     };
     check(&store);
     drop(store);
-    let store = LogStore::open(&path).unwrap();
+    let store = H::open(&path);
     check(&store);
     // The same batch then goes in at the same indices.
     append_range(&store, 200, 300);
@@ -599,9 +621,8 @@ fn failing_sign_rolls_back_the_whole_batch() {
     check_tiles(&store, &leaves);
 }
 
-#[test]
-fn invalid_entries_are_rejected_and_change_nothing() {
-    let (_dir, _path, store) = tmp_store();
+fn invalid_entries_are_rejected_and_change_nothing<H: Harness>() {
+    let (_dir, _path, store) = tmp_store::<H>();
     append_range(&store, 0, 10);
     let root = store.root_hash();
     let big = NewEntry::new(vec![0; 65_536], vec![]);
@@ -637,9 +658,8 @@ fn invalid_entries_are_rejected_and_change_nothing() {
     );
 }
 
-#[test]
-fn search_by_kind_and_key() {
-    let (_dir, _path, store) = tmp_store();
+fn search_by_kind_and_key<H: Harness>() {
+    let (_dir, _path, store) = tmp_store::<H>();
     let e = |b: &[u8], keys: &[(SearchKind, &[u8])]| {
         NewEntry::new(
             b.to_vec(),
@@ -686,9 +706,8 @@ fn search_by_kind_and_key() {
         .is_empty());
 }
 
-#[test]
-fn out_of_range_requests_are_errors_not_panics() {
-    let (_dir, _path, store) = tmp_store();
+fn out_of_range_requests_are_errors_not_panics<H: Harness>() {
+    let (_dir, _path, store) = tmp_store::<H>();
     append_range(&store, 0, 300);
     use StorageError::*;
     assert!(matches!(
@@ -782,9 +801,8 @@ mod fuzz {
     }
 }
 
-#[test]
-fn concurrent_readers_while_appending() {
-    let (_dir, _path, store) = tmp_store();
+fn concurrent_readers_while_appending<H: Harness>() {
+    let (_dir, _path, store) = tmp_store::<H>();
     let store = Arc::new(store);
     append_range(&store, 0, 1);
     let done = Arc::new(AtomicBool::new(false));
@@ -796,7 +814,9 @@ fn concurrent_readers_while_appending() {
                 let mut checks = 0u64;
                 let mut x: u64 = t + 1;
                 while !done.load(Ordering::Relaxed) || checks < 20 {
-                    let (size, root) = parse_note(&store.latest_checkpoint().unwrap().unwrap());
+                    let cp = store.latest_checkpoint().unwrap().unwrap();
+                    let (size, root) = (cp.size, cp.root);
+                    assert_eq!(parse_note(&cp.note), (size, root));
                     assert!(size <= store.tree_size());
                     x = x
                         .wrapping_mul(6364136223846793005)
@@ -844,7 +864,7 @@ fn concurrent_readers_while_appending() {
 
 #[test]
 fn leaf_hash_helper_is_rfc6962() {
-    assert_eq!(tree::leaf_hash(b"abc"), rfc_leaf(b"abc"));
+    assert_eq!(merkle::leaf_hash(b"abc"), rfc_leaf(b"abc"));
 }
 
 /// Kills a writer process (storage-bench) mid-append with SIGKILL, then
@@ -881,10 +901,8 @@ fn killed_writer_leaves_a_prefix_of_batches() {
     println!("killed at tree size {size}");
     assert!(size > 0, "no batch committed before the kill");
     assert_eq!(size % 256, 0, "a partial batch survived");
-    assert_eq!(
-        parse_bench_size(&store.latest_checkpoint().unwrap().unwrap()),
-        size
-    );
+    let cp = store.latest_checkpoint().unwrap().unwrap();
+    assert_eq!((cp.size, parse_bench_size(&cp.note)), (size, size));
     let leaves: Vec<Hash> = (0..size)
         .map(|i| rfc_leaf(&store.entry(i).unwrap().unwrap()))
         .collect();
@@ -915,3 +933,72 @@ fn killed_writer_leaves_a_prefix_of_batches() {
 fn parse_bench_size(note: &str) -> u64 {
     note.lines().nth(1).unwrap().parse().unwrap()
 }
+
+/// Two writers on the same storage (two `Log`s, as two processes would be):
+/// the one that sequenced on a stale checkpoint gets `checkpoint_conflict`
+/// and writes nothing, so the log never forks; the same for two writers
+/// racing to sign the first checkpoint of an empty log.
+fn second_writer_cannot_fork<H: Harness>() {
+    let (_dir, path, a) = tmp_store::<H>();
+    let b = H::open(&path);
+    a.ensure_checkpoint(&sign).unwrap();
+    match b.ensure_checkpoint(&sign) {
+        Err(e @ StorageError::CheckpointConflict { .. }) => {
+            assert_eq!(e.code(), "checkpoint_conflict")
+        }
+        other => panic!("expected checkpoint_conflict, got {other:?}"),
+    }
+    drop(b);
+    append_range(&a, 0, 10);
+    let b = H::open(&path);
+    assert_eq!(b.tree_size(), 10);
+    append_range(&a, 10, 20);
+    let fork = NewEntry::new(b"fork".to_vec(), vec![(SearchKind::Pcr0, b"f".to_vec())]);
+    match b.append_batch(std::slice::from_ref(&fork), &sign) {
+        Err(e @ StorageError::CheckpointConflict { .. }) => {
+            assert_eq!(e.code(), "checkpoint_conflict");
+            assert!(e.to_string().contains("size Some(10)"), "{e}");
+        }
+        other => panic!("expected checkpoint_conflict, got {other:?}"),
+    }
+    assert_eq!(b.tree_size(), 10);
+    let leaves: Vec<Hash> = (0..20).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    let c = H::open(&path);
+    assert_eq!((c.tree_size(), c.root_hash()), (20, ref_root(&leaves)));
+    assert_eq!(c.find_leaf(&fork.leaf_hash).unwrap(), None);
+    assert_eq!(c.checkpoint_at(11).unwrap(), None);
+    assert!(c.search(SearchKind::Pcr0, b"f", 10).unwrap().is_empty());
+    check_tiles(&c, &leaves);
+    // The writer that is current goes on.
+    append_range(&a, 20, 30);
+}
+
+/// Instantiates every backend-generic case above for one backend, as
+/// `<backend>::<case>` tests.
+macro_rules! conformance {
+    ($backend:ident => $harness:ty: $($case:ident),* $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$harness>();
+                }
+            )*
+        }
+    };
+}
+
+conformance!(sqlite => Sqlite:
+    rs_merkle_reference_matches_rfc6962_vectors,
+    empty_log,
+    tree_sizes_crossing_tile_boundaries,
+    dedup_within_batch_and_across_reopen,
+    reopen_keeps_size_root_and_checkpoints,
+    failing_sign_rolls_back_the_whole_batch,
+    invalid_entries_are_rejected_and_change_nothing,
+    search_by_kind_and_key,
+    out_of_range_requests_are_errors_not_panics,
+    concurrent_readers_while_appending,
+    second_writer_cannot_fork,
+);
