@@ -364,3 +364,34 @@ fn perfect_root_matches_the_reference_and_refuses_other_widths() {
     assert_eq!(merkle::perfect_root(&bytes[..31]), None);
     assert_eq!(merkle::perfect_root(&[]), None);
 }
+
+/// The subtree provers the log uses (`*_by_subtrees`) give exactly the
+/// proofs of the client's `tlog_tiles`-based provers, for every index and
+/// pair of sizes up to 300, and the same input errors; a failing source is
+/// reported as the source's error.
+#[test]
+fn subtree_provers_match_the_tlog_tiles_provers() {
+    let r = Reference::new(300);
+    for size in 1..=300u64 {
+        for i in 0..size {
+            let got = merkle::inclusion_proof_by_subtrees(i, size, |l, n| r.at(l, n)).unwrap();
+            assert_eq!(got, r.inclusion(i, size), "inclusion {i} in {size}");
+        }
+        for m in 0..=size {
+            let got = merkle::consistency_proof_by_subtrees(m, size, |l, n| r.at(l, n)).unwrap();
+            assert_eq!(got, r.consistency(m, size), "consistency {m} -> {size}");
+        }
+    }
+    let at = |l: u8, n: u64| r.at(l, n);
+    assert_eq!(
+        merkle::inclusion_proof_by_subtrees(5, 5, at).map_err(|e| e.code()),
+        merkle::inclusion_proof(5, 5, at).map_err(|e| e.code())
+    );
+    assert_eq!(
+        merkle::consistency_proof_by_subtrees(6, 5, at).map_err(|e| e.code()),
+        merkle::consistency_proof(6, 5, at).map_err(|e| e.code())
+    );
+    let failing = |_: u8, _: u64| -> Result<Hash, String> { Err("tile gone".into()) };
+    let err = merkle::inclusion_proof_by_subtrees(3, 10, failing).unwrap_err();
+    assert!(err.to_string().contains("tile gone"), "{err}");
+}

@@ -336,6 +336,119 @@ where
     }
 }
 
+/// Largest power of two strictly less than `n` (`n >= 2`).
+fn split_point(n: u64) -> u64 {
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+/// MTH over leaves `[lo, hi)` (`lo < hi`) from the complete subtrees of the
+/// binary decomposition of `hi - lo`, folded from the right. Every range the
+/// RFC 9162 recursion visits has `lo` aligned to those subtrees; anything
+/// else is reported as [`ProofError::ProverInternal`].
+fn range_root<E, F>(hash_at: &mut F, lo: u64, hi: u64) -> Result<Hash, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    let size = hi - lo;
+    let mut start = hi;
+    let mut acc: Option<Hash> = None;
+    for level in 0..64u8 {
+        if size >> level & 1 == 0 {
+            continue;
+        }
+        start -= 1 << level;
+        if start & ((1u64 << level) - 1) != 0 {
+            return Err(ProveError::Input(ProofError::ProverInternal));
+        }
+        let h = hash_at(level, start >> level).map_err(ProveError::Source)?;
+        acc = Some(match acc {
+            None => h,
+            Some(right) => node_hash(&h, &right),
+        });
+    }
+    acc.ok_or(ProveError::Input(ProofError::ProverInternal))
+}
+
+/// [`inclusion_proof`] computed directly over complete subtrees: every hash
+/// is asked for once as `hash_at(level, index)`, in the RFC 9162 2.1.3.1
+/// recursion order, with no index translation or intermediate copies. For
+/// servers reading subtrees from tiles; same results, same errors.
+pub fn inclusion_proof_by_subtrees<E, F>(
+    index: u64,
+    size: u64,
+    mut hash_at: F,
+) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    if index >= size {
+        return Err(ProveError::Input(ProofError::IndexOutOfRange {
+            index,
+            size,
+        }));
+    }
+    let mut proof = Vec::with_capacity(MAX_PROOF_LEN);
+    let (mut lo, mut hi) = (0u64, size);
+    while hi - lo > 1 {
+        let k = split_point(hi - lo);
+        if index < lo + k {
+            proof.push(range_root(&mut hash_at, lo + k, hi)?);
+            hi = lo + k;
+        } else {
+            let level = k.trailing_zeros() as u8;
+            proof.push(hash_at(level, lo >> level).map_err(ProveError::Source)?);
+            lo += k;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// [`consistency_proof`] computed directly over complete subtrees (RFC 9162
+/// 2.1.4.1); see [`inclusion_proof_by_subtrees`].
+pub fn consistency_proof_by_subtrees<E, F>(
+    first: u64,
+    second: u64,
+    mut hash_at: F,
+) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    if first > second {
+        return Err(ProveError::Input(ProofError::SizeOrder { first, second }));
+    }
+    if first == 0 || first == second {
+        return Ok(Vec::new());
+    }
+    let mut proof = Vec::with_capacity(MAX_PROOF_LEN);
+    let (mut lo, mut hi) = (0u64, second);
+    let mut whole_old_tree = true; // RFC 9162's `b`
+    loop {
+        let (size, m) = (hi - lo, first - lo);
+        if m == size {
+            if !whole_old_tree {
+                proof.push(range_root(&mut hash_at, lo, hi)?);
+            }
+            break;
+        }
+        let k = split_point(size);
+        if m <= k {
+            proof.push(range_root(&mut hash_at, lo + k, hi)?);
+            hi = lo + k;
+        } else {
+            let level = k.trailing_zeros() as u8;
+            proof.push(hash_at(level, lo >> level).map_err(ProveError::Source)?);
+            lo += k;
+            whole_old_tree = false;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
 /// Root of the complete subtree `(level, n)` over in-memory leaf hashes.
 fn subtree_from_leaves(leaves: &[Hash], level: u8, n: u64) -> Result<Hash, ProofError> {
     let out = ProofError::SubtreeOutOfRange { level, index: n };

@@ -100,9 +100,11 @@ pub trait Backend: Send + Sync {
     /// Entry bytes at `index`, if stored.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError>;
 
-    /// The stored entries with indices in `[start, end)`, in order; fewer
-    /// than asked if some are missing (the caller treats that as corrupt).
-    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError>;
+    /// The stored entries with indices in `[start, end)`, in order, as a
+    /// C2SP entry bundle (each a 2-byte big-endian length and its bytes),
+    /// and how many it holds: fewer than asked if some are missing (the
+    /// caller treats that as corrupt).
+    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError>;
 
     /// The stored `hashes` of tile `(level, index)`.
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError>;
@@ -139,8 +141,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
         (**self).entry(index)
     }
-    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
-        (**self).entries(start, end)
+    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError> {
+        (**self).entry_bundle(start, end)
     }
     fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
         (**self).tile(level, index)

@@ -2,9 +2,7 @@
 //! bundles, dedup lookups and search. Every read is bounded by the size the
 //! log has published ([`Log::tree_size`]); below it the backend's data is
 //! immutable (partial tiles only grow), so no read transaction is needed.
-//! Proofs are `attestlog::tlog::merkle`'s provers over a [`TileReader`].
-
-use std::cell::RefCell;
+//! Proofs are `attestlog::tlog::merkle`'s subtree provers over a [`TileReader`].
 
 use attestlog::tlog::merkle::{self, compact_range_subtrees, RootBuilder};
 use attestlog::tlog::ProveError;
@@ -86,8 +84,8 @@ impl<B: Backend> Log<B> {
             });
         }
         let edge = self.edge_if(tree_size);
-        let reader = RefCell::new(self.tiles(edge.as_ref()));
-        merkle::inclusion_proof(index, tree_size, |l, n| reader.borrow_mut().subtree(l, n))
+        let mut reader = self.tiles(edge.as_ref());
+        merkle::inclusion_proof_by_subtrees(index, tree_size, |l, n| reader.subtree(l, n))
             .map_err(prove_error)
     }
 
@@ -100,8 +98,8 @@ impl<B: Backend> Log<B> {
             return Err(StorageError::SizesOutOfOrder { first, second });
         }
         let edge = self.edge_if(second);
-        let reader = RefCell::new(self.tiles(edge.as_ref()));
-        merkle::consistency_proof(first, second, |l, n| reader.borrow_mut().subtree(l, n))
+        let mut reader = self.tiles(edge.as_ref());
+        merkle::consistency_proof_by_subtrees(first, second, |l, n| reader.subtree(l, n))
             .map_err(prove_error)
     }
 
@@ -173,20 +171,11 @@ impl<B: Backend> Log<B> {
             return Ok(None);
         };
         let lo = index * TILE_WIDTH;
-        let entries = self.backend.entries(lo, lo + end as u64)?;
-        if entries.len() != end {
+        let (out, n) = self.backend.entry_bundle(lo, lo + end as u64)?;
+        if n != end {
             return Err(StorageError::Corrupt(format!(
-                "bundle {index}: {} of {end} entries",
-                entries.len()
+                "bundle {index}: {n} of {end} entries"
             )));
-        }
-        let mut out = Vec::with_capacity(entries.iter().map(|e| 2 + e.len()).sum());
-        for data in &entries {
-            let len = u16::try_from(data.len()).map_err(|_| {
-                StorageError::Corrupt(format!("entry in bundle {index} is over 65,535 bytes"))
-            })?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(data);
         }
         Ok(Some(out))
     }

@@ -193,14 +193,28 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError> {
         let (lo, hi) = (to_i64(start, "index")?, to_i64(end, "index")?);
         self.readers.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT data FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
             )?;
-            let rows = st.query_map(params![lo, hi], |r| r.get::<_, Vec<u8>>(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = st.query(params![lo, hi])?;
+            let (mut out, mut n) = (Vec::new(), 0usize);
+            while let Some(row) = rows.next()? {
+                let data = row.get_ref(0)?.as_blob().map_err(|e| {
+                    StorageError::Corrupt(format!("entry in bundle at {start} is not a blob: {e}"))
+                })?;
+                let len = u16::try_from(data.len()).map_err(|_| {
+                    StorageError::Corrupt(format!(
+                        "entry in bundle at {start} is over 65,535 bytes"
+                    ))
+                })?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(data);
+                n += 1;
+            }
+            Ok((out, n))
         })
     }
 
