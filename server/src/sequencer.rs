@@ -1,5 +1,6 @@
 //! The sequencer: turns concurrent submissions into batches, and each batch
-//! into one SQLite transaction and one signed checkpoint.
+//! into one atomic storage append and one signed checkpoint
+//! ([`LogStore::append_batch`], signed with the log's key passed in).
 //!
 //! A batch closes when it holds `max_entries`, when its first entry has
 //! waited `max_age`, or as soon as nothing more is coming: no submission is
