@@ -15,7 +15,7 @@ use attestlog::nitro::{NitroVerifier, TrustRoots};
 use attestlog_server::http::{router, serve, AppState, ServeConfig, SubmitPolicy};
 use attestlog_server::keys;
 use attestlog_server::metrics::Metrics;
-use attestlog_server::sequencer::{sign_checkpoint, BatchConfig, Sequencer};
+use attestlog_server::sequencer::{BatchConfig, Sequencer};
 use attestlog_server::storage::LogStore;
 use attestlog_server::witnessing::{WitnessConfig, Witnesses};
 use clap::Parser;
@@ -149,7 +149,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // only for an empty log, never a different one.
     let latest = store
         .latest_checkpoint()
-        .context("reading the latest checkpoint")?;
+        .context("reading the latest checkpoint")?
+        .map(|c| c.note);
     let history = keys::SignedHistory {
         size: store.tree_size(),
         latest_checkpoint: latest.as_deref(),
@@ -162,7 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let verifier_key = signer.verifier_key_text();
     let signer = Arc::new(signer);
     store
-        .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
+        .ensure_checkpoint(&*signer)
         .context("signing the initial checkpoint")?;
 
     let witnesses = if args.witnesses.is_empty() {
@@ -214,9 +215,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // or a batch that missed the quorum before a restart).
         let store = Arc::clone(&store);
         tokio::spawn(async move {
-            if let Ok(Some(note)) = store.latest_checkpoint() {
-                let size = attestlog_server::http::checkpoint_size(&note);
-                if let Err(e) = w.publish(&store, size, &note).await {
+            if let Ok(Some(latest)) = store.latest_checkpoint() {
+                if let Err(e) = w.publish(&store, latest.size, &latest.note).await {
                     tracing::warn!(error = %e, "the latest checkpoint is not cosigned yet");
                 }
             }

@@ -1,5 +1,6 @@
 //! The sequencer: turns concurrent submissions into batches, and each batch
-//! into one SQLite transaction and one signed checkpoint.
+//! into one atomic storage append and one signed checkpoint
+//! ([`LogStore::append_batch`], signed with the log's key passed in).
 //!
 //! A batch closes when it holds `max_entries`, when its first entry has
 //! waited `max_age`, or as soon as nothing more is coming: no submission is
@@ -22,7 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attestlog::tlog::checkpoint::Checkpoint;
 use attestlog::tlog::note::NoteSigner;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -184,18 +184,6 @@ impl Sequencer {
     }
 }
 
-/// Signs the checkpoint body for a tree head.
-pub fn sign_checkpoint(signer: &NoteSigner, size: u64, root: [u8; 32]) -> Result<String, String> {
-    let body = Checkpoint {
-        origin: signer.name().to_string(),
-        size,
-        root_hash: root,
-        extensions: Vec::new(),
-    }
-    .to_body();
-    signer.sign(&body).map_err(|e| e.to_string())
-}
-
 /// Collects one batch after its first job: see the module doc for when it
 /// closes.
 async fn collect(
@@ -261,10 +249,8 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
             batch.into_iter().map(|j| (j.entry, j.reply)).unzip();
         let st = Arc::clone(&store);
         let signer = Arc::clone(&signer);
-        let committed = tokio::task::spawn_blocking(move || {
-            st.append_batch(&entries, &|size, root| sign_checkpoint(&signer, size, root))
-        })
-        .await;
+        let committed =
+            tokio::task::spawn_blocking(move || st.append_batch(&entries, &*signer)).await;
         let outcome = match committed {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
@@ -278,10 +264,11 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
                 continue;
             }
         };
-        let Some(mut checkpoint) = outcome.checkpoint else {
+        let Some(signed) = outcome.checkpoint else {
             fail_all(replies, "log has no checkpoint".into());
             continue;
         };
+        let (mut tree_size, mut checkpoint) = (signed.size, signed.note);
         // append_batch returns after the store has published the new size.
         published_size.send_replace(outcome.tree_size);
         metrics.batch_committed(replies.len(), opened.elapsed(), outcome.tree_size);
@@ -290,7 +277,6 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
             size = outcome.tree_size,
             "batch committed"
         );
-        let mut tree_size = outcome.tree_size;
         if let Some(w) = &witnesses {
             // The batch is durable; publish it only with the quorum.
             match w.publish(&store, tree_size, &checkpoint).await {

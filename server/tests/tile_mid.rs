@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use attestlog::tlog::merkle;
-use attestlog_server::storage::tree::{self, RightEdge, SubtreeSource};
 use attestlog_server::storage::{Hash, LogStore, NewEntry, StorageError};
 use rusqlite::Connection;
 
@@ -312,22 +311,24 @@ fn mid_of_the_wrong_length_is_corrupt_not_a_panic() {
     assert!(store.inclusion_proof(5, 1_000).is_err());
 }
 
-/// Every subtree of the reference, for [`RightEdge::load`].
-struct RefSource<'r>(&'r Reference);
-
-impl SubtreeSource for RefSource<'_> {
-    fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
-        self.0.at(level, index).map_err(StorageError::Corrupt)
-    }
-}
-
+/// The client's `RootBuilder`, which is the server's right edge now:
+/// `push_with` reports exactly the completed subtrees, `node` answers exactly
+/// the compact-range subtrees, and a builder rebuilt from those subtrees
+/// (`compact_range_subtrees`, as the log loads its edge) has the same root.
 #[test]
 fn right_edge_nodes_are_exactly_the_edge_subtrees() {
     let r = Reference::new(1_100);
-    let mut edge = RightEdge::default();
+    let mut edge = merkle::RootBuilder::new();
     assert_eq!(edge.node(0, 0), None);
     for size in 1..=1_100u64 {
-        edge.push(merkle::leaf_hash(&entry(size - 1)), |_, _, _| {});
+        let mut completed = Vec::new();
+        edge.push_with(merkle::leaf_hash(&entry(size - 1)), |l, i, h| {
+            completed.push((l, i, *h))
+        });
+        for (l, i, h) in completed {
+            assert_eq!(Ok(h), r.at(l, i), "reported ({l}, {i}) at {size}");
+            assert_eq!((i + 1) << l, size, "({l}, {i}) is completed by leaf {size}");
+        }
         assert_eq!(edge.root(), r.root(size));
         for level in 0..12u8 {
             let count = size >> level; // complete subtrees at this level
@@ -344,11 +345,53 @@ fn right_edge_nodes_are_exactly_the_edge_subtrees() {
         assert_eq!(edge.node(64, 0), None);
         assert_eq!(edge.node(255, u64::MAX), None);
     }
-    let loaded = RightEdge::load(1_100, &mut RefSource(&r)).unwrap();
+    let range: Vec<Hash> = merkle::compact_range_subtrees(1_100)
+        .map(|(l, i)| r.at(l, i).unwrap())
+        .collect();
+    let loaded = merkle::RootBuilder::from_compact_range(1_100, range).unwrap();
     assert_eq!(loaded.root(), edge.root());
 }
 
 #[test]
-fn leaf_hash_helpers_agree() {
-    assert_eq!(tree::leaf_hash(b"x"), merkle::leaf_hash(b"x"));
+fn perfect_root_matches_the_reference_and_refuses_other_widths() {
+    let r = Reference::new(256);
+    let bytes: Vec<u8> = (0..256).flat_map(|i| r.at(0, i).unwrap()).collect();
+    for k in 0..=8u8 {
+        let n = 32usize << k;
+        assert_eq!(merkle::perfect_root(&bytes[..n]), Some(r.at(k, 0).unwrap()));
+    }
+    assert_eq!(merkle::perfect_root(&bytes[..96]), None);
+    assert_eq!(merkle::perfect_root(&bytes[..31]), None);
+    assert_eq!(merkle::perfect_root(&[]), None);
+}
+
+/// The subtree provers the log uses (`*_by_subtrees`) give exactly the
+/// proofs of the client's `tlog_tiles`-based provers, for every index and
+/// pair of sizes up to 300, and the same input errors; a failing source is
+/// reported as the source's error.
+#[test]
+fn subtree_provers_match_the_tlog_tiles_provers() {
+    let r = Reference::new(300);
+    for size in 1..=300u64 {
+        for i in 0..size {
+            let got = merkle::inclusion_proof_by_subtrees(i, size, |l, n| r.at(l, n)).unwrap();
+            assert_eq!(got, r.inclusion(i, size), "inclusion {i} in {size}");
+        }
+        for m in 0..=size {
+            let got = merkle::consistency_proof_by_subtrees(m, size, |l, n| r.at(l, n)).unwrap();
+            assert_eq!(got, r.consistency(m, size), "consistency {m} -> {size}");
+        }
+    }
+    let at = |l: u8, n: u64| r.at(l, n);
+    assert_eq!(
+        merkle::inclusion_proof_by_subtrees(5, 5, at).map_err(|e| e.code()),
+        merkle::inclusion_proof(5, 5, at).map_err(|e| e.code())
+    );
+    assert_eq!(
+        merkle::consistency_proof_by_subtrees(6, 5, at).map_err(|e| e.code()),
+        merkle::consistency_proof(6, 5, at).map_err(|e| e.code())
+    );
+    let failing = |_: u8, _: u64| -> Result<Hash, String> { Err("tile gone".into()) };
+    let err = merkle::inclusion_proof_by_subtrees(3, 10, failing).unwrap_err();
+    assert!(err.to_string().contains("tile gone"), "{err}");
 }

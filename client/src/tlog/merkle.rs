@@ -142,18 +142,44 @@ impl RootBuilder {
     /// Appends one leaf hash (already `leaf_hash`ed). Merges the complete
     /// subtrees that the new leaf closes: one per trailing 1 bit of `size`.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_with(leaf, |_, _, _| {});
+    }
+
+    /// [`RootBuilder::push`] that also reports every complete subtree the
+    /// leaf closes: `on_node(level, index, hash)` is called for the leaf
+    /// itself (level 0, index = old size) and then bottom up for each merged
+    /// subtree `(level, index)` covering leaves `[index·2^level,
+    /// (index+1)·2^level)`. A log server uses it to grow its hash tiles.
+    pub fn push_with(&mut self, leaf: Hash, mut on_node: impl FnMut(u8, u64, &Hash)) {
         let mut h = leaf;
         let mut n = self.size;
+        on_node(0, self.size, &h);
+        let mut level = 0u8;
         while n & 1 == 1 {
             match self.stack.pop() {
                 Some(left) => h = node_hash(&left, &h),
                 None => break, // unreachable by the invariant
             }
             n >>= 1;
+            level += 1;
+            on_node(level, n, &h);
         }
         self.stack.push(h);
         // 2^64 pushes are not reachable; saturate rather than wrap.
         self.size = self.size.saturating_add(1);
+    }
+
+    /// The compact-range hash that is the complete subtree `(level, index)`,
+    /// if it is one: the subtree for set bit `level` of `size`, whose index
+    /// is `(size >> level) - 1`. `None` for every other subtree.
+    pub fn node(&self, level: u8, index: u64) -> Option<Hash> {
+        let above = self.size.checked_shr(u32::from(level))?;
+        if above & 1 == 0 || index != above - 1 {
+            return None;
+        }
+        // Largest first: one hash per set bit above `level`.
+        let pos = (above >> 1).count_ones() as usize;
+        self.stack.get(pos).copied()
     }
 
     /// Rebuilds a builder from a saved compact range (as returned by
@@ -182,6 +208,38 @@ impl RootBuilder {
         };
         iter.fold(*last, |acc, left| node_hash(left, &acc))
     }
+}
+
+/// The complete subtrees `(level, index)` whose roots form the compact range
+/// of a tree of `size` leaves (one per set bit of `size`), largest (leftmost)
+/// first: what [`RootBuilder::from_compact_range`] needs, e.g. read from
+/// stored tiles.
+pub fn compact_range_subtrees(size: u64) -> impl Iterator<Item = (u8, u64)> {
+    (0..64u8)
+        .rev()
+        .filter(move |&level| size >> level & 1 == 1)
+        .map(move |level| (level, (size >> level) - 1))
+}
+
+/// Root of the complete subtree over `hashes`, concatenated 32-byte node
+/// hashes of one level whose count is a power of two; `None` otherwise.
+pub fn perfect_root(hashes: &[u8]) -> Option<Hash> {
+    let n = hashes.len() / 32;
+    if !hashes.len().is_multiple_of(32) || !n.is_power_of_two() {
+        return None;
+    }
+    let mut level: Vec<Hash> = hashes
+        .chunks_exact(32)
+        .map(|c| c.try_into().unwrap_or_default())
+        .collect();
+    while level.len() > 1 {
+        let width = level.len() / 2;
+        for i in 0..width {
+            level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
+        }
+        level.truncate(width);
+    }
+    level.first().copied()
 }
 
 /// Adapts a `(level, index) -> hash` source of complete-subtree hashes to
@@ -276,6 +334,119 @@ where
         Ok(p) => Ok(p.into_iter().map(|h| h.0).collect()),
         Err(_) => Err(reader.error()),
     }
+}
+
+/// Largest power of two strictly less than `n` (`n >= 2`).
+fn split_point(n: u64) -> u64 {
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+/// MTH over leaves `[lo, hi)` (`lo < hi`) from the complete subtrees of the
+/// binary decomposition of `hi - lo`, folded from the right. Every range the
+/// RFC 9162 recursion visits has `lo` aligned to those subtrees; anything
+/// else is reported as [`ProofError::ProverInternal`].
+fn range_root<E, F>(hash_at: &mut F, lo: u64, hi: u64) -> Result<Hash, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    let size = hi - lo;
+    let mut start = hi;
+    let mut acc: Option<Hash> = None;
+    for level in 0..64u8 {
+        if size >> level & 1 == 0 {
+            continue;
+        }
+        start -= 1 << level;
+        if start & ((1u64 << level) - 1) != 0 {
+            return Err(ProveError::Input(ProofError::ProverInternal));
+        }
+        let h = hash_at(level, start >> level).map_err(ProveError::Source)?;
+        acc = Some(match acc {
+            None => h,
+            Some(right) => node_hash(&h, &right),
+        });
+    }
+    acc.ok_or(ProveError::Input(ProofError::ProverInternal))
+}
+
+/// [`inclusion_proof`] computed directly over complete subtrees: every hash
+/// is asked for once as `hash_at(level, index)`, in the RFC 9162 2.1.3.1
+/// recursion order, with no index translation or intermediate copies. For
+/// servers reading subtrees from tiles; same results, same errors.
+pub fn inclusion_proof_by_subtrees<E, F>(
+    index: u64,
+    size: u64,
+    mut hash_at: F,
+) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    if index >= size {
+        return Err(ProveError::Input(ProofError::IndexOutOfRange {
+            index,
+            size,
+        }));
+    }
+    let mut proof = Vec::with_capacity(MAX_PROOF_LEN);
+    let (mut lo, mut hi) = (0u64, size);
+    while hi - lo > 1 {
+        let k = split_point(hi - lo);
+        if index < lo + k {
+            proof.push(range_root(&mut hash_at, lo + k, hi)?);
+            hi = lo + k;
+        } else {
+            let level = k.trailing_zeros() as u8;
+            proof.push(hash_at(level, lo >> level).map_err(ProveError::Source)?);
+            lo += k;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// [`consistency_proof`] computed directly over complete subtrees (RFC 9162
+/// 2.1.4.1); see [`inclusion_proof_by_subtrees`].
+pub fn consistency_proof_by_subtrees<E, F>(
+    first: u64,
+    second: u64,
+    mut hash_at: F,
+) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    if first > second {
+        return Err(ProveError::Input(ProofError::SizeOrder { first, second }));
+    }
+    if first == 0 || first == second {
+        return Ok(Vec::new());
+    }
+    let mut proof = Vec::with_capacity(MAX_PROOF_LEN);
+    let (mut lo, mut hi) = (0u64, second);
+    let mut whole_old_tree = true; // RFC 9162's `b`
+    loop {
+        let (size, m) = (hi - lo, first - lo);
+        if m == size {
+            if !whole_old_tree {
+                proof.push(range_root(&mut hash_at, lo, hi)?);
+            }
+            break;
+        }
+        let k = split_point(size);
+        if m <= k {
+            proof.push(range_root(&mut hash_at, lo + k, hi)?);
+            hi = lo + k;
+        } else {
+            let level = k.trailing_zeros() as u8;
+            proof.push(hash_at(level, lo >> level).map_err(ProveError::Source)?);
+            lo += k;
+            whole_old_tree = false;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
 }
 
 /// Root of the complete subtree `(level, n)` over in-memory leaf hashes.

@@ -24,7 +24,6 @@ use attestlog::claim::{
 use attestlog::nitro::sim::{AttestationRequest, SimulatedNsm};
 use attestlog::tlog::note::NoteSigner;
 use attestlog::tlog::tiles::{TileKind, TilePath};
-use attestlog_server::sequencer::sign_checkpoint;
 use attestlog_server::storage::{LogStore, NewEntry};
 use clap::{Parser, Subcommand};
 
@@ -302,7 +301,7 @@ fn populate(dir: &Path, entries: u64, entry_bytes: usize) -> anyhow::Result<()> 
             })
             .collect();
         n += batch.len() as u64;
-        store.append_batch(&batch, &|size, root| sign_checkpoint(&signer, size, root))?;
+        store.append_batch(&batch, &signer)?;
         if n >= next_report {
             next_report += 1_000_000;
             eprintln!(

@@ -55,7 +55,7 @@ impl AppState {
         if self.witnesses.is_some() {
             Ok(self.store.latest_cosigned()?.map(|(_, note)| note))
         } else {
-            self.store.latest_checkpoint()
+            Ok(self.store.latest_checkpoint()?.map(|c| c.note))
         }
     }
 }

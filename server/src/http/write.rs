@@ -42,8 +42,7 @@ async fn cosigned_covering(app: &Arc<AppState>, index: u64) -> Result<(u64, Stri
             return Ok((size, note));
         }
     }
-    let latest = latest.unwrap_or_default();
-    let size = super::checkpoint_size(&latest);
+    let (size, latest) = latest.map(|c| (c.size, c.note)).unwrap_or_default();
     let witnesses = app
         .witnesses
         .as_ref()
@@ -232,12 +231,12 @@ async fn answer(
     let (size, checkpoint, proof) = tokio::task::spawn_blocking(move || {
         let (size, checkpoint) = match sequenced {
             Some(s) => s,
-            None => {
-                let note = store.latest_checkpoint()?.unwrap_or_default();
-                // The size the note signs, not tree_size(): a batch may
-                // commit between the two reads.
-                (super::checkpoint_size(&note), note)
-            }
+            // The size the checkpoint signs, not tree_size(): a batch may
+            // commit between the two reads.
+            None => store
+                .latest_checkpoint()?
+                .map(|c| (c.size, c.note))
+                .unwrap_or_default(),
         };
         let proof = store.inclusion_proof(index, size)?;
         Ok::<_, crate::storage::StorageError>((size, checkpoint, proof))
@@ -267,7 +266,7 @@ mod tests {
     use super::*;
     use crate::http::SubmitPolicy;
     use crate::metrics::Metrics;
-    use crate::sequencer::{sign_checkpoint, BatchConfig, Sequencer};
+    use crate::sequencer::{BatchConfig, Sequencer};
     use crate::storage::LogStore;
 
     /// The race, made deterministic: a resubmission has found its entry's
@@ -279,9 +278,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(LogStore::open(&dir.path().join("log.db")).unwrap());
         let signer = Arc::new(NoteSigner::generate("test/log").unwrap());
-        store
-            .ensure_checkpoint(&|size, root| sign_checkpoint(&signer, size, root))
-            .unwrap();
+        store.ensure_checkpoint(&*signer).unwrap();
         let metrics = Arc::new(Metrics::new(0));
         let config = BatchConfig {
             max_entries: 16,

@@ -1,8 +1,8 @@
 //! Errors of the storage layer.
 
-use super::MAX_ENTRY_LEN;
+use super::{SignError, MAX_ENTRY_LEN};
 
-/// Everything [`LogStore`](super::LogStore) can fail with.
+/// Everything [`Log`](super::Log) and its backends can fail with.
 ///
 /// Request-validation errors (`IndexOutOfRange`, `SizeOutOfRange`, ...) mean
 /// the caller asked for something the log cannot answer; `Corrupt` means the
@@ -37,8 +37,36 @@ pub enum StorageError {
     BadTileWidth(u16),
 
     #[error("signing the checkpoint failed, batch rolled back: {0}")]
-    Sign(String),
+    Sign(#[from] SignError),
+
+    #[error(
+        "the batch was sequenced on checkpoint size {expected:?} \
+         but the log's latest is {found:?}; nothing was written"
+    )]
+    CheckpointConflict {
+        expected: Option<u64>,
+        found: Option<u64>,
+    },
 
     #[error("database is inconsistent: {0}")]
     Corrupt(String),
+}
+
+impl StorageError {
+    /// Stable snake_case code naming the failed check.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::Sqlite(_) => "storage_io",
+            StorageError::SchemaTooNew { .. } => "schema_too_new",
+            StorageError::EntryTooLarge { .. } => "entry_too_large",
+            StorageError::LeafHashMismatch { .. } => "leaf_hash_mismatch",
+            StorageError::IndexOutOfRange { .. } => "index_out_of_range",
+            StorageError::SizeOutOfRange { .. } => "size_out_of_range",
+            StorageError::SizesOutOfOrder { .. } => "sizes_out_of_order",
+            StorageError::BadTileWidth(_) => "bad_tile_width",
+            StorageError::Sign(_) => "checkpoint_signing",
+            StorageError::CheckpointConflict { .. } => "checkpoint_conflict",
+            StorageError::Corrupt(_) => "storage_corrupt",
+        }
+    }
 }

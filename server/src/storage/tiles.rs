@@ -1,8 +1,9 @@
-//! Hash tiles (C2SP tlog-tiles, height 8) on top of the `tiles` table.
+//! Hash tiles (C2SP tlog-tiles, height 8): their layout, reading subtree
+//! hashes from them through any [`Backend`], and building their `mid`.
 //!
 //! Tile `(L, N)` holds the Merkle hashes at tree level `8L` with indices
-//! `[256N, 256N + W)`, concatenated, 32 bytes each (column `hashes`, exactly
-//! what the C2SP tile API serves). Column `mid` holds the roots of its
+//! `[256N, 256N + W)`, concatenated, 32 bytes each (`hashes`, exactly
+//! what the C2SP tile API serves). `mid` holds the roots of its
 //! complete 16-hash groups: the tree-level-`(8L+4)` hashes with indices
 //! `[16N, 16N + W/16)`. A perfect subtree at level `k = 8L + r` (r < 8) is
 //! the root over `2^r` consecutive `hashes` of one level-`L` tile, or, for
@@ -15,24 +16,23 @@
 //! `c % 256 != 0`, tile `(L, c/256)` holds exactly `c % 256` hashes. No other
 //! tiles exist. Every tile's `mid` is either NULL (written before schema
 //! version 3; readers recompute from `hashes`) or exactly `32 * (W / 16)`
-//! bytes (512 for a full tile) matching `hashes`; it is rewritten with
-//! `hashes` in the same statement of the batch transaction. A `mid` of any
-//! other length is [`StorageError::Corrupt`].
+//! bytes (512 for a full tile) matching `hashes`; it is written with
+//! `hashes` in the same [`Backend::append`]. A `mid` of any other length is
+//! [`StorageError::Corrupt`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use attestlog::tlog::merkle::{node_hash, perfect_root, RootBuilder};
 
-use super::tree::{node_hash, perfect_root, SubtreeSource};
-use super::{Hash, StorageError};
+use super::{Backend, Hash, StorageError, StoredTile};
 
 /// Hashes per full tile.
 pub const TILE_WIDTH: u64 = 256;
 /// Tree levels per tile level.
 pub const TILE_HEIGHT: u32 = 8;
 /// Tile hashes under one `mid` hash (tree level `8L + MID_LEVEL`).
-const MID_GROUP: usize = 16;
+pub const MID_GROUP: usize = 16;
 /// Tree level of the `mid` hashes above the tile's level.
 const MID_LEVEL: u8 = 4;
 
@@ -43,58 +43,18 @@ pub fn hashes_at_level(size: u64, level: u8) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads one stored tile's bytes.
-pub fn read_tile(
-    conn: &Connection,
-    level: u8,
-    index: u64,
-) -> Result<Option<Vec<u8>>, StorageError> {
-    let index =
-        i64::try_from(index).map_err(|_| StorageError::Corrupt("tile index > i64".into()))?;
-    let mut stmt = conn.prepare_cached("SELECT hashes FROM tiles WHERE level = ?1 AND idx = ?2")?;
-    Ok(stmt
-        .query_row(params![level, index], |r| r.get(0))
-        .optional()?)
-}
-
-/// One tile row as proofs read it: `hashes` and, when stored, `mid`.
-struct TileRow {
-    hashes: Vec<u8>,
-    /// Invariant (checked by [`read_tile_row`]): `32 * (W / 16)` bytes for
-    /// `W = hashes.len() / 32`.
-    mid: Option<Vec<u8>>,
-}
-
-/// Reads one stored tile's `hashes` and `mid` in one query. A `mid` of the
-/// wrong length is [`StorageError::Corrupt`]: it is derived data that a
-/// correct writer never gets wrong, so a mismatch means the file is damaged
-/// and is reported rather than papered over.
-fn read_tile_row(
-    conn: &Connection,
-    level: u8,
-    index: u64,
-) -> Result<Option<TileRow>, StorageError> {
-    let idx = i64::try_from(index).map_err(|_| StorageError::Corrupt("tile index > i64".into()))?;
-    let mut stmt =
-        conn.prepare_cached("SELECT hashes, mid FROM tiles WHERE level = ?1 AND idx = ?2")?;
-    let Some(row) = stmt
-        .query_row(params![level, idx], |r| {
-            Ok(TileRow {
-                hashes: r.get(0)?,
-                mid: r.get(1)?,
-            })
-        })
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let want = 32 * (row.hashes.len() / 32 / MID_GROUP);
-    match &row.mid {
+/// Checks a stored tile's `mid` length. A `mid` of the wrong length is
+/// [`StorageError::Corrupt`]: it is derived data that a correct writer never
+/// gets wrong, so a mismatch means the store is damaged and is reported
+/// rather than papered over.
+fn check_mid(level: u8, index: u64, tile: &StoredTile) -> Result<(), StorageError> {
+    let want = 32 * (tile.hashes.len() / 32 / MID_GROUP);
+    match &tile.mid {
         Some(mid) if mid.len() != want => Err(StorageError::Corrupt(format!(
             "tile level {level} index {index}: mid is {} bytes, expected {want}",
             mid.len()
         ))),
-        _ => Ok(Some(row)),
+        _ => Ok(()),
     }
 }
 
@@ -158,20 +118,29 @@ impl UpperTileCache {
     }
 }
 
-/// [`SubtreeSource`] reading tiles through one connection. It keeps the few
-/// level-0 tiles one proof touches, so each is read at most once per proof,
-/// and uses the shared [`UpperTileCache`] (if given) for higher levels.
-pub struct TileReader<'c> {
-    conn: &'c Connection,
+/// Reads perfect-subtree hashes from the tiles of one backend, and from the
+/// in-memory right edge when given. It keeps the few level-0 tiles one proof
+/// touches, so each is read at most once per proof, and uses the shared
+/// [`UpperTileCache`] (if given) for higher levels. One reader per proof.
+pub struct TileReader<'c, B: ?Sized> {
+    backend: &'c B,
     upper: Option<&'c UpperTileCache>,
-    cache: Vec<((u8, u64), TileRow)>,
+    /// The tree whose compact range answers its own nodes; only for proofs
+    /// within `edge.size()` leaves, where those nodes are final.
+    edge: Option<&'c RootBuilder>,
+    cache: Vec<((u8, u64), StoredTile)>,
 }
 
-impl<'c> TileReader<'c> {
-    pub fn new(conn: &'c Connection, upper: Option<&'c UpperTileCache>) -> Self {
+impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
+    pub fn new(
+        backend: &'c B,
+        upper: Option<&'c UpperTileCache>,
+        edge: Option<&'c RootBuilder>,
+    ) -> Self {
         TileReader {
-            conn,
+            backend,
             upper,
+            edge,
             cache: Vec::new(),
         }
     }
@@ -185,13 +154,18 @@ impl<'c> TileReader<'c> {
             "tile level {tile_level} index {tile} has {have} hashes, need {need}"
         ))
     }
-}
 
-impl SubtreeSource for TileReader<'_> {
-    fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
+    /// Root of the perfect subtree at `level` (2^level leaves), `index`.
+    pub fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        if let Some(h) = self.edge.and_then(|e| e.node(level, index)) {
+            return Ok(h);
+        }
         let tile_level = level / TILE_HEIGHT as u8;
         let r = level % TILE_HEIGHT as u8;
-        let first = index << r; // index at tree level 8·tile_level
+        let first = index
+            .checked_shl(u32::from(r))
+            .filter(|f| f >> r == index)
+            .ok_or_else(|| StorageError::Corrupt(format!("subtree ({level}, {index})")))?;
         let (tile, off, count) = (
             first / TILE_WIDTH,
             (first % TILE_WIDTH) as usize,
@@ -202,7 +176,9 @@ impl SubtreeSource for TileReader<'_> {
             let expanded = match upper.get(key, off + count) {
                 Some(t) => t,
                 None => {
-                    let bytes = read_tile(self.conn, tile_level, tile)?
+                    let bytes = self
+                        .backend
+                        .tile(tile_level, tile)?
                         .ok_or_else(|| Self::missing(tile_level, tile))?;
                     let t = Arc::new(ExpandedTile::new(&bytes));
                     upper.put(key, t.clone());
@@ -221,8 +197,11 @@ impl SubtreeSource for TileReader<'_> {
         {
             Some(pos) => pos,
             None => {
-                let row = read_tile_row(self.conn, tile_level, tile)?
+                let row = self
+                    .backend
+                    .tile_with_mid(tile_level, tile)?
                     .ok_or_else(|| Self::missing(tile_level, tile))?;
+                check_mid(tile_level, tile, &row)?;
                 self.cache.push(((tile_level, tile), row));
                 self.cache.len() - 1
             }
@@ -238,66 +217,32 @@ impl SubtreeSource for TileReader<'_> {
             (Some(mid), true) => mid.get(32 * (off / MID_GROUP)..32 * (end / MID_GROUP)),
             _ => row.hashes.get(32 * off..32 * end),
         };
-        let want = want.ok_or_else(|| Self::short(tile_level, tile, have, end))?;
-        Ok(perfect_root(want))
+        want.and_then(perfect_root)
+            .ok_or_else(|| Self::short(tile_level, tile, have, end))
     }
-}
-
-/// Hashes newly added at one tile level during an append: tree-level-8L
-/// hashes with indices `start..start + hashes.len()`.
-#[derive(Default)]
-pub struct LevelAppend {
-    pub start: u64,
-    pub hashes: Vec<Hash>,
 }
 
 /// Roots of the complete 16-hash groups of a tile's `hashes` (tree level
-/// `8L + 4`), concatenated: the `mid` column value for that tile. 15 node
-/// hashes per group, 240 for a full tile.
-fn mid_hashes(hashes: &[u8]) -> Vec<u8> {
+/// `8L + 4`), concatenated: the tile's `mid`. 15 node hashes per group, 240
+/// for a full tile.
+pub fn mid_hashes(hashes: &[u8]) -> Vec<u8> {
     hashes
         .chunks_exact(32 * MID_GROUP)
-        .flat_map(perfect_root)
+        .filter_map(perfect_root)
+        .flatten()
         .collect()
 }
 
-/// Writes the new hashes of one tile level into its tiles: extends the
-/// partial tile (if any) and creates the following ones, each with its `mid`
-/// hashes recomputed from the whole new `hashes` value in the same statement.
-/// Must run inside the batch transaction, so a tile and its `mid` commit (or
-/// roll back) together.
-pub fn write_level(conn: &Connection, level: u8, add: &LevelAppend) -> Result<(), StorageError> {
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO tiles (level, idx, hashes, mid) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes, mid = excluded.mid",
-    )?;
-    let mut pos = add.start;
-    let mut rest = &add.hashes[..];
-    while !rest.is_empty() {
-        let tile = pos / TILE_WIDTH;
-        let off = (pos % TILE_WIDTH) as usize;
-        let take = rest.len().min(TILE_WIDTH as usize - off);
-        let mut blob = if off == 0 {
-            Vec::with_capacity(32 * take)
-        } else {
-            let old = read_tile(conn, level, tile)?.unwrap_or_default();
-            if old.len() != 32 * off {
-                return Err(StorageError::Corrupt(format!(
-                    "partial tile level {level} index {tile} has {} bytes, expected {}",
-                    old.len(),
-                    32 * off
-                )));
-            }
-            old
-        };
-        blob.reserve(32 * take);
-        for h in &rest[..take] {
-            blob.extend_from_slice(h);
-        }
-        let mid = mid_hashes(&blob);
-        upsert.execute(params![level, tile as i64, blob, mid])?;
-        pos += take as u64;
-        rest = &rest[take..];
-    }
-    Ok(())
+/// Number of items (hashes or entries) a tile or bundle request returns, given
+/// `count` items at its level in the current tree; `None` if it does not exist.
+pub fn tile_end(count: u64, index: u64, width: Option<u16>) -> Result<Option<usize>, StorageError> {
+    let want = match width {
+        None => TILE_WIDTH,
+        Some(w) if (1..TILE_WIDTH as u16).contains(&w) => u64::from(w),
+        Some(w) => return Err(StorageError::BadTileWidth(w)),
+    };
+    let Some(start) = index.checked_mul(TILE_WIDTH) else {
+        return Ok(None);
+    };
+    Ok((count.saturating_sub(start) >= want).then_some(want as usize))
 }

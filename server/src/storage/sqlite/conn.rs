@@ -1,4 +1,5 @@
 //! SQLite plumbing: connection settings, schema migrations, the reader pool.
+//! Unchanged file format: WAL, `synchronous=FULL`, `migrations/0001..0004`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -6,15 +7,15 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use super::StorageError;
+use crate::storage::StorageError;
 
 /// Schema migrations, in order; migration `i` brings the schema to version
 /// `i + 1` (tracked in `PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../../migrations/0001_init.sql"),
-    include_str!("../../../migrations/0002_cosigned.sql"),
-    include_str!("../../../migrations/0003_tile_mid.sql"),
-    include_str!("../../../migrations/0004_claim_id.sql"),
+    include_str!("../../../../migrations/0001_init.sql"),
+    include_str!("../../../../migrations/0002_cosigned.sql"),
+    include_str!("../../../../migrations/0003_tile_mid.sql"),
+    include_str!("../../../../migrations/0004_claim_id.sql"),
 ];
 
 /// The schema version that adds `claim_index`; after its script the rows for
