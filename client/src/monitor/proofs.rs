@@ -15,6 +15,7 @@ use base64::Engine;
 use super::fetch::{FetchError, HttpLog, MAX_PROOF_JSON};
 use crate::tlog::merkle::{consistency_proof, inclusion_proof};
 use crate::tlog::tile_proofs::{TileHashes, TileProofError};
+use crate::tlog::tiles::TilePath;
 use crate::tlog::{b64, Hash, ProveError};
 
 /// How to obtain proofs (`--proofs auto|api|tiles`).
@@ -64,6 +65,9 @@ impl ProofSourceError {
     }
 }
 
+/// Node hashes read from one log's tiles over HTTP.
+type TileReader<'a> = TileHashes<Box<dyn Fn(&TilePath) -> Result<Vec<u8>, FetchError> + 'a>>;
+
 /// Proofs from one log.
 pub struct ProofSource<'a> {
     log: &'a HttpLog,
@@ -108,11 +112,7 @@ impl<'a> ProofSource<'a> {
 
     fn either<P>(&self, path: &str, prove: P, size: u64) -> Result<Vec<Hash>, ProofSourceError>
     where
-        P: FnOnce(
-            &TileHashes<
-                Box<dyn Fn(&crate::tlog::tiles::TilePath) -> Result<Vec<u8>, FetchError> + '_>,
-            >,
-        ) -> Result<Vec<Hash>, ProveError<TileProofError<FetchError>>>,
+        P: FnOnce(&TileReader<'_>) -> Result<Vec<Hash>, ProveError<TileProofError<FetchError>>>,
     {
         if self.mode.get() != ProofMode::Tiles {
             match self.api(path) {
@@ -125,10 +125,7 @@ impl<'a> ProofSource<'a> {
             }
         }
         let log = self.log;
-        let tiles = TileHashes::new(
-            size,
-            Box::new(move |t: &crate::tlog::tiles::TilePath| log.tile(t)) as Box<_>,
-        );
+        let tiles = TileHashes::new(size, Box::new(move |t: &TilePath| log.tile(t)) as Box<_>);
         prove(&tiles).map_err(ProofSourceError::Tiles)
     }
 
