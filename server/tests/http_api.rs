@@ -163,7 +163,10 @@ fn submit_read_and_resubmit_across_restart() {
         .send()
         .expect("GET");
     assert_eq!(tile.status(), 200);
-    assert_eq!(tile.headers()["cache-control"], "public, max-age=60");
+    assert_eq!(
+        tile.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     let tile = tile.bytes().expect("bytes");
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(&tile[i * 32..i * 32 + 32], &leaf_hash(e)[..]);

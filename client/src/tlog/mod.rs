@@ -20,6 +20,7 @@ mod error;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod tile_proofs;
 pub mod tiles;
 
 pub use error::{

@@ -1,9 +1,12 @@
 //! The read API: C2SP tlog-tiles paths and the JSON endpoints.
 //!
-//! Tiles and entry bundles are served exactly at the C2SP paths. Full tiles
-//! never change and are cacheable forever; partial tiles get a short max-age
-//! because a log may stop serving them once the tile fills; the checkpoint is
-//! never cached.
+//! Tiles and entry bundles are served exactly at the C2SP paths. Every tile
+//! and bundle, full or partial, is cacheable forever: a partial tile of width
+//! W holds the first W hashes (entries) of its full tile and so is always the
+//! same bytes (C2SP tlog-tiles: "this endpoint is immutable"); the checkpoint
+//! is never cached. Entry bundles are gzip-compressed when the request's
+//! `Accept-Encoding` admits gzip, with `Vary: Accept-Encoding`; hash tiles
+//! (random hashes) are always served as they are.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use attestlog::nitro::AttestationDocument;
 use attestlog::tlog::tiles::{TileKind, TilePath};
 use attestlog::tlog::Hash;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
@@ -23,8 +26,8 @@ use super::error::ApiError;
 use super::AppState;
 use crate::storage::SearchKind;
 
+/// `Cache-Control` of every tile, bundle and raw entry: they never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-const PARTIAL: &str = "public, max-age=60";
 /// At most this many indices per search answer.
 const SEARCH_LIMIT: usize = 1000;
 
@@ -56,6 +59,7 @@ pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, Ap
 pub async fn tile(
     State(app): State<Arc<AppState>>,
     Path(rest): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = TilePath::parse(&format!("tile/{rest}"))
         .map_err(|e| ApiError::not_found(format!("not a C2SP tile path: {e}")))?;
@@ -69,19 +73,47 @@ pub async fn tile(
     })
     .await?
     .ok_or_else(|| ApiError::not_found(format!("{} is beyond the tree", path.to_path())))?;
-    let cache = if path.width.is_none() {
-        IMMUTABLE
-    } else {
-        PARTIAL
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream"),
-            (header::CACHE_CONTROL, cache),
-        ],
-        data,
-    )
-        .into_response())
+    let headers_out = [
+        (header::CONTENT_TYPE, "application/octet-stream"),
+        (header::CACHE_CONTROL, IMMUTABLE),
+    ];
+    if path.kind != TileKind::Entries {
+        return Ok((headers_out, data).into_response());
+    }
+    let vary = (header::VARY, "accept-encoding");
+    if !accepts_gzip(&headers) {
+        return Ok((headers_out, [vary], data).into_response());
+    }
+    let gz = blocking(move || gzip(&data)).await?;
+    Ok((headers_out, [vary, (header::CONTENT_ENCODING, "gzip")], gz).into_response())
+}
+
+/// Whether `Accept-Encoding` lists `gzip` (or `*`) with a q-value other
+/// than 0 (RFC 9110 12.5.3).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data)
+        .and_then(|()| enc.finish())
+        .map_err(|e| ApiError::internal(format!("gzip: {e}")))
 }
 
 pub async fn log_info(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

@@ -5,11 +5,16 @@
 //!    an old bundle may predate the witnesses).
 //! 2. `GET <log>/checkpoint` must verify with the log key and the witness
 //!    quorum given.
-//! 3. `GET <log>/v1/proof/consistency` from the bundle's size to the new
-//!    size must verify between the two roots (a smaller new size, or a
-//!    different root at the same size, is refused).
-//! 4. `GET <log>/v1/proof/inclusion` for the entry at the new size must
-//!    verify; then the bundle file is replaced (written beside it, renamed).
+//! 3. The consistency proof from the bundle's size to the new size must
+//!    verify between the two roots (a smaller new size, or a different root
+//!    at the same size, is refused).
+//! 4. The inclusion proof for the entry at the new size must verify; then
+//!    the bundle file is replaced (written beside it, renamed).
+//!
+//! Proofs come from `GET <log>/v1/proof/*` or, with `--proofs tiles` or
+//! when those answer 404 (`auto`), are computed from the log's C2SP hash
+//! tiles, so any tlog-tiles log serving the bundle's entry works
+//! (`attestlog::monitor::proofs`). Downloads are bounded and may be gzipped.
 //!
 //! `attestlog bundle dsse`: print a bundle's DSSE envelope, and write the
 //! attested key as PEM, for in-toto and other DSSE tooling. It checks the
@@ -17,17 +22,16 @@
 //! `public_key` first, but not the Nitro chain: `attestlog verify` does.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use attestlog::bundle::{Bundle, MAX_BUNDLE_SIZE};
 use attestlog::claim::Entry;
 use attestlog::dsse::public_key_pem;
+use attestlog::monitor::fetch::{HttpLog, MAX_CHECKPOINT};
+use attestlog::monitor::proofs::{ProofMode, ProofSource, ProofSourceError};
 use attestlog::nitro::AttestationDocument;
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use attestlog::tlog::proof::TlogProof;
-use attestlog::tlog::Hash;
-use base64::Engine;
 use clap::Args;
 
 use crate::display::display_safe;
@@ -51,51 +55,14 @@ pub struct BundleRefreshArgs {
     /// all that are given.
     #[arg(long)]
     quorum: Option<usize>,
+    /// Where proofs come from: `api` (/v1/proof/*), `tiles` (computed from
+    /// hash tiles), or `auto` (the API, then tiles if it answers 404).
+    #[arg(long, value_name = "auto|api|tiles", default_value = "auto")]
+    proofs: ProofMode,
 }
 
-struct Log {
-    base: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Log {
-    fn get(&self, path: &str) -> Result<String, Failure> {
-        let url = format!("{}/{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|e| Failure::new("fetch", format!("{url}: {e}")))?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .map_err(|e| Failure::new("fetch", format!("{url}: {e}")))?;
-        if !status.is_success() {
-            return Err(Failure::new(
-                "fetch",
-                format!("{url}: status {status}: {}", text.trim_end()),
-            ));
-        }
-        Ok(text)
-    }
-
-    /// The `"proof"` array of a JSON proof answer.
-    fn proof(&self, path: &str) -> Result<Vec<Hash>, Failure> {
-        let text = self.get(path)?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Failure::new("fetch", format!("{path}: not JSON: {e}")))?;
-        json["proof"]
-            .as_array()
-            .ok_or_else(|| Failure::new("fetch", format!("{path}: no \"proof\" array")))?
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                    .and_then(|b| Hash::try_from(b).ok())
-                    .ok_or_else(|| Failure::new("fetch", format!("{path}: bad proof hash")))
-            })
-            .collect()
-    }
+fn fetch_failure(e: ProofSourceError) -> Failure {
+    Failure::new(e.code(), e)
 }
 
 pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
@@ -110,14 +77,13 @@ pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new("bundle", format!("{}: {e}", e.code())))?
         .checkpoint;
 
-    let log = Log {
-        base: args.log.trim_end_matches('/').to_string(),
-        http: reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::new("fetch", e))?,
-    };
-    let note = log.get("checkpoint")?;
+    let log = HttpLog::new(&args.log).map_err(|e| Failure::new(e.code(), e))?;
+    let note = log
+        .get("checkpoint", MAX_CHECKPOINT)
+        .map_err(|e| Failure::new(e.code(), e))?;
+    let note = String::from_utf8(note)
+        .map_err(|_| Failure::new("checkpoint_utf8", "the log's checkpoint is not UTF-8"))?;
+    let proofs = ProofSource::new(&log, args.proofs);
     let new = verify_checkpoint(&note, &log_key, &witnesses, quorum)
         .map_err(|e| Failure::new(e.code(), format!("the log's checkpoint: {e}")))?;
     let new_cp = &new.checkpoint;
@@ -130,14 +96,9 @@ pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let consistency = if old.size == 0 || old.size == new_cp.size {
-        Vec::new()
-    } else {
-        log.proof(&format!(
-            "v1/proof/consistency?first={}&second={}",
-            old.size, new_cp.size
-        ))?
-    };
+    let consistency = proofs
+        .consistency(old.size, new_cp.size)
+        .map_err(fetch_failure)?;
     verify_consistency(
         old.size,
         new_cp.size,
@@ -155,10 +116,9 @@ pub fn refresh(args: BundleRefreshArgs) -> Result<(), Failure> {
         )
     })?;
     let index = bundle.proof.index;
-    let inclusion = log.proof(&format!(
-        "v1/proof/inclusion?index={index}&tree_size={}",
-        new_cp.size
-    ))?;
+    let inclusion = proofs
+        .inclusion(index, new_cp.size)
+        .map_err(fetch_failure)?;
     verify_inclusion(index, new_cp.size, &leaf, &inclusion, &new_cp.root_hash)
         .map_err(|e| Failure::new("inclusion", e))?;
 

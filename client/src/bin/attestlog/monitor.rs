@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use attestlog::monitor::proofs::ProofMode;
 use attestlog::monitor::{Monitor, MonitorConfig, RoundOutcome};
 use attestlog::nitro::{NitroVerifier, TrustRoots};
 use attestlog::policy::Policy;
@@ -48,6 +49,11 @@ pub struct MonitorArgs {
     /// One round, then exit: 0 clean, 3 split view, 4 bad entry.
     #[arg(long)]
     once: bool,
+    /// Where consistency proofs come from: `api` (/v1/proof/*), `tiles`
+    /// (computed from hash tiles: any C2SP tlog-tiles log), or `auto` (the
+    /// API, then tiles if it answers 404).
+    #[arg(long, value_name = "auto|api|tiles", default_value = "auto")]
+    proofs: ProofMode,
 }
 
 pub fn run(args: MonitorArgs) -> Result<ExitCode, Failure> {
@@ -83,6 +89,7 @@ pub fn run(args: MonitorArgs) -> Result<ExitCode, Failure> {
         policy,
         watch_repos: args.watch_repos.clone(),
         watch_pcr0,
+        proofs: args.proofs,
     };
     // On a terminal, catching up shows a progress bar instead of `progress`
     // lines; findings are printed above it. Piped output is all JSON lines.
@@ -109,9 +116,9 @@ pub fn run(args: MonitorArgs) -> Result<ExitCode, Failure> {
             let _ = out.flush();
         }
     })
-    .map_err(|e| Failure::new("monitor", e))?;
+    .map_err(|e| Failure::new(e.code(), e))?;
     loop {
-        let outcome: RoundOutcome = monitor.round().map_err(|e| Failure::new("monitor", e))?;
+        let outcome: RoundOutcome = monitor.round().map_err(|e| Failure::new(e.code(), e))?;
         if args.once {
             return Ok(if outcome.inconsistent {
                 ExitCode::from(EXIT_INCONSISTENT)

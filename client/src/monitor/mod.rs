@@ -11,9 +11,16 @@
 //!
 //! Reports are JSON objects, one per line, with an `event` field:
 //! `inconsistent`, `bad_entry`, `watched`, `progress` (see spec/monitor.md).
+//!
+//! Only C2SP resources are required (`checkpoint`, `tile/...`): consistency
+//! proofs come from the attestlog `/v1/proof/*` endpoint or, where it is
+//! absent, from hash tiles ([`proofs`]); every response may be gzipped and
+//! every download is bounded ([`fetch`]).
+
+pub mod fetch;
+pub mod proofs;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -29,6 +36,8 @@ use crate::tlog::note::NoteVerifierKey;
 use crate::tlog::tiles::{parse_entry_bundle, TileKind, TilePath, TILE_WIDTH};
 use crate::tlog::{b64, Hash};
 use crate::verify::BundleVerifier;
+use fetch::{FetchError, HttpLog, MAX_CHECKPOINT};
+use proofs::{ProofMode, ProofSource, ProofSourceError};
 
 /// What the monitor checks against.
 pub struct MonitorConfig {
@@ -41,6 +50,8 @@ pub struct MonitorConfig {
     pub policy: Option<Policy>,
     pub watch_repos: Vec<String>,
     pub watch_pcr0: Vec<Vec<u8>>,
+    /// Where consistency proofs come from.
+    pub proofs: ProofMode,
 }
 
 /// What one round found.
@@ -70,8 +81,10 @@ struct State {
 /// Monitor error (not a finding: network, state, protocol).
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
-    #[error("fetch {0}: {1}")]
-    Fetch(String, String),
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    #[error("{0}")]
+    Proof(#[from] ProofSourceError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error("state: {0}")]
@@ -80,12 +93,25 @@ pub enum MonitorError {
     Data(String),
 }
 
+impl MonitorError {
+    /// Stable snake_case code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Fetch(e) => e.code(),
+            Self::Proof(e) => e.code(),
+            Self::Checkpoint(_) => "checkpoint",
+            Self::State(_) => "state",
+            Self::Data(_) => "log_data",
+        }
+    }
+}
+
 /// The monitor.
 pub struct Monitor<W: FnMut(&Value)> {
     cfg: MonitorConfig,
     /// The policy's verdict on a claim, the one `attestlog verify` applies.
     verdict: Option<BundleVerifier>,
-    http: reqwest::blocking::Client,
+    log: HttpLog,
     emit: W,
 }
 
@@ -101,35 +127,14 @@ impl<W: FnMut(&Value)> Monitor<W> {
     pub fn new(cfg: MonitorConfig, emit: W) -> Result<Self, MonitorError> {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| MonitorError::State(format!("{}: {e}", cfg.state_dir.display())))?;
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| MonitorError::Fetch(cfg.log_url.clone(), e.to_string()))?;
+        let log = HttpLog::new(&cfg.log_url)?;
         let verdict = cfg.policy.clone().map(BundleVerifier::new);
         Ok(Self {
             cfg,
             verdict,
-            http,
+            log,
             emit,
         })
-    }
-
-    fn get(&self, path: &str) -> Result<Vec<u8>, MonitorError> {
-        let url = format!("{}/{}", self.cfg.log_url.trim_end_matches('/'), path);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|e| MonitorError::Fetch(url.clone(), e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(MonitorError::Fetch(
-                url,
-                format!("status {}", resp.status()),
-            ));
-        }
-        resp.bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| MonitorError::Fetch(url, e.to_string()))
     }
 
     fn state_path(&self) -> PathBuf {
@@ -215,7 +220,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
         let mut out = RoundOutcome::default();
         let mut state = self.load()?;
         if state.target.is_none() {
-            let note = String::from_utf8(self.get("checkpoint")?)
+            let note = String::from_utf8(self.log.get("checkpoint", MAX_CHECKPOINT)?)
                 .map_err(|_| MonitorError::Checkpoint("not UTF-8".into()))?;
             let new = self.verify(&note)?;
             match &state.verified {
@@ -270,21 +275,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
     }
 
     fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, MonitorError> {
-        let body = self.get(&format!(
-            "v1/proof/consistency?first={first}&second={second}"
-        ))?;
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| MonitorError::Data(e.to_string()))?;
-        v["proof"]
-            .as_array()
-            .ok_or_else(|| MonitorError::Data("consistency proof has no \"proof\"".into()))?
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .and_then(decode_hash)
-                    .ok_or_else(|| MonitorError::Data("bad proof hash".into()))
-            })
-            .collect()
+        Ok(ProofSource::new(&self.log, self.cfg.proofs).consistency(first, second)?)
     }
 
     fn catch_up(
@@ -309,20 +300,19 @@ impl<W: FnMut(&Value)> Monitor<W> {
             } else {
                 Some((size % TILE_WIDTH) as u16)
             };
-            let bundle_path = TilePath {
+            let bundle_tile = TilePath {
                 kind: TileKind::Entries,
                 index: n,
                 width,
-            }
-            .to_path();
-            let tile_path = TilePath {
+            };
+            let hash_tile = TilePath {
                 kind: TileKind::Hashes { level: 0 },
                 index: n,
                 width,
-            }
-            .to_path();
-            let bundle = self.get(&bundle_path)?;
-            let tile = self.get(&tile_path)?;
+            };
+            let (bundle_path, tile_path) = (bundle_tile.to_path(), hash_tile.to_path());
+            let bundle = self.log.entry_bundle(&bundle_tile)?;
+            let tile = self.log.tile(&hash_tile)?;
             let entries = parse_entry_bundle(&bundle)
                 .map_err(|e| MonitorError::Data(format!("{bundle_path}: {e}")))?;
             let count = width.map_or(TILE_WIDTH as usize, usize::from);
