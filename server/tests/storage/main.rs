@@ -12,12 +12,15 @@ use std::sync::Arc;
 use attestlog::tlog::merkle;
 
 use attestlog_server::storage::{
-    Backend, Hash, Log, LogStore, NewEntry, SearchKind, SqliteBackend, StorageError, SCHEMA_VERSION,
+    Backend, Hash, Log, LogStore, NewEntry, PostgresBackend, SearchKind, SqliteBackend,
+    StorageError, SCHEMA_VERSION,
 };
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
 
 mod log_cases;
+#[path = "../postgres_common/mod.rs"]
+mod postgres_common;
 mod reference;
 mod tree_cases;
 
@@ -94,6 +97,22 @@ fn append_range<B: Backend>(store: &Log<B>, from: u64, to: u64) {
 trait Harness {
     type Backend: Backend + 'static;
     fn open(dir: &Path) -> Log<Self::Backend>;
+    /// Frees what `open` created outside `dir`; runs when the test's
+    /// [`Guard`] drops, after the logs of the test.
+    fn cleanup(_dir: &Path) {}
+}
+
+/// Keeps a test's storage alive: its directory, and whatever
+/// [`Harness::cleanup`] frees when it drops.
+struct Guard {
+    dir: tempfile::TempDir,
+    cleanup: fn(&Path),
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        (self.cleanup)(self.dir.path());
+    }
 }
 
 /// The embedded SQLite backend: `dir/log.db`.
@@ -106,12 +125,47 @@ impl Harness for Sqlite {
     }
 }
 
-/// A fresh log of backend `H`: its directory guard, the directory, the log.
-fn tmp_store<H: Harness>() -> (tempfile::TempDir, PathBuf, Log<H::Backend>) {
+/// PostgreSQL at 127.0.0.1:5432: the log of `dir` is the database
+/// `attestlog_test_<hash of dir>`, created by the first `open` and dropped
+/// with the test's [`Guard`]. Fails (never skips) if PostgreSQL is down.
+struct Postgres;
+
+impl Postgres {
+    fn db_name(dir: &Path) -> String {
+        let h = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+        format!("attestlog_test_{}", &hex::encode(h)[..24])
+    }
+}
+
+impl Harness for Postgres {
+    type Backend = PostgresBackend;
+    fn open(dir: &Path) -> Log<PostgresBackend> {
+        let name = Self::db_name(dir);
+        let marker = dir.join("postgres-db");
+        if !marker.exists() {
+            postgres_common::admin(&format!("CREATE DATABASE {name}"));
+            std::fs::write(&marker, &name).unwrap();
+        }
+        Log::open_postgres(&postgres_common::url_of(&name)).unwrap()
+    }
+    fn cleanup(dir: &Path) {
+        if dir.join("postgres-db").exists() {
+            let name = Self::db_name(dir);
+            postgres_common::admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// A fresh log of backend `H`: its storage guard, the directory, the log.
+fn tmp_store<H: Harness>() -> (Guard, PathBuf, Log<H::Backend>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
+    let guard = Guard {
+        dir,
+        cleanup: H::cleanup,
+    };
     let store = H::open(&path);
-    (dir, path, store)
+    (guard, path, store)
 }
 
 // ---------- SQLite only ----------
@@ -273,6 +327,20 @@ macro_rules! conformance {
 }
 
 conformance!(sqlite => Sqlite:
+    rs_merkle_reference_matches_rfc6962_vectors,
+    empty_log,
+    tree_sizes_crossing_tile_boundaries,
+    dedup_within_batch_and_across_reopen,
+    reopen_keeps_size_root_and_checkpoints,
+    failing_sign_rolls_back_the_whole_batch,
+    invalid_entries_are_rejected_and_change_nothing,
+    search_by_kind_and_key,
+    out_of_range_requests_are_errors_not_panics,
+    concurrent_readers_while_appending,
+    second_writer_cannot_fork,
+);
+
+conformance!(postgres => Postgres:
     rs_merkle_reference_matches_rfc6962_vectors,
     empty_log,
     tree_sizes_crossing_tile_boundaries,
