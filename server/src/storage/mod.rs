@@ -76,8 +76,11 @@ pub use tiles::{TILE_HEIGHT, TILE_WIDTH};
 /// A SHA-256 Merkle hash.
 pub type Hash = [u8; 32];
 
-/// The log on the embedded SQLite backend (the default).
-pub type LogStore = Log<SqliteBackend>;
+/// The log as the server runs it, on whichever backend `--storage` names
+/// ([`LogStore::open`]: SQLite, the default; [`LogStore::open_postgres`]).
+/// One virtual call per backend call, against a SQLite statement or a
+/// PostgreSQL round trip: negligible.
+pub type LogStore = Log<Box<dyn Backend>>;
 
 /// Largest entry: bundles prefix entries with a 2-byte length.
 pub const MAX_ENTRY_LEN: usize = 65_535;

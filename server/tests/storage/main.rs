@@ -120,8 +120,8 @@ struct Sqlite;
 
 impl Harness for Sqlite {
     type Backend = SqliteBackend;
-    fn open(dir: &Path) -> LogStore {
-        LogStore::open(&dir.join("log.db")).unwrap()
+    fn open(dir: &Path) -> Log<SqliteBackend> {
+        Log::with_backend(SqliteBackend::open(&dir.join("log.db")).unwrap()).unwrap()
     }
 }
 
@@ -146,7 +146,7 @@ impl Harness for Postgres {
             postgres_common::admin(&format!("CREATE DATABASE {name}"));
             std::fs::write(&marker, &name).unwrap();
         }
-        Log::open_postgres(&postgres_common::url_of(&name)).unwrap()
+        Log::with_backend(PostgresBackend::open(&postgres_common::url_of(&name)).unwrap()).unwrap()
     }
     fn cleanup(dir: &Path) {
         if dir.join("postgres-db").exists() {

@@ -41,7 +41,7 @@ use tokio_postgres::Client;
 pub use conn::{CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
 
 use super::StoredTile;
-use super::{Backend, Hash, Log, SearchKind, SequencedBatch, SignedCheckpoint, StorageError};
+use super::{Backend, Hash, LogStore, SearchKind, SequencedBatch, SignedCheckpoint, StorageError};
 
 /// The log in one PostgreSQL database. See the module documentation.
 pub struct PostgresBackend {
@@ -51,13 +51,13 @@ pub struct PostgresBackend {
     connector: conn::Connector,
 }
 
-impl Log<PostgresBackend> {
+impl LogStore {
     /// Opens the log in the PostgreSQL database at `url`, creating its
     /// schema the first time.
     pub fn open_postgres(url: &str) -> Result<Self, StorageError> {
         let backend = PostgresBackend::open(url)?;
         let target = backend.connector.target().to_string();
-        let log = Self::with_backend(backend)?;
+        let log = Self::with_backend(Box::new(backend))?;
         tracing::info!(size = log.tree_size(), %target, "opened PostgreSQL log store");
         Ok(log)
     }
