@@ -16,30 +16,44 @@ pub fn url_of(name: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
 
-/// Runs `sql` on the maintenance database, panicking with a clear message
-/// if PostgreSQL is not reachable.
+/// Runs `sql` on the maintenance database.
 pub fn admin(sql: &str) {
+    query_on(ADMIN_URL, sql);
+}
+
+/// Runs the statements `sql` on the database at `url` and returns the
+/// first column of every row they return, as text, panicking with a clear
+/// message if PostgreSQL is not reachable.
+pub fn query_on(url: &str, sql: &str) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "PostgreSQL at {ADMIN_URL} is not reachable ({e}); start it with \
+                    "PostgreSQL at {url} is not reachable ({e}); start it with \
                      `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
                 )
             });
         let task = tokio::spawn(conn);
-        client
-            .batch_execute(sql)
+        let rows = client
+            .simple_query(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         drop(client);
         let _ = task.await;
-    });
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("NULL").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    })
 }
 
 /// A database of its own for one test, dropped with this value.

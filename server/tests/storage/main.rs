@@ -12,8 +12,8 @@ use std::sync::Arc;
 use attestlog::tlog::merkle;
 
 use attestlog_server::storage::{
-    Backend, Hash, Log, LogStore, NewEntry, PostgresBackend, SearchKind, SqliteBackend,
-    StorageError, SCHEMA_VERSION,
+    postgres::PG_SCHEMA_VERSION, Backend, Hash, Log, LogStore, NewEntry, PostgresBackend,
+    SearchKind, SqliteBackend, StorageError, SCHEMA_VERSION,
 };
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
@@ -202,6 +202,81 @@ fn schema_is_applied_and_versioned() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+// ---------- PostgreSQL only ----------
+
+/// The URL of the database of a [`Postgres`] harness directory.
+fn pg_url(dir: &Path) -> String {
+    postgres_common::url_of(&Postgres::db_name(dir))
+}
+
+#[test]
+fn postgres_schema_is_applied_and_versioned() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    drop(store);
+    let url = pg_url(&dir);
+    let version = postgres_common::query_on(&url, "SELECT version FROM schema_version");
+    assert_eq!(version, vec![PG_SCHEMA_VERSION.to_string()]);
+    // The head row exists from the start, empty, and opening again does not
+    // migrate twice.
+    drop(Postgres::open(&dir));
+    let head = postgres_common::query_on(&url, "SELECT count(*) FROM log_head WHERE size IS NULL");
+    assert_eq!(head, vec!["1"]);
+}
+
+#[test]
+fn postgres_newer_schema_is_refused() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    drop(store);
+    let url = pg_url(&dir);
+    postgres_common::query_on(
+        &url,
+        &format!(
+            "UPDATE schema_version SET version = {}",
+            PG_SCHEMA_VERSION + 1
+        ),
+    );
+    match PostgresBackend::open(&url) {
+        Err(e @ StorageError::SchemaTooNew { .. }) => {
+            assert_eq!(e.code(), "schema_too_new");
+            assert!(e.to_string().contains("newer than this build"), "{e}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a newer schema"),
+    }
+}
+
+/// PostgreSQL drops every connection of the log (as on a server restart):
+/// the backend replaces them on next use and the log goes on, with
+/// nothing lost or duplicated.
+#[test]
+fn postgres_backend_reconnects_after_its_connections_are_killed() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    append_range(&store, 0, 10);
+    let killed = postgres_common::query_on(
+        postgres_common::ADMIN_URL,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            Postgres::db_name(&dir)
+        ),
+    );
+    assert_eq!(
+        killed,
+        vec!["t", "t"],
+        "the writer and the reader connection"
+    );
+    // Each connection's task notices the close; at most one call per
+    // connection can fail while it does.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    append_range(&store, 10, 20);
+    assert_eq!(store.entry(3).unwrap(), Some(entry_bytes(3)));
+    let leaves: Vec<Hash> = (0..20).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    let again = Postgres::open(&dir);
+    assert_eq!(
+        (again.tree_size(), again.root_hash()),
+        (20, ref_root(&leaves))
+    );
 }
 
 mod fuzz {
