@@ -173,6 +173,26 @@ fn unreachable_postgres_at_start_is_a_one_line_error() {
         "a key was written for a log that never opened"
     );
 
+    // Something that accepts TCP and never answers: the connect deadline
+    // (here `connect_timeout=1` in the URL) ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let url = format!("postgres://postgres@127.0.0.1:{port}/silent?connect_timeout=1");
+    let started = std::time::Instant::now();
+    let line = refused(&["--storage", &url, "--key-file", key.to_str().unwrap()]);
+    assert!(
+        line.starts_with(&format!(
+            "error: storage_unreachable: cannot reach PostgreSQL at 127.0.0.1:{port}/silent: "
+        )),
+        "{line}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{line}"
+    );
+    drop(held.join().unwrap());
+
     // Not a URL the server knows: refused before anything is touched.
     let line = refused(&["--storage", "mysql://x"]);
     assert!(line.starts_with("error: storage_url_invalid: "), "{line}");

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use attestlog::tlog::merkle;
 
 use attestlog_server::storage::{
-    postgres::PG_SCHEMA_VERSION, Backend, Hash, Log, LogStore, NewEntry, PostgresBackend,
-    SearchKind, SqliteBackend, StorageError, SCHEMA_VERSION,
+    postgres::{PG_SCHEMA_VERSION, QUERY_TIMEOUT},
+    Backend, Hash, Log, LogStore, NewEntry, PostgresBackend, SearchKind, SqliteBackend,
+    StorageError, SCHEMA_VERSION,
 };
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
@@ -276,6 +277,57 @@ fn postgres_backend_reconnects_after_its_connections_are_killed() {
     assert_eq!(
         (again.tree_size(), again.root_hash()),
         (20, ref_root(&leaves))
+    );
+}
+
+/// An append stuck behind a lock on the head row held by another session
+/// fails with `storage_timeout` after `QUERY_TIMEOUT` (it never waits
+/// forever), writes nothing, and the log goes on once the lock is gone.
+#[test]
+fn postgres_append_stuck_past_its_deadline_is_storage_timeout() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    append_range(&store, 0, 5);
+    let url = pg_url(&dir);
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let tx = client.transaction().await.unwrap();
+            tx.execute("SELECT 1 FROM log_head FOR UPDATE", &[])
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            tokio::task::spawn_blocking(move || release_rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            tx.rollback().await.unwrap();
+        });
+    });
+    locked.recv().unwrap();
+    let started = std::time::Instant::now();
+    match store.append_batch(&[new_entry(5)], &sign) {
+        Err(e @ StorageError::Timeout(_)) => assert_eq!(e.code(), "storage_timeout"),
+        other => panic!("expected storage_timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() >= QUERY_TIMEOUT);
+    assert_eq!(store.tree_size(), 5);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    append_range(&store, 5, 10);
+    let leaves: Vec<Hash> = (0..10).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    let again = Postgres::open(&dir);
+    assert_eq!(
+        (again.tree_size(), again.root_hash()),
+        (10, ref_root(&leaves))
     );
 }
 

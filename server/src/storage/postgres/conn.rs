@@ -104,12 +104,17 @@ impl Connector {
             target: self.target.clone(),
             reason,
         };
-        let (client, connection) = futures_executor::block_on(tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.config.connect(NoTls),
-        ))
-        .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        // Set: `new` puts CONNECT_TIMEOUT in when the URL has none. The
+        // driver applies it per address; this bounds the whole attempt.
+        let deadline = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let (client, connection) =
+            futures_executor::block_on(tokio::time::timeout(deadline, self.config.connect(NoTls)))
+                .map_err(|_| unreachable(format!("no answer within {deadline:?}")))?
+                .map_err(|e| unreachable(e.to_string()))?;
         self.runtime().spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
