@@ -25,6 +25,9 @@ python3 -c 'import dilithium_py' 2>/dev/null || python3 -m pip install --quiet d
 # tests/dsse_interop.rs runs securesystemslib (with pyca/cryptography) as an independent DSSE verifier.
 python3 -c 'import securesystemslib, cryptography' 2>/dev/null || python3 -m pip install --quiet 'securesystemslib[crypto]>=1.0,<2' || python3 -m pip install --quiet --break-system-packages 'securesystemslib[crypto]>=1.0,<2'
 
+# The PostgreSQL backend's tests use PostgreSQL 15 at 127.0.0.1:5432 (trust auth) and fail if it is down.
+pg_isready -q -h 127.0.0.1 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+
 # Tests read ../shared in place; ATTESTLOG_SHARED overrides where it is.
 export ATTESTLOG_SHARED="${ATTESTLOG_SHARED:-$(cd .. && pwd)/shared}"
 exec cargo test --workspace "$@"

@@ -30,6 +30,11 @@ struct Args {
     /// Folder for the SQLite log (log.db) and, by default, the signing key.
     #[arg(long, default_value = "attestlog-data")]
     data_dir: PathBuf,
+    /// Where the log lives: `sqlite:DIR` (the same as --data-dir DIR) or a
+    /// PostgreSQL URL `postgres://USER@HOST:PORT/DB`; with PostgreSQL,
+    /// --data-dir holds only the default --key-file. Default: sqlite:<data-dir>.
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -89,6 +94,39 @@ struct Args {
 /// stdio, refusals in progress, and outgoing witness requests.
 const RESERVED_FDS: u64 = 64 + attestlog_server::http::MAX_REFUSALS as u64;
 
+/// Where the log lives (`--storage`).
+enum Storage {
+    Sqlite(PathBuf),
+    /// The URL as given (it may hold a password: never logged).
+    Postgres(String),
+}
+
+impl Storage {
+    fn parse(url: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        match url {
+            None => Ok(Storage::Sqlite(data_dir.to_path_buf())),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(Storage::Postgres(u.to_string()))
+            }
+            Some(u) => match u.strip_prefix("sqlite:") {
+                Some(dir) if !dir.is_empty() => Ok(Storage::Sqlite(PathBuf::from(dir))),
+                _ => anyhow::bail!(
+                    "storage_url_invalid: --storage must be sqlite:DIR or postgres://..."
+                ),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Sqlite(dir) => write!(f, "sqlite:{}", dir.display()),
+            Storage::Postgres(_) => f.write_str("postgres"),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -123,11 +161,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_secs(args.header_timeout),
         Duration::from_secs(args.idle_timeout),
     );
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&args.data_dir)
-        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let storage = Storage::parse(args.storage.as_deref(), &args.data_dir)?;
+    // The folder of the SQLite log, or with PostgreSQL of the default key.
+    let data_dir = match &storage {
+        Storage::Sqlite(dir) => Some(dir),
+        Storage::Postgres(_) => args.key_file.is_none().then_some(&args.data_dir),
+    };
+    if let Some(dir) = data_dir {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    }
 
     let mut roots = TrustRoots::aws();
     for path in &args.trust_roots {
@@ -139,12 +185,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!(root = %path.display(), "trusting an extra root besides AWS's");
     }
 
-    let key_path = args
-        .key_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("log.key"));
-    let db = args.data_dir.join("log.db");
-    let store = Arc::new(LogStore::open(&db).with_context(|| format!("opening {}", db.display()))?);
+    let key_path = match (&args.key_file, &storage) {
+        (Some(path), _) => path.clone(),
+        (None, Storage::Sqlite(dir)) => dir.join("log.key"),
+        (None, Storage::Postgres(_)) => args.data_dir.join("log.key"),
+    };
+    let store = Arc::new(match &storage {
+        Storage::Sqlite(dir) => {
+            let db = dir.join("log.db");
+            LogStore::open(&db)
+                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", e.code(), db.display()))?
+        }
+        Storage::Postgres(url) => {
+            LogStore::open_postgres(url).map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?
+        }
+    });
     // The key is checked against what the log already signed: a new key
     // only for an empty log, never a different one.
     let latest = store
@@ -235,7 +290,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         origin = %args.origin,
         size = store.tree_size(),
-        data_dir = %args.data_dir.display(),
+        storage = %storage,
         "attestlog-server started"
     );
 

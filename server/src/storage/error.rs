@@ -6,11 +6,25 @@ use super::{SignError, MAX_ENTRY_LEN};
 ///
 /// Request-validation errors (`IndexOutOfRange`, `SizeOutOfRange`, ...) mean
 /// the caller asked for something the log cannot answer; `Corrupt` means the
-/// database contradicts itself; `Sqlite` is an I/O or SQLite failure.
+/// database contradicts itself; `Sqlite`/`Postgres` an I/O or database failure;
+/// `Unreachable`/`Timeout` a PostgreSQL server that cannot be reached or
+/// does not answer in time.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+
+    #[error("cannot reach PostgreSQL at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+
+    #[error("PostgreSQL did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+
+    #[error("bad --storage URL: {0}")]
+    BadUrl(String),
 
     #[error(
         "database schema version {found} is newer than this build knows ({supported}); \
@@ -56,7 +70,10 @@ impl StorageError {
     /// Stable snake_case code naming the failed check.
     pub fn code(&self) -> &'static str {
         match self {
-            StorageError::Sqlite(_) => "storage_io",
+            StorageError::Sqlite(_) | StorageError::Postgres(_) => "storage_io",
+            StorageError::Unreachable { .. } => "storage_unreachable",
+            StorageError::Timeout(_) => "storage_timeout",
+            StorageError::BadUrl(_) => "storage_url_invalid",
             StorageError::SchemaTooNew { .. } => "schema_too_new",
             StorageError::EntryTooLarge { .. } => "entry_too_large",
             StorageError::LeafHashMismatch { .. } => "leaf_hash_mismatch",

@@ -12,12 +12,16 @@ use std::sync::Arc;
 use attestlog::tlog::merkle;
 
 use attestlog_server::storage::{
-    Backend, Hash, Log, LogStore, NewEntry, SearchKind, SqliteBackend, StorageError, SCHEMA_VERSION,
+    postgres::{PG_SCHEMA_VERSION, QUERY_TIMEOUT},
+    Backend, Hash, Log, LogStore, NewEntry, PostgresBackend, SearchKind, SqliteBackend,
+    StorageError, SCHEMA_VERSION,
 };
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
 
 mod log_cases;
+#[path = "../postgres_common/mod.rs"]
+mod postgres_common;
 mod reference;
 mod tree_cases;
 
@@ -94,6 +98,22 @@ fn append_range<B: Backend>(store: &Log<B>, from: u64, to: u64) {
 trait Harness {
     type Backend: Backend + 'static;
     fn open(dir: &Path) -> Log<Self::Backend>;
+    /// Frees what `open` created outside `dir`; runs when the test's
+    /// [`Guard`] drops, after the logs of the test.
+    fn cleanup(_dir: &Path) {}
+}
+
+/// Keeps a test's storage alive: its directory, and whatever
+/// [`Harness::cleanup`] frees when it drops.
+struct Guard {
+    dir: tempfile::TempDir,
+    cleanup: fn(&Path),
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        (self.cleanup)(self.dir.path());
+    }
 }
 
 /// The embedded SQLite backend: `dir/log.db`.
@@ -101,17 +121,52 @@ struct Sqlite;
 
 impl Harness for Sqlite {
     type Backend = SqliteBackend;
-    fn open(dir: &Path) -> LogStore {
-        LogStore::open(&dir.join("log.db")).unwrap()
+    fn open(dir: &Path) -> Log<SqliteBackend> {
+        Log::with_backend(SqliteBackend::open(&dir.join("log.db")).unwrap()).unwrap()
     }
 }
 
-/// A fresh log of backend `H`: its directory guard, the directory, the log.
-fn tmp_store<H: Harness>() -> (tempfile::TempDir, PathBuf, Log<H::Backend>) {
+/// PostgreSQL at 127.0.0.1:5432: the log of `dir` is the database
+/// `attestlog_test_<hash of dir>`, created by the first `open` and dropped
+/// with the test's [`Guard`]. Fails (never skips) if PostgreSQL is down.
+struct Postgres;
+
+impl Postgres {
+    fn db_name(dir: &Path) -> String {
+        let h = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+        format!("attestlog_test_{}", &hex::encode(h)[..24])
+    }
+}
+
+impl Harness for Postgres {
+    type Backend = PostgresBackend;
+    fn open(dir: &Path) -> Log<PostgresBackend> {
+        let name = Self::db_name(dir);
+        let marker = dir.join("postgres-db");
+        if !marker.exists() {
+            postgres_common::admin(&format!("CREATE DATABASE {name}"));
+            std::fs::write(&marker, &name).unwrap();
+        }
+        Log::with_backend(PostgresBackend::open(&postgres_common::url_of(&name)).unwrap()).unwrap()
+    }
+    fn cleanup(dir: &Path) {
+        if dir.join("postgres-db").exists() {
+            let name = Self::db_name(dir);
+            postgres_common::admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// A fresh log of backend `H`: its storage guard, the directory, the log.
+fn tmp_store<H: Harness>() -> (Guard, PathBuf, Log<H::Backend>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
+    let guard = Guard {
+        dir,
+        cleanup: H::cleanup,
+    };
     let store = H::open(&path);
-    (dir, path, store)
+    (guard, path, store)
 }
 
 // ---------- SQLite only ----------
@@ -148,6 +203,132 @@ fn schema_is_applied_and_versioned() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+// ---------- PostgreSQL only ----------
+
+/// The URL of the database of a [`Postgres`] harness directory.
+fn pg_url(dir: &Path) -> String {
+    postgres_common::url_of(&Postgres::db_name(dir))
+}
+
+#[test]
+fn postgres_schema_is_applied_and_versioned() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    drop(store);
+    let url = pg_url(&dir);
+    let version = postgres_common::query_on(&url, "SELECT version FROM schema_version");
+    assert_eq!(version, vec![PG_SCHEMA_VERSION.to_string()]);
+    // The head row exists from the start, empty, and opening again does not
+    // migrate twice.
+    drop(Postgres::open(&dir));
+    let head = postgres_common::query_on(&url, "SELECT count(*) FROM log_head WHERE size IS NULL");
+    assert_eq!(head, vec!["1"]);
+}
+
+#[test]
+fn postgres_newer_schema_is_refused() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    drop(store);
+    let url = pg_url(&dir);
+    postgres_common::query_on(
+        &url,
+        &format!(
+            "UPDATE schema_version SET version = {}",
+            PG_SCHEMA_VERSION + 1
+        ),
+    );
+    match PostgresBackend::open(&url) {
+        Err(e @ StorageError::SchemaTooNew { .. }) => {
+            assert_eq!(e.code(), "schema_too_new");
+            assert!(e.to_string().contains("newer than this build"), "{e}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a newer schema"),
+    }
+}
+
+/// PostgreSQL drops every connection of the log (as on a server restart):
+/// the backend replaces them on next use and the log goes on, with
+/// nothing lost or duplicated.
+#[test]
+fn postgres_backend_reconnects_after_its_connections_are_killed() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    append_range(&store, 0, 10);
+    let killed = postgres_common::query_on(
+        postgres_common::ADMIN_URL,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            Postgres::db_name(&dir)
+        ),
+    );
+    assert_eq!(
+        killed,
+        vec!["t", "t"],
+        "the writer and the reader connection"
+    );
+    // Each connection's task notices the close; at most one call per
+    // connection can fail while it does.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    append_range(&store, 10, 20);
+    assert_eq!(store.entry(3).unwrap(), Some(entry_bytes(3)));
+    let leaves: Vec<Hash> = (0..20).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    let again = Postgres::open(&dir);
+    assert_eq!(
+        (again.tree_size(), again.root_hash()),
+        (20, ref_root(&leaves))
+    );
+}
+
+/// An append stuck behind a lock on the head row held by another session
+/// fails with `storage_timeout` after `QUERY_TIMEOUT` (it never waits
+/// forever), writes nothing, and the log goes on once the lock is gone.
+#[test]
+fn postgres_append_stuck_past_its_deadline_is_storage_timeout() {
+    let (_guard, dir, store) = tmp_store::<Postgres>();
+    append_range(&store, 0, 5);
+    let url = pg_url(&dir);
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let tx = client.transaction().await.unwrap();
+            tx.execute("SELECT 1 FROM log_head FOR UPDATE", &[])
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            tokio::task::spawn_blocking(move || release_rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            tx.rollback().await.unwrap();
+        });
+    });
+    locked.recv().unwrap();
+    let started = std::time::Instant::now();
+    match store.append_batch(&[new_entry(5)], &sign) {
+        Err(e @ StorageError::Timeout(_)) => assert_eq!(e.code(), "storage_timeout"),
+        other => panic!("expected storage_timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() >= QUERY_TIMEOUT);
+    assert_eq!(store.tree_size(), 5);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    append_range(&store, 5, 10);
+    let leaves: Vec<Hash> = (0..10).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    let again = Postgres::open(&dir);
+    assert_eq!(
+        (again.tree_size(), again.root_hash()),
+        (10, ref_root(&leaves))
+    );
 }
 
 mod fuzz {
@@ -273,6 +454,20 @@ macro_rules! conformance {
 }
 
 conformance!(sqlite => Sqlite:
+    rs_merkle_reference_matches_rfc6962_vectors,
+    empty_log,
+    tree_sizes_crossing_tile_boundaries,
+    dedup_within_batch_and_across_reopen,
+    reopen_keeps_size_root_and_checkpoints,
+    failing_sign_rolls_back_the_whole_batch,
+    invalid_entries_are_rejected_and_change_nothing,
+    search_by_kind_and_key,
+    out_of_range_requests_are_errors_not_panics,
+    concurrent_readers_while_appending,
+    second_writer_cannot_fork,
+);
+
+conformance!(postgres => Postgres:
     rs_merkle_reference_matches_rfc6962_vectors,
     empty_log,
     tree_sizes_crossing_tile_boundaries,

@@ -43,7 +43,7 @@ impl LogStore {
     /// Opens or creates the SQLite log at `path` (a real file: WAL needs
     /// one) and the log on it.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let log = Self::with_backend(SqliteBackend::open(path)?)?;
+        let log = Self::with_backend(Box::new(SqliteBackend::open(path)?))?;
         tracing::info!(size = log.tree_size(), path = %path.display(), "opened log store");
         Ok(log)
     }

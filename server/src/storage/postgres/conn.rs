@@ -1,0 +1,209 @@
+//! PostgreSQL plumbing: the URL, the private runtime the connections run
+//! on, blocking calls with a deadline, reconnection, schema migrations.
+//!
+//! # Blocking over an async driver
+//! [`Backend`](crate::storage::Backend) is synchronous and is called both
+//! from tokio's blocking pool and, briefly, from async code (startup in
+//! `main`, the witness publisher). `tokio_postgres` connections therefore
+//! run on a private one-thread tokio runtime owned by the backend, and a
+//! call waits for its future with `futures_executor::block_on`, which is
+//! legal on any thread (tokio's own `block_on` panics inside a runtime).
+//! Every call is bounded by [`QUERY_TIMEOUT`], every connect by
+//! [`CONNECT_TIMEOUT`]: no socket waits forever.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::storage::StorageError;
+
+/// Deadline of one connection attempt (TCP and startup). A server that is
+/// down answers at once; one that does not answer within this is treated as
+/// down rather than hanging the caller.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deadline of one backend call (one query, or a whole append transaction).
+/// Generous for a batch of 65,536 entries on a slow disk; an append that
+/// times out is rolled back by PostgreSQL when the connection drops, or
+/// committed: either way the log logic treats it as failed and a later
+/// append gets `checkpoint_conflict` until restart (never a fork).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Schema migrations, in order; migration `i` brings the schema to version
+/// `i + 1` (tracked in the `schema_version` table).
+const MIGRATIONS: &[&str] = &[include_str!(
+    "../../../../migrations/postgres/0001_init.sql"
+)];
+
+/// The newest PostgreSQL schema version this build knows.
+pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Key of the transaction-scoped advisory lock that serializes migrations
+/// of servers starting at once on one database ("attestlg" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6174_7465_7374_6c67;
+
+/// A parsed `postgres://` URL and the runtime its connections run on.
+pub struct Connector {
+    config: Config,
+    /// Where, for error messages: `host:port/db`, never the password.
+    target: String,
+    runtime: Option<Runtime>,
+}
+
+impl Connector {
+    /// Parses `url` (any libpq-style `postgres://` URL `tokio_postgres`
+    /// accepts) and starts the private runtime.
+    pub fn new(url: &str) -> Result<Self, StorageError> {
+        let mut config = Config::from_str(url).map_err(|e| StorageError::BadUrl(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("attestlog-server");
+        let target = describe(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("attestlog-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::Unreachable {
+                target: target.clone(),
+                reason: format!("cannot start the client runtime: {e}"),
+            })?;
+        Ok(Connector {
+            config,
+            target,
+            runtime: Some(runtime),
+        })
+    }
+
+    fn runtime(&self) -> &Runtime {
+        self.runtime.as_ref().expect("present until drop")
+    }
+
+    /// Runs `fut` to completion on the calling thread with the private
+    /// runtime's I/O and timers, failing after [`QUERY_TIMEOUT`].
+    pub fn block_on<T, E>(&self, fut: impl Future<Output = Result<T, E>>) -> Result<T, StorageError>
+    where
+        StorageError: From<E>,
+    {
+        let _enter = self.runtime().enter();
+        match futures_executor::block_on(tokio::time::timeout(QUERY_TIMEOUT, fut)) {
+            Ok(r) => r.map_err(StorageError::from),
+            Err(_) => Err(StorageError::Timeout(QUERY_TIMEOUT)),
+        }
+    }
+
+    /// Opens one connection; its I/O task runs on the private runtime.
+    pub fn connect(&self) -> Result<Client, StorageError> {
+        let _enter = self.runtime().enter();
+        let unreachable = |reason: String| StorageError::Unreachable {
+            target: self.target.clone(),
+            reason,
+        };
+        // Set: `new` puts CONNECT_TIMEOUT in when the URL has none. The
+        // driver applies it per address; this bounds the whole attempt.
+        let deadline = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let (client, connection) =
+            futures_executor::block_on(tokio::time::timeout(deadline, self.config.connect(NoTls)))
+                .map_err(|_| unreachable(format!("no answer within {deadline:?}")))?
+                .map_err(|e| unreachable(e.to_string()))?;
+        self.runtime().spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// `host:port/db` of the URL.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside async code.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("");
+    format!("{host}:{port}/{db}")
+}
+
+/// A connection that is replaced by a new one when it has closed (the
+/// server restarted or the network dropped), so the backend recovers by
+/// itself once PostgreSQL is back.
+pub struct Slot {
+    client: Mutex<Arc<Client>>,
+}
+
+impl Slot {
+    pub fn new(client: Client) -> Self {
+        Slot {
+            client: Mutex::new(Arc::new(client)),
+        }
+    }
+
+    /// The live client, reconnecting first if it closed.
+    pub fn get(&self, connector: &Connector) -> Result<Arc<Client>, StorageError> {
+        let mut c = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_closed() {
+            *c = Arc::new(connector.connect()?);
+        }
+        Ok(Arc::clone(&c))
+    }
+}
+
+/// Applies the migrations newer than `schema_version`, all in one
+/// transaction under [`MIGRATION_LOCK`]; refuses a newer schema.
+pub fn migrate(connector: &Connector, client: &mut Client) -> Result<(), StorageError> {
+    connector.block_on(async {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            .await?;
+        let found: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await?
+            .get(0);
+        if found > PG_SCHEMA_VERSION {
+            return Err(StorageError::SchemaTooNew {
+                found: found.into(),
+                supported: PG_SCHEMA_VERSION.into(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+            tx.batch_execute(sql).await?;
+            let version = i as i32 + 1;
+            tx.execute("DELETE FROM schema_version", &[]).await?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+            tracing::info!(version, "applied PostgreSQL storage migration");
+        }
+        tx.commit().await?;
+        Ok::<_, StorageError>(())
+    })
+}
