@@ -10,6 +10,8 @@ command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # The relay test serves a repository over HTTPS with `openssl s_server`.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Independent DSSE and ML-DSA verifiers (PyPI, below) and a static file server for tiles.
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
