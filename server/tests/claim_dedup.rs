@@ -353,47 +353,17 @@ fn a_batch_holding_an_entry_and_its_twin_appends_one() {
 /// instead of failing with a server error.
 #[test]
 fn entries_logged_under_laxer_rules_are_still_served() {
-    use attestlog::tlog::checkpoint::Checkpoint;
     use attestlog::tlog::note::NoteSigner;
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
 
     let dir = tempfile::tempdir().expect("tmp");
     let (nsm, root) = dev_nsm(dir.path());
     let data = dir.path().join("log");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    let signer = NoteSigner::generate("test.attestlog/log").expect("key");
-    let mut key = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(data.join("log.key"))
-        .expect("key file");
-    writeln!(key, "{}", signer.private_key_text()).expect("write key");
+    let signer = NoteSigner::generate(TEST_ORIGIN).expect("key");
+    write_key(&data, &signer);
     let good = entry(&nsm, 1);
     let (_, tagged, code) = reencodings(&good).remove(0);
     assert_eq!(code, "tagged_envelope");
-    let store = LogStore::open(&data.join("log.db")).expect("open");
-    let sign = |size: u64, root: Hash| {
-        let body = Checkpoint {
-            origin: "test.attestlog/log".into(),
-            size,
-            root_hash: root,
-            extensions: vec![],
-        }
-        .to_body();
-        signer.sign(&body).map_err(|e| e.to_string())
-    };
-    store
-        .append_batch(
-            &[
-                NewEntry::new(tagged.clone(), vec![]),
-                NewEntry::new(entry(&nsm, 2), vec![]),
-            ],
-            &sign,
-        )
-        .expect("append");
-    drop(store);
+    smuggle(&data, &signer, &[tagged.clone(), entry(&nsm, 2)]);
 
     let server = Server::start(&data, &root, &[]);
     let client = Client::new();

@@ -4,63 +4,14 @@
 
 mod common;
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use attestlog::tlog::checkpoint::Checkpoint;
 use attestlog::tlog::note::NoteSigner;
-use attestlog_server::storage::{LogStore, NewEntry};
 use common::*;
 
-const ORIGIN: &str = "test.attestlog/log";
+const ORIGIN: &str = TEST_ORIGIN;
 const REPO: &str = "git+https://example.com/repo.git";
-
-/// The `attestlog` binary, built beside this test.
-fn attestlog_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("attestlog");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-p", "attestlog", "--bin", "attestlog"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
-}
-
-fn write_key(dir: &Path, signer: &NoteSigner) {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dir.join("log.key"))
-        .unwrap();
-    writeln!(f, "{}", signer.private_key_text()).unwrap();
-}
-
-/// Appends `entries` straight into the log storage, without verification.
-fn smuggle(dir: &Path, signer: &NoteSigner, entries: Vec<Vec<u8>>) {
-    let store = LogStore::open(&dir.join("log.db")).unwrap();
-    let sign = |size: u64, root: [u8; 32]| {
-        let body = Checkpoint {
-            origin: ORIGIN.into(),
-            size,
-            root_hash: root,
-            extensions: vec![],
-        }
-        .to_body();
-        signer.sign(&body).map_err(|e| e.to_string())
-    };
-    let batch: Vec<NewEntry> = entries
-        .into_iter()
-        .map(|e| NewEntry::new(e, vec![]))
-        .collect();
-    store.append_batch(&batch, &sign).unwrap();
-}
 
 struct Run {
     code: i32,
@@ -107,7 +58,7 @@ fn bad_entry_watched_builds_and_split_view() {
     let last = bad.len() - 1;
     bad[last] ^= 1; // breaks the COSE signature
     let good2 = entry_at(&nsm, 3, &pcrs(1), now_ms());
-    smuggle(&real, &signer, vec![good, other, bad, good2]);
+    smuggle(&real, &signer, &[good, other, bad, good2]);
     let mut server = Server::start(&real, &root, &[]);
     assert_eq!(server.verifier_key, vkey);
 
@@ -171,7 +122,11 @@ fn bad_entry_watched_builds_and_split_view() {
     // A rogue log with the same key signs another tree of size 7.
     let rogue = dir.path().join("rogue");
     write_key(&rogue, &signer);
-    smuggle(&rogue, &signer, (20..27).map(|n| entry(&nsm, n)).collect());
+    smuggle(
+        &rogue,
+        &signer,
+        &(20..27).map(|n| entry(&nsm, n)).collect::<Vec<_>>(),
+    );
     let rogue_server = Server::start(&rogue, &root, &[]);
     let run = monitor(&rogue_server.url, &vkey, &state, &args);
     assert_eq!(run.code, 3, "{:?}", run.reports);
@@ -188,7 +143,11 @@ fn bad_entry_watched_builds_and_split_view() {
 
     // It grows to 9: its consistency proof from the real size-7 tree fails.
     drop(rogue_server);
-    smuggle(&rogue, &signer, (27..29).map(|n| entry(&nsm, n)).collect());
+    smuggle(
+        &rogue,
+        &signer,
+        &(27..29).map(|n| entry(&nsm, n)).collect::<Vec<_>>(),
+    );
     let rogue_server = Server::start(&rogue, &root, &[]);
     let run = monitor(&rogue_server.url, &vkey, &state, &args);
     assert_eq!(run.code, 3, "{:?}", run.reports);
@@ -228,7 +187,9 @@ fn resume_after_kill_on_a_large_log() {
         smuggle(
             &data,
             &signer,
-            (i..end).map(|k| entry_at(&nsm, k, &p, ts)).collect(),
+            &(i..end)
+                .map(|k| entry_at(&nsm, k, &p, ts))
+                .collect::<Vec<_>>(),
         );
         i = end;
     }
@@ -339,7 +300,7 @@ fn overridden_build_definition_is_not_endorsed() {
         now_ms(),
         attestlog::claim::BuildDefinition::Override,
     );
-    smuggle(&log, &signer, vec![overridden, entry(&nsm, 1)]);
+    smuggle(&log, &signer, &[overridden, entry(&nsm, 1)]);
     let server = Server::start(&log, &root, &[]);
     let p = pcrs(1);
     let policy_text = |top: &str| {

@@ -10,20 +10,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use attestlog::bundle::Bundle;
-use attestlog::tlog::checkpoint::Checkpoint;
 use attestlog::tlog::merkle::{inclusion_proof_from_leaves, leaf_hash};
 use attestlog::tlog::note::{NoteSigner, NoteVerifierKey};
 use attestlog::tlog::proof::TlogProof;
 use attestlog::tlog::tiles::{TileKind, TilePath};
-use attestlog_server::storage::{LogStore, NewEntry};
 use common::*;
 
-const ORIGIN: &str = "test.attestlog/log";
+const ORIGIN: &str = TEST_ORIGIN;
 
 /// A static file server: `GET /<path>` answers the file `<root>/<path>`;
 /// entry bundles and tiles above level 0 are gzip-compressed on the fly
@@ -92,52 +89,6 @@ impl Drop for StaticServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The `attestlog` binary, built beside this test.
-fn attestlog_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("attestlog");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-p", "attestlog", "--bin", "attestlog"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    bin
-}
-
-fn write_key(dir: &Path, signer: &NoteSigner) {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dir.join("log.key"))
-        .unwrap();
-    writeln!(f, "{}", signer.private_key_text()).unwrap();
-}
-
-/// Appends `entries` straight into the log storage.
-fn append(dir: &Path, signer: &NoteSigner, entries: &[Vec<u8>]) {
-    let store = LogStore::open(&dir.join("log.db")).unwrap();
-    let sign = |size: u64, root: [u8; 32]| {
-        let body = Checkpoint {
-            origin: ORIGIN.into(),
-            size,
-            root_hash: root,
-            extensions: vec![],
-        }
-        .to_body();
-        signer.sign(&body).map_err(|e| e.to_string())
-    };
-    let batch: Vec<NewEntry> = entries
-        .iter()
-        .map(|e| NewEntry::new(e.clone(), vec![]))
-        .collect();
-    store.append_batch(&batch, &sign).unwrap();
 }
 
 /// Every C2SP resource of the tree of `size` leaves: full tiles and bundles
@@ -232,7 +183,7 @@ fn monitor_and_refresh_follow_a_static_tiles_log() {
     // Size 5, copied to static files.
     let real = dir.path().join("real");
     write_key(&real, &signer);
-    append(&real, &signer, &entries[..5]);
+    smuggle(&real, &signer, &entries[..5]);
     let www = dir.path().join("www");
     let note5 = publish_static(&real, &dev_root, &www);
     let web = StaticServer::start(&www);
@@ -267,7 +218,7 @@ fn monitor_and_refresh_follow_a_static_tiles_log() {
 
     // The log grows to 305 (a full level-0 tile, a level-1 tile): the
     // static copy grows, and the monitor proves 5 -> 305 from the tiles.
-    append(&real, &signer, &entries[5..305]);
+    smuggle(&real, &signer, &entries[5..305]);
     let note305 = publish_static(&real, &dev_root, &www);
     // The API alone cannot: the static log has no /v1 endpoints.
     let run = monitor(&web.url, "api");
@@ -281,7 +232,7 @@ fn monitor_and_refresh_follow_a_static_tiles_log() {
     // The log grows to 512 and deletes the partial tile and bundle of width
     // 49 (C2SP allows it once the full ones exist), while its checkpoint
     // still says 305: clients fall back to the full tile's prefix.
-    append(&real, &signer, &entries[305..]);
+    smuggle(&real, &signer, &entries[305..]);
     let note512 = publish_static(&real, &dev_root, &www);
     std::fs::write(www.join("checkpoint"), &note305).unwrap();
     for gone in ["tile/0/001.p/49", "tile/entries/001.p/49"] {
@@ -320,7 +271,7 @@ fn monitor_and_refresh_follow_a_static_tiles_log() {
     let rogue = dir.path().join("rogue");
     write_key(&rogue, &signer);
     let others: Vec<Vec<u8>> = (1000..1310).map(|n| entry(&nsm, n)).collect();
-    append(&rogue, &signer, &others);
+    smuggle(&rogue, &signer, &others);
     let rogue_www = dir.path().join("rogue-www");
     publish_static(&rogue, &dev_root, &rogue_www);
     let rogue_web = StaticServer::start(&rogue_www);
@@ -359,7 +310,7 @@ fn a_gzip_bomb_is_refused_by_name() {
     let vkey = signer.verifier_key_text();
     let real = dir.path().join("real");
     write_key(&real, &signer);
-    append(&real, &signer, &[entry(&nsm, 0), entry(&nsm, 1)]);
+    smuggle(&real, &signer, &[entry(&nsm, 0), entry(&nsm, 1)]);
     let www = dir.path().join("www");
     publish_static(&real, &dev_root, &www);
     // The entry bundle becomes 64 MiB of zeros, gzipped to ~64 KiB.
@@ -405,7 +356,7 @@ fn server_gzips_entry_bundles_when_asked_and_caches_partial_tiles_forever() {
     let data = dir.path().join("log");
     write_key(&data, &signer);
     let entries: Vec<Vec<u8>> = (0..3).map(|n| entry(&nsm, n)).collect();
-    append(&data, &signer, &entries);
+    smuggle(&data, &signer, &entries);
     let server = Server::start(&data, &dev_root, &[]);
     let client = reqwest::blocking::Client::new();
     let get = |path: &str, accept: Option<&str>| {
@@ -466,7 +417,7 @@ fn server_gzips_entry_bundles_when_asked_and_caches_partial_tiles_forever() {
     assert_eq!(&tile[64..], &leaf_hash(&entries[2])[..]);
     // ... which holds: the width-3 tile is the same bytes after the log grows.
     drop(server);
-    append(&data, &signer, &[entry(&nsm, 3)]);
+    smuggle(&data, &signer, &[entry(&nsm, 3)]);
     let server2 = Server::start(&data, &dev_root, &[]);
     let again = get_bytes(&client, format!("{}/tile/0/000.p/3", server2.url));
     assert_eq!(again, tile);

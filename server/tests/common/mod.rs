@@ -218,3 +218,64 @@ pub fn get_bytes(client: &reqwest::blocking::Client, url: String) -> Vec<u8> {
 pub fn get_text(client: &reqwest::blocking::Client, url: String) -> String {
     client.get(url).send().expect("GET").text().expect("text")
 }
+
+/// The origin every test server runs with (`Server::start`).
+pub const TEST_ORIGIN: &str = "test.attestlog/log";
+
+/// The `attestlog` binary, built beside this test (cargo builds it when a
+/// test binary runs before it exists).
+pub fn attestlog_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("attestlog");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "attestlog", "--bin", "attestlog"])
+            .status()
+            .expect("cargo build");
+        assert!(ok.success());
+    }
+    bin
+}
+
+/// Writes `signer` as `dir/log.key` (mode 0600), the key a server started
+/// on `dir` signs with.
+pub fn write_key(dir: &Path, signer: &attestlog::tlog::note::NoteSigner) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("log.key"))
+        .expect("key file");
+    writeln!(f, "{}", signer.private_key_text()).expect("write key");
+}
+
+/// Appends `entries` straight into the log stored in `dir`, without
+/// verification (what only an old or broken log would hold), signed by
+/// `signer` for [`TEST_ORIGIN`].
+pub fn smuggle(dir: &Path, signer: &attestlog::tlog::note::NoteSigner, entries: &[Vec<u8>]) {
+    use attestlog::tlog::checkpoint::Checkpoint;
+    use attestlog_server::storage::{LogStore, NewEntry};
+    let store = LogStore::open(&dir.join("log.db")).expect("open store");
+    let sign = |size: u64, root: [u8; 32]| {
+        let body = Checkpoint {
+            origin: TEST_ORIGIN.into(),
+            size,
+            root_hash: root,
+            extensions: vec![],
+        }
+        .to_body();
+        signer.sign(&body).map_err(|e| e.to_string())
+    };
+    let batch: Vec<NewEntry> = entries
+        .iter()
+        .map(|e| NewEntry::new(e.clone(), vec![]))
+        .collect();
+    store.append_batch(&batch, &sign).expect("append");
+}
