@@ -18,8 +18,7 @@
 //! tlog-witness caps consistency proofs at 63 lines too.
 
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
-use tlog_tiles::{Hash as TlogHash, HashReader};
+use tlog_tiles::Hash as TlogHash;
 
 use super::Hash;
 pub use super::{ProofError, ProveError};
@@ -242,100 +241,6 @@ pub fn perfect_root(hashes: &[u8]) -> Option<Hash> {
     level.first().copied()
 }
 
-/// Adapts a `(level, index) -> hash` source of complete-subtree hashes to
-/// `tlog_tiles::HashReader`, which addresses hashes by "stored hash index".
-/// A source failure is kept aside and reported after the crate returns.
-struct SourceReader<'a, F, E> {
-    hash_at: &'a F,
-    failure: RefCell<Option<E>>,
-}
-
-impl<F, E> HashReader for SourceReader<'_, F, E>
-where
-    F: Fn(u8, u64) -> Result<Hash, E>,
-{
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<TlogHash>, tlog_tiles::Error> {
-        let mut out = Vec::with_capacity(indexes.len());
-        for &i in indexes {
-            let (level, n) = tlog_tiles::split_stored_hash_index(i);
-            match (self.hash_at)(level, n) {
-                Ok(h) => out.push(TlogHash(h)),
-                Err(e) => {
-                    *self.failure.borrow_mut() = Some(e);
-                    return Err(tlog_tiles::Error::IndexesNotInTree);
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl<F, E: std::fmt::Display + std::fmt::Debug> SourceReader<'_, F, E> {
-    fn error(&self) -> ProveError<E> {
-        match self.failure.borrow_mut().take() {
-            Some(e) => ProveError::Source(e),
-            None => ProveError::Input(ProofError::ProverInternal),
-        }
-    }
-}
-
-/// Inclusion proof for leaf `index` in the tree of `size` leaves (RFC 9162
-/// 2.1.3.1), deepest hash first. `hash_at(level, n)` must return the root of
-/// the complete subtree of 2^level leaves starting at leaf `n * 2^level`
-/// (level 0 = leaf hashes), e.g. read from tiles or a database.
-pub fn inclusion_proof<E, F>(index: u64, size: u64, hash_at: F) -> Result<Vec<Hash>, ProveError<E>>
-where
-    E: std::fmt::Display + std::fmt::Debug,
-    F: Fn(u8, u64) -> Result<Hash, E>,
-{
-    if index >= size {
-        return Err(ProveError::Input(ProofError::IndexOutOfRange {
-            index,
-            size,
-        }));
-    }
-    let reader = SourceReader {
-        hash_at: &hash_at,
-        failure: RefCell::new(None),
-    };
-    // prove_record's preconditions (n < t) hold; its asserts check only
-    // internal math and that read_hashes returns one hash per index, which
-    // SourceReader guarantees.
-    match tlog_tiles::prove_record(size, index, &reader) {
-        Ok(p) => Ok(p.into_iter().map(|h| h.0).collect()),
-        Err(_) => Err(reader.error()),
-    }
-}
-
-/// Consistency proof from size `first` to size `second` (RFC 9162 2.1.4.1);
-/// empty when `first` is 0 or equals `second`. See [`inclusion_proof`] for
-/// `hash_at`.
-pub fn consistency_proof<E, F>(
-    first: u64,
-    second: u64,
-    hash_at: F,
-) -> Result<Vec<Hash>, ProveError<E>>
-where
-    E: std::fmt::Display + std::fmt::Debug,
-    F: Fn(u8, u64) -> Result<Hash, E>,
-{
-    if first > second {
-        return Err(ProveError::Input(ProofError::SizeOrder { first, second }));
-    }
-    if first == 0 || first == second {
-        return Ok(Vec::new());
-    }
-    let reader = SourceReader {
-        hash_at: &hash_at,
-        failure: RefCell::new(None),
-    };
-    // prove_tree's precondition 1 <= n <= t holds.
-    match tlog_tiles::prove_tree(second, first, &reader) {
-        Ok(p) => Ok(p.into_iter().map(|h| h.0).collect()),
-        Err(_) => Err(reader.error()),
-    }
-}
-
 /// Largest power of two strictly less than `n` (`n >= 2`).
 fn split_point(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
@@ -370,11 +275,14 @@ where
     acc.ok_or(ProveError::Input(ProofError::ProverInternal))
 }
 
-/// [`inclusion_proof`] computed directly over complete subtrees: every hash
-/// is asked for once as `hash_at(level, index)`, in the RFC 9162 2.1.3.1
-/// recursion order, with no index translation or intermediate copies. For
-/// servers reading subtrees from tiles; same results, same errors.
-pub fn inclusion_proof_by_subtrees<E, F>(
+/// Inclusion proof for leaf `index` in the tree of `size` leaves (RFC 9162
+/// 2.1.3.1), deepest hash first. `hash_at(level, n)` must return the root of
+/// the complete subtree of 2^level leaves starting at leaf `n * 2^level`
+/// (level 0 = leaf hashes), e.g. read from tiles or a database. Every hash
+/// is asked for once, in the RFC 9162 recursion order; a failing source is
+/// [`ProveError::Source`]. The tests check the proofs against `tlog_tiles`'
+/// `prove_record` (Go `sumdb/tlog`) and `rs_merkle`.
+pub fn inclusion_proof<E, F>(
     index: u64,
     size: u64,
     mut hash_at: F,
@@ -406,9 +314,10 @@ where
     Ok(proof)
 }
 
-/// [`consistency_proof`] computed directly over complete subtrees (RFC 9162
-/// 2.1.4.1); see [`inclusion_proof_by_subtrees`].
-pub fn consistency_proof_by_subtrees<E, F>(
+/// Consistency proof from size `first` to size `second` (RFC 9162 2.1.4.1);
+/// empty when `first` is 0 or equals `second`. See [`inclusion_proof`] for
+/// `hash_at`; the tests check the proofs against `tlog_tiles`' `prove_tree`.
+pub fn consistency_proof<E, F>(
     first: u64,
     second: u64,
     mut hash_at: F,

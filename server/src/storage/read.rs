@@ -85,8 +85,7 @@ impl<B: Backend> Log<B> {
         }
         let edge = self.edge_if(tree_size);
         let mut reader = self.tiles(edge.as_ref());
-        merkle::inclusion_proof_by_subtrees(index, tree_size, |l, n| reader.subtree(l, n))
-            .map_err(prove_error)
+        merkle::inclusion_proof(index, tree_size, |l, n| reader.subtree(l, n)).map_err(prove_error)
     }
 
     /// RFC 9162 consistency proof (deepest first) from `first` to `second`,
@@ -99,8 +98,7 @@ impl<B: Backend> Log<B> {
         }
         let edge = self.edge_if(second);
         let mut reader = self.tiles(edge.as_ref());
-        merkle::consistency_proof_by_subtrees(first, second, |l, n| reader.subtree(l, n))
-            .map_err(prove_error)
+        merkle::consistency_proof(first, second, |l, n| reader.subtree(l, n)).map_err(prove_error)
     }
 
     /// Root hash of the tree at any past `size` (recomputed from tiles).
