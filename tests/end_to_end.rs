@@ -156,6 +156,21 @@ fn build_log_and_verify_then_every_tampering_fails() {
         code.contains("log_signature") || code == "unknown_log",
         "{code}"
     );
+    // A policy's `log_origin` is enforced: the right origin verifies, any
+    // other is refused even though the key matches.
+    let good_text = std::fs::read_to_string(&good).unwrap();
+    let with_origin = |name: &str, origin: &str| {
+        let path = w.tmp.path().join(name);
+        std::fs::write(&path, format!("log_origin = \"{origin}\"\n{good_text}")).unwrap();
+        path
+    };
+    let same = with_origin("origin-same.toml", ORIGIN);
+    assert_eq!(verify_code(&same, &bundle, &artifact), Ok(c1.clone()));
+    let other = with_origin("origin-other.toml", "example.com/another-log");
+    assert_eq!(
+        verify_code(&other, &bundle, &artifact).unwrap_err(),
+        "origin_mismatch"
+    );
 
     // A bundle from another commit: a changed program gives another artifact...
     let c2 = commit(

@@ -29,7 +29,9 @@ use crate::claim::{
 use crate::dsse::DsseError;
 use crate::nitro::{AttestationDocument, NitroError, NitroVerifier, VerifyTime};
 use crate::policy::{MeasurementRefusal, Policy};
-use crate::tlog::checkpoint::{verify_checkpoint, Checkpoint, CheckpointError};
+use crate::tlog::checkpoint::{
+    verify_checkpoint, verify_checkpoint_for_origin, Checkpoint, CheckpointError,
+};
 use crate::tlog::merkle::{leaf_hash, verify_inclusion, ProofError};
 
 /// What a successful verification established.
@@ -221,19 +223,33 @@ impl BundleVerifier {
         )
         .map_err(VerifyError::Inclusion)?;
 
-        // 6. The log's signature and the witnesses.
-        let log_key = self
-            .policy
-            .log_keys
-            .iter()
-            .find(|k| k.name() == checkpoint.origin)
-            .ok_or_else(|| VerifyError::UnknownLog(checkpoint.origin.clone()))?;
-        let verified = verify_checkpoint(
-            &bundle.proof.checkpoint,
-            log_key,
-            &self.policy.witnesses,
-            self.policy.witness_quorum,
-        )
+        // 6. The log's signature and the witnesses. With `log_origin` the
+        // policy names the origin and any of its log keys may sign it (the
+        // key name equal to the origin is only a SHOULD); without it the
+        // origin selects the key named after it.
+        let verified = match &self.policy.log_origin {
+            Some(origin) => verify_checkpoint_for_origin(
+                &bundle.proof.checkpoint,
+                origin,
+                &self.policy.log_keys,
+                &self.policy.witnesses,
+                self.policy.witness_quorum,
+            ),
+            None => {
+                let log_key = self
+                    .policy
+                    .log_keys
+                    .iter()
+                    .find(|k| k.name() == checkpoint.origin)
+                    .ok_or_else(|| VerifyError::UnknownLog(checkpoint.origin.clone()))?;
+                verify_checkpoint(
+                    &bundle.proof.checkpoint,
+                    log_key,
+                    &self.policy.witnesses,
+                    self.policy.witness_quorum,
+                )
+            }
+        }
         .map_err(VerifyError::Checkpoint)?;
 
         Ok(Verdict {
