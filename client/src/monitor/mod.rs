@@ -29,7 +29,9 @@ use serde_json::{json, Value};
 use crate::claim::verify_entry;
 use crate::nitro::NitroVerifier;
 use crate::policy::Policy;
-use crate::tlog::checkpoint::{verify_checkpoint, VerifiedCheckpoint};
+use crate::tlog::checkpoint::{
+    verify_checkpoint, verify_checkpoint_for_origin, VerifiedCheckpoint,
+};
 use crate::tlog::cosignature::CosignatureVerifierKey;
 use crate::tlog::merkle::{leaf_hash, verify_consistency, RootBuilder};
 use crate::tlog::note::NoteVerifierKey;
@@ -170,12 +172,27 @@ impl<W: FnMut(&Value)> Monitor<W> {
     }
 
     fn verify(&self, note: &str) -> Result<VerifiedCheckpoint, MonitorError> {
-        verify_checkpoint(
-            note,
-            &self.cfg.log_key,
-            &self.cfg.witnesses,
-            self.cfg.quorum,
-        )
+        // A policy's `log_origin` names the origin when it is not the key name.
+        match self
+            .cfg
+            .policy
+            .as_ref()
+            .and_then(|p| p.log_origin.as_deref())
+        {
+            Some(origin) => verify_checkpoint_for_origin(
+                note,
+                origin,
+                std::slice::from_ref(&self.cfg.log_key),
+                &self.cfg.witnesses,
+                self.cfg.quorum,
+            ),
+            None => verify_checkpoint(
+                note,
+                &self.cfg.log_key,
+                &self.cfg.witnesses,
+                self.cfg.quorum,
+            ),
+        }
         .map_err(|e| MonitorError::Checkpoint(format!("{}: {e}", e.code())))
     }
 
