@@ -1,0 +1,528 @@
+//! GitHub release assets over the documented REST API (version
+//! 2022-11-28): get the release by tag, else create it; list its assets;
+//! upload each missing file to the release's `upload_url` with `?name=`.
+//!
+//! Every request sends `Authorization: Bearer`, `Accept:
+//! application/vnd.github+json`, `X-GitHub-Api-Version` and a
+//! `User-Agent`, and has deadlines. Rate limits are honoured as GitHub
+//! documents them: `retry-after` first, else `x-ratelimit-remaining: 0`
+//! until `x-ratelimit-reset`, waiting at most [`MAX_RATE_WAIT`]; transport
+//! errors and 5xx answers are retried with exponential backoff, at most
+//! [`MAX_ATTEMPTS`] tries. The token goes only to the API and uploads bases.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::PublishError;
+
+pub const DEFAULT_API: &str = "https://api.github.com";
+pub const DEFAULT_UPLOADS: &str = "https://uploads.github.com";
+pub const API_VERSION: &str = "2022-11-28";
+/// Tries per request (transport errors, 5xx, rate limits).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// First backoff; doubled after each failed try.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest rate-limit wait this run accepts; beyond it the publish fails
+/// (`github_rate_limited`) and can be retried later.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(120);
+/// Deadline for API calls; uploads get [`UPLOAD_TIMEOUT`].
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Largest JSON answer read (a page of 100 assets is ~300 KiB).
+const MAX_JSON: u64 = 8 << 20;
+const PER_PAGE: usize = 100;
+/// Most asset pages listed (GitHub allows 1000 assets per release).
+const MAX_PAGES: usize = 10;
+
+/// A release to publish to.
+pub struct GithubTarget {
+    /// API base, `https://api.github.com` unless overridden (tests).
+    pub api: Url,
+    /// Uploads base; the release's `upload_url` must be on it.
+    pub uploads: Url,
+    pub owner: String,
+    pub repo: String,
+    pub tag: String,
+    pub token: String,
+}
+
+impl GithubTarget {
+    pub fn new(
+        api: &str,
+        uploads: &str,
+        owner_repo: &str,
+        tag: &str,
+        token: String,
+    ) -> Result<Self, PublishError> {
+        let parse = |u: &str| {
+            Url::parse(u.trim_end_matches('/'))
+                .map_err(|e| PublishError::Target(format!("GitHub base URL {u:?}: {e}")))
+        };
+        let (owner, repo) = owner_repo
+            .split_once('/')
+            .filter(|(o, r)| valid_owner(o) && valid_repo(r))
+            .ok_or_else(|| {
+                PublishError::Target(format!("--github-repo {owner_repo:?} is not OWNER/NAME"))
+            })?;
+        if tag.is_empty() || tag.len() > 255 || tag.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(PublishError::Target(format!(
+                "--release-tag {tag:?} is not a tag name"
+            )));
+        }
+        if token.is_empty() || token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(PublishError::Token("empty or not printable ASCII".into()));
+        }
+        Ok(GithubTarget {
+            api: parse(api)?,
+            uploads: parse(uploads)?,
+            owner: owner.into(),
+            repo: repo.into(),
+            tag: tag.into(),
+            token,
+        })
+    }
+}
+
+fn valid_owner(o: &str) -> bool {
+    (1..=39).contains(&o.len()) && o.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn valid_repo(r: &str) -> bool {
+    (1..=100).contains(&r.len())
+        && r != "."
+        && r != ".."
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// A name GitHub keeps as is.
+fn valid_asset_name(n: &str) -> bool {
+    !n.is_empty()
+        && !n.starts_with('.')
+        && !n.ends_with('.')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Uploads `artifact` and `bundle` as assets of the release tagged
+/// `target.tag`, creating the release if needed.
+pub fn publish(
+    target: &GithubTarget,
+    artifact: &Path,
+    bundle: &Path,
+) -> Result<Vec<String>, PublishError> {
+    let files = [artifact, bundle];
+    let mut named = Vec::new();
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if !valid_asset_name(&name) {
+            return Err(PublishError::AssetName(name));
+        }
+        named.push((name, path));
+    }
+    let gh = Github::new(target)?;
+    let release = gh.release()?;
+    let upload_base = gh.upload_url(&release)?;
+    let id = release["id"]
+        .as_u64()
+        .ok_or_else(|| answer("release", "no numeric id"))?;
+    let assets = gh.assets(id)?;
+    let mut lines = Vec::new();
+    for (name, path) in named {
+        let (sha256, size) = hash_file(path)?;
+        if let Some(existing) = assets.iter().find(|a| a["name"].as_str() == Some(&name)) {
+            if existing["state"].as_str() == Some("uploaded") {
+                if gh.same_bytes(existing, &sha256, size)? {
+                    lines.push(format!("github: {name} already in release {}", target.tag));
+                    continue;
+                }
+                return Err(PublishError::AssetConflict {
+                    tag: target.tag.clone(),
+                    name,
+                });
+            }
+            // A failed earlier upload leaves an asset that is not
+            // "uploaded"; GitHub requires deleting it before re-uploading.
+            gh.delete_asset(existing)?;
+        }
+        gh.upload(&upload_base, &name, path, size)?;
+        lines.push(format!("github: uploaded {name} to release {}", target.tag));
+    }
+    Ok(lines)
+}
+
+struct Github<'a> {
+    t: &'a GithubTarget,
+    api: Client,
+    upload: Client,
+}
+
+fn answer(what: &str, reason: impl ToString) -> PublishError {
+    PublishError::GithubAnswer {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
+}
+
+impl<'a> Github<'a> {
+    fn new(t: &'a GithubTarget) -> Result<Self, PublishError> {
+        let client = |timeout| {
+            Client::builder()
+                .connect_timeout(Duration::from_secs(30))
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .build()
+                .map_err(|e| PublishError::GithubTransport {
+                    what: "client".into(),
+                    reason: e.to_string(),
+                })
+        };
+        Ok(Github {
+            t,
+            api: client(API_TIMEOUT)?,
+            upload: client(UPLOAD_TIMEOUT)?,
+        })
+    }
+
+    /// `<api>/repos/OWNER/REPO/<segments...>`.
+    fn repo_url(&self, segments: &[&str]) -> Url {
+        let mut url = self.t.api.clone();
+        if let Ok(mut p) = url.path_segments_mut() {
+            p.pop_if_empty()
+                .extend(["repos", &self.t.owner, &self.t.repo])
+                .extend(segments);
+        }
+        url
+    }
+
+    fn headers(&self, req: RequestBuilder, accept: &str) -> RequestBuilder {
+        req.header(AUTHORIZATION, format!("Bearer {}", self.t.token))
+            .header(ACCEPT, accept)
+            .header("X-GitHub-Api-Version", API_VERSION)
+            .header(
+                USER_AGENT,
+                concat!("attestlog-enclave-builder/", env!("CARGO_PKG_VERSION")),
+            )
+    }
+
+    /// Sends with the documented headers, retrying as the module says.
+    fn send(
+        &self,
+        what: &str,
+        make: &dyn Fn() -> Result<RequestBuilder, PublishError>,
+    ) -> Result<Response, PublishError> {
+        self.send_accepting(what, "application/vnd.github+json", make)
+    }
+
+    fn send_accepting(
+        &self,
+        what: &str,
+        accept: &str,
+        make: &dyn Fn() -> Result<RequestBuilder, PublishError>,
+    ) -> Result<Response, PublishError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let result = self.headers(make()?, accept).send();
+            let wait = match &result {
+                Err(e) => {
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(PublishError::GithubTransport {
+                            what: what.into(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    backoff
+                }
+                Ok(resp) => match rate_limit_wait(resp) {
+                    Some(wait) if wait > MAX_RATE_WAIT => {
+                        return Err(PublishError::GithubRateLimited {
+                            what: what.into(),
+                            wait_secs: wait.as_secs(),
+                            max_secs: MAX_RATE_WAIT.as_secs(),
+                        })
+                    }
+                    Some(wait) if attempt < MAX_ATTEMPTS => wait,
+                    None if resp.status().is_server_error() && attempt < MAX_ATTEMPTS => backoff,
+                    _ => return result.map_err(|_| unreachable_transport(what)),
+                },
+            };
+            tracing::warn!("GitHub {what}: try {attempt} failed; retrying in {wait:?}");
+            std::thread::sleep(wait);
+            backoff = backoff.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+
+    /// The answer's JSON when its status is one of `ok`.
+    fn json(&self, what: &str, resp: Response, ok: &[StatusCode]) -> Result<Value, PublishError> {
+        let status = resp.status();
+        let mut body = Vec::new();
+        resp.take(MAX_JSON + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| PublishError::GithubTransport {
+                what: what.into(),
+                reason: e.to_string(),
+            })?;
+        if body.len() as u64 > MAX_JSON {
+            return Err(answer(what, format!("larger than {MAX_JSON} bytes")));
+        }
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if !ok.contains(&status) {
+            let message = value["message"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            return Err(PublishError::GithubStatus {
+                what: what.into(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        if value.is_null() {
+            return Err(answer(what, "not JSON"));
+        }
+        Ok(value)
+    }
+
+    /// The release for the tag, created (as a published release named
+    /// after the tag) when there is none.
+    fn release(&self) -> Result<Value, PublishError> {
+        let by_tag = self.repo_url(&["releases", "tags", &self.t.tag]);
+        let get = || -> Result<Option<Value>, PublishError> {
+            let resp = self.send("get release by tag", &|| Ok(self.api.get(by_tag.clone())))?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            self.json("get release by tag", resp, &[StatusCode::OK])
+                .map(Some)
+        };
+        if let Some(r) = get()? {
+            return Ok(r);
+        }
+        let body = serde_json::json!({"tag_name": self.t.tag, "name": self.t.tag}).to_string();
+        let url = self.repo_url(&["releases"]);
+        let resp = self.send("create release", &|| {
+            Ok(self
+                .api
+                .post(url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone()))
+        })?;
+        if resp.status() == StatusCode::UNPROCESSABLE_ENTITY {
+            // Someone created it meanwhile ("already_exists"): use theirs.
+            let v = self.json("create release", resp, &[]).err();
+            return match get()? {
+                Some(r) => Ok(r),
+                None => Err(v.unwrap_or_else(|| answer("create release", "422"))),
+            };
+        }
+        self.json("create release", resp, &[StatusCode::CREATED])
+    }
+
+    /// The release's `upload_url` without its `{?name,label}` template,
+    /// which must be on the uploads base.
+    fn upload_url(&self, release: &Value) -> Result<Url, PublishError> {
+        let raw = release["upload_url"]
+            .as_str()
+            .ok_or_else(|| answer("release", "no upload_url"))?;
+        let plain = raw.split('{').next().unwrap_or_default();
+        let url = Url::parse(plain).map_err(|e| answer("release upload_url", e))?;
+        let base = self.t.uploads.as_str().trim_end_matches('/');
+        if url.origin() != self.t.uploads.origin() || !url.as_str().starts_with(base) {
+            return Err(answer(
+                "release",
+                format!("upload_url {plain:?} is not on the uploads base {base}"),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// Every asset of release `id`, page by page.
+    fn assets(&self, id: u64) -> Result<Vec<Value>, PublishError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut url = self.repo_url(&["releases", &id.to_string(), "assets"]);
+            url.query_pairs_mut()
+                .append_pair("per_page", &PER_PAGE.to_string())
+                .append_pair("page", &page.to_string());
+            let resp = self.send("list release assets", &|| Ok(self.api.get(url.clone())))?;
+            let v = self.json("list release assets", resp, &[StatusCode::OK])?;
+            let items = v
+                .as_array()
+                .ok_or_else(|| answer("list release assets", "not an array"))?;
+            all.extend(items.iter().cloned());
+            if items.len() < PER_PAGE {
+                return Ok(all);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Whether an uploaded asset holds exactly these bytes: by its
+    /// `digest` when GitHub gives one, else by downloading it.
+    fn same_bytes(
+        &self,
+        asset: &Value,
+        sha256: &[u8; 32],
+        size: u64,
+    ) -> Result<bool, PublishError> {
+        if asset["size"].as_u64() != Some(size) {
+            return Ok(false);
+        }
+        if let Some(d) = asset["digest"].as_str() {
+            return Ok(d == format!("sha256:{}", hex::encode(sha256)));
+        }
+        let id = asset["id"]
+            .as_u64()
+            .ok_or_else(|| answer("asset", "no numeric id"))?;
+        let url = self.repo_url(&["releases", "assets", &id.to_string()]);
+        let resp = self.send_accepting("download asset", "application/octet-stream", &|| {
+            Ok(self.upload.get(url.clone()))
+        })?;
+        if resp.status() != StatusCode::OK {
+            return self
+                .json("download asset", resp, &[StatusCode::OK])
+                .map(|_| false);
+        }
+        let mut hasher = Sha256::new();
+        let mut got = 0u64;
+        let mut body = resp.take(size + 1);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = body
+                .read(&mut buf)
+                .map_err(|e| PublishError::GithubTransport {
+                    what: "download asset".into(),
+                    reason: e.to_string(),
+                })?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        Ok(got == size && <[u8; 32]>::from(hasher.finalize()) == *sha256)
+    }
+
+    fn delete_asset(&self, asset: &Value) -> Result<(), PublishError> {
+        let id = asset["id"]
+            .as_u64()
+            .ok_or_else(|| answer("asset", "no numeric id"))?;
+        let url = self.repo_url(&["releases", "assets", &id.to_string()]);
+        let resp = self.send("delete asset", &|| Ok(self.api.delete(url.clone())))?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            self.json("delete asset", resp, &[StatusCode::NO_CONTENT])?;
+        }
+        Ok(())
+    }
+
+    fn upload(&self, base: &Url, name: &str, path: &Path, size: u64) -> Result<(), PublishError> {
+        let mut url = base.clone();
+        url.query_pairs_mut().append_pair("name", name);
+        let resp = self.send("upload asset", &|| {
+            let file = std::fs::File::open(path).map_err(|source| PublishError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(self
+                .upload
+                .post(url.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size.to_string())
+                .body(reqwest::blocking::Body::sized(file, size)))
+        })?;
+        self.json("upload asset", resp, &[StatusCode::CREATED])?;
+        Ok(())
+    }
+}
+
+fn unreachable_transport(what: &str) -> PublishError {
+    PublishError::GithubTransport {
+        what: what.into(),
+        reason: "request failed".into(),
+    }
+}
+
+/// How long GitHub asks to wait, when the answer is a rate limit (403 or
+/// 429 with `retry-after`, or with `x-ratelimit-remaining: 0`).
+fn rate_limit_wait(resp: &Response) -> Option<Duration> {
+    let s = resp.status();
+    if s != StatusCode::FORBIDDEN && s != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(secs) = header("retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    if header("x-ratelimit-remaining") == Some(0) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let reset = header("x-ratelimit-reset").unwrap_or(now + 60);
+        return Some(Duration::from_secs(reset.saturating_sub(now).max(1)));
+    }
+    // GitHub: a secondary limit without headers: wait at least a minute.
+    (s == StatusCode::TOO_MANY_REQUESTS).then_some(Duration::from_secs(60))
+}
+
+/// SHA-256 and length of a file, streamed.
+fn hash_file(path: &Path) -> Result<([u8; 32], u64), PublishError> {
+    let io = |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hasher.finalize().into(), size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_targets() {
+        assert!(valid_asset_name("hello.attestlog.json"));
+        assert!(!valid_asset_name(".hidden"));
+        assert!(!valid_asset_name("a b"));
+        let t = |r: &str, tag: &str| {
+            GithubTarget::new(DEFAULT_API, DEFAULT_UPLOADS, r, tag, "t".into()).map(|_| ())
+        };
+        assert!(t("octo-cat/hello.world", "v1.0").is_ok());
+        assert!(t("octo/..", "v1").is_err());
+        assert!(t("octo", "v1").is_err());
+        assert!(t("o/r", "bad tag").is_err());
+        assert!(
+            GithubTarget::new(DEFAULT_API, DEFAULT_UPLOADS, "o/r", "v", "a\nb".into()).is_err()
+        );
+    }
+}
