@@ -144,6 +144,25 @@ pub fn copy_bounded(
     })
 }
 
+/// SHA-256 and length of a file, streamed.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<([u8; 32], u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hasher.finalize().into(), size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

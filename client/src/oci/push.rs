@@ -3,7 +3,6 @@
 //! with the same bytes is left alone; a tag naming other content is refused.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use super::registry::BlobBody;
@@ -203,24 +202,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, OciError> {
     serde_json::to_vec(value).map_err(|e| OciError::Manifest(e.to_string()))
 }
 
-/// `sha256:<hex>` and length of a file, streamed.
+/// `sha256:<hex>` and length of a file.
 fn hash_file(path: &Path) -> Result<(String, u64), OciError> {
-    use sha2::{Digest, Sha256};
-    let io = |source| OciError::Io {
+    let (sha256, size) = crate::download::sha256_file(path).map_err(|source| OciError::Io {
         path: path.display().to_string(),
         source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+    })?;
+    Ok((format!("sha256:{}", hex::encode(sha256)), size))
 }

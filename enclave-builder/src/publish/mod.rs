@@ -12,6 +12,7 @@
 //! `spec/publish.md` is normative.
 
 pub mod github;
+mod github_http;
 
 use std::path::{Path, PathBuf};
 
