@@ -38,6 +38,13 @@ impl Reference {
         if !valid_registry(registry) {
             return Err(bad("the registry is not host[:port]"));
         }
+        // As docker does: a first component without '.' or ':' that is not
+        // localhost is a path component, and the registry is missing.
+        if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
+            return Err(bad(
+                "name the registry first (a host with '.' or ':', or localhost)",
+            ));
+        }
         // A ':' after the last '/' starts the tag.
         let (repository, tag) = match path.rsplit_once(':') {
             Some((r, t)) if !t.contains('/') => (r, Some(t.to_string())),
@@ -190,6 +197,7 @@ mod tests {
             "r.io/../x:y",
             "r e.io/a:b",
             "/a:b",
+            "library/ubuntu:latest",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }

@@ -20,6 +20,7 @@ use crate::verify::check;
 use crate::Failure;
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("remote").args(["url", "oci"])))]
 pub struct RemoteArgs {
     /// Download the artifact from URL (http or https, e.g. a GitHub release
     /// asset) and its bundle from URL.attestlog.json, then verify.
@@ -30,14 +31,14 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "REF", conflicts_with_all = ["bundle", "artifact"])]
     oci: Option<String>,
     /// With --url or --oci: write the artifact here, only once it verified.
-    #[arg(long)]
+    #[arg(long, requires = "remote")]
     output: Option<PathBuf>,
 }
 
 impl RemoteArgs {
-    /// Whether this is a fetching verification (or a misplaced --output).
+    /// Whether this is a fetching verification.
     pub fn is_given(&self) -> bool {
-        self.url.is_some() || self.oci.is_some() || self.output.is_some()
+        self.url.is_some() || self.oci.is_some()
     }
 }
 
@@ -49,7 +50,8 @@ pub fn run(verifier: &BundleVerifier, args: RemoteArgs) -> Result<(), Failure> {
     match (&args.url, &args.oci) {
         (Some(url), None) => from_url(verifier, url, &mut sink)?,
         (None, Some(r)) => from_oci(verifier, r, &mut sink)?,
-        _ => return Err(Failure::new("usage", "--output needs --url or --oci")),
+        // clap refuses both; neither means run() was not called for us.
+        _ => return Err(Failure::new("usage", "give one of --url or --oci")),
     }
     if let Sink::Staged(staged) = sink {
         let path = staged.persist()?;

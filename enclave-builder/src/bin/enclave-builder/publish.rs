@@ -129,7 +129,8 @@ impl Targets {
         for (artifact, bundle) in written {
             let result = self.publish_one(artifact, bundle, written.len() > 1);
             if let Err(e) = result {
-                eprintln!(
+                // The operator's log; the error itself is the one stderr line.
+                println!(
                     "publish failed; the build is kept: {} and {} (retry: enclave-builder publish --artifact {} ...)",
                     artifact.display(),
                     bundle.display(),
