@@ -15,6 +15,8 @@ mod common;
 mod github_contract;
 #[path = "publish/registry.rs"]
 mod registry;
+#[path = "publish/token_auth.rs"]
+mod token_auth;
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -343,4 +345,49 @@ fn publish_to_registry_and_release_then_verify_from_there() {
     swapped[100] ^= 1;
     std::fs::write(reg.blob_file(layer), &swapped).unwrap();
     refused(os(&[&"--oci", &oci_ref]), "oci_digest_mismatch");
+}
+
+/// A registry with token auth (CNCF Distribution verifying ES256 JWTs from
+/// a local token server): publishing and `verify --oci` meet its `Bearer`
+/// challenges with anonymous tokens from the realm.
+#[test]
+fn publish_and_verify_through_registry_bearer_tokens() {
+    let Some(w) = World::new() else { return };
+    let cli =
+        target_bin("attestlog").expect("the attestlog binary (cargo test --workspace builds it)");
+    let tokens = token_auth::TokenServer::start();
+    let root = w.tmp.path().join("token-root.pem");
+    std::fs::write(&root, &tokens.root_pem).unwrap();
+    let reg = LocalRegistry::start_with(
+        w.tmp.path(),
+        &format!(
+            "  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            tokens.realm,
+            token_auth::SERVICE,
+            token_auth::ISSUER,
+            root.display()
+        ),
+    );
+    // Without a token the registry refuses, with a Bearer challenge.
+    let r =
+        reqwest::blocking::get(format!("http://{}/v2/e2e/auth/manifests/v1", reg.addr)).unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer realm="));
+
+    let c1 = w.commit_hello();
+    let out = w.build(&c1, "out", &[]);
+    assert!(out.status.success(), "build: {}", stderr(&out));
+    let artifact = w.tmp.path().join("out/hello");
+    let oci_ref = format!("{}/e2e/auth:v1", reg.addr);
+    let out = publish(&os(&[&"--artifact", &artifact, &"--oci", &oci_ref]), None);
+    assert!(out.status.success(), "publish: {}", stderr(&out));
+    let after_push = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after_push > 0, "no token was asked for");
+    let policy = w.policy("good.toml", &w.pcrs(), &w.server.key, false);
+    let out = verify(&cli, &policy, &os(&[&"--oci", &oci_ref, &"--commit", &c1]));
+    assert!(out.status.success(), "verify --oci: {}", stderr(&out));
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > after_push);
 }

@@ -28,6 +28,12 @@ impl LocalRegistry {
     /// Starts `docker-registry serve`; fails the test when it is missing
     /// (scripts/test.sh installs it).
     pub fn start(dir: &Path) -> LocalRegistry {
+        Self::start_with(dir, "")
+    }
+
+    /// Starts `docker-registry serve` with `auth` (YAML under `auth:`, or
+    /// empty for none).
+    pub fn start_with(dir: &Path, auth: &str) -> LocalRegistry {
         let bin = ["docker-registry", "/usr/bin/docker-registry"]
             .into_iter()
             .find(|b| {
@@ -41,17 +47,22 @@ impl LocalRegistry {
             .expect(
                 "docker-registry (CNCF Distribution) is not installed; scripts/test.sh installs it",
             );
-        let storage = dir.join("registry-data");
+        let storage = dir.join(if auth.is_empty() {
+            "registry-data"
+        } else {
+            "registry-auth-data"
+        });
         std::fs::create_dir_all(&storage).unwrap();
         for _ in 0..5 {
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
-            let config = dir.join("registry.yml");
+            let config = dir.join(format!("registry-{port}.yml"));
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                    storage.display()
+                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+                    storage.display(),
+                    if auth.is_empty() { String::new() } else { format!("auth:\n{auth}") }
                 ),
             )
             .unwrap();
@@ -72,8 +83,9 @@ impl LocalRegistry {
                 if let Ok(Some(_)) = reg.child.try_wait() {
                     break; // port taken meanwhile: try another
                 }
+                // 200, or 401 when auth is on: either way it is serving.
                 if reqwest::blocking::get(format!("http://{addr}/v2/"))
-                    .is_ok_and(|r| r.status().is_success())
+                    .is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 401)
                 {
                     return reg;
                 }

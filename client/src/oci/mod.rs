@@ -17,8 +17,11 @@
 //!   The bundles found are only candidates; `attestlog verify` judges them.
 //! - Registries on loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are
 //!   spoken to over plain HTTP, all others over HTTPS. No credentials are
-//!   sent: pushing needs a registry that accepts anonymous pushes.
+//!   sent; a registry's `Bearer` challenge is met with an anonymous token
+//!   from its realm ([`auth`]), which covers public pulls and pushes where
+//!   the registry grants them anonymously.
 
+mod auth;
 mod pull;
 mod push;
 mod reference;

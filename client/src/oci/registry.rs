@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use reqwest::blocking::{Client, Response};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
 use super::{is_sha256_digest, sha256_digest, OciError, Reference, MAX_MANIFEST_SIZE};
@@ -17,6 +17,8 @@ pub struct Registry {
     repository: String,
     small: Client,
     large: Client,
+    /// The last anonymous bearer token the registry's realm gave.
+    token: std::sync::Mutex<Option<String>>,
 }
 
 /// A manifest or index as fetched: its bytes, their digest and the
@@ -40,6 +42,7 @@ impl Registry {
             repository: reference.repository.clone(),
             small: client(download::API_TIMEOUT)?,
             large: client(download::ARTIFACT_TIMEOUT)?,
+            token: std::sync::Mutex::new(None),
         })
     }
 
@@ -47,32 +50,56 @@ impl Registry {
         format!("{}/v2/{}/{tail}", self.base, self.repository)
     }
 
+    /// Sends the request `make` builds, with the bearer token if there is
+    /// one; a 401 with a `Bearer` challenge gets a fresh anonymous token
+    /// ([`super::auth`]) and one retry.
     fn send(
         &self,
         url: &str,
-        req: reqwest::blocking::RequestBuilder,
+        make: &dyn Fn() -> Result<RequestBuilder, OciError>,
     ) -> Result<Response, OciError> {
-        req.send().map_err(|e| OciError::Transport {
+        let transport = |e: reqwest::Error| OciError::Transport {
             url: url.to_string(),
             reason: e.to_string(),
-        })
+        };
+        let with_token = |req: RequestBuilder| {
+            let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+            match token {
+                Some(t) => req.bearer_auth(t),
+                None => req,
+            }
+        };
+        let resp = with_token(make()?).send().map_err(transport)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let Some(challenge) = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::auth::parse_challenge)
+        else {
+            return Ok(resp);
+        };
+        let token = super::auth::fetch_token(&self.small, &challenge)?;
+        if let Ok(mut t) = self.token.lock() {
+            *t = Some(token);
+        }
+        with_token(make()?).send().map_err(transport)
     }
 
     /// GETs the manifest or index `reference` (tag or digest); `None` on
     /// 404. A digest reference must match the bytes received.
     pub fn get_manifest(&self, reference: &str) -> Result<Option<Fetched>, OciError> {
         let url = self.url(&format!("manifests/{reference}"));
-        let resp = self.send(
-            &url,
-            self.small.get(&url).header(
-                ACCEPT,
-                format!(
-                    "{}, {}",
-                    super::MANIFEST_MEDIA_TYPE,
-                    super::INDEX_MEDIA_TYPE
-                ),
-            ),
-        )?;
+        let accept = format!(
+            "{}, {}",
+            super::MANIFEST_MEDIA_TYPE,
+            super::INDEX_MEDIA_TYPE
+        );
+        let resp = self.send(&url, &|| {
+            Ok(self.small.get(&url).header(ACCEPT, accept.as_str()))
+        })?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -119,7 +146,7 @@ impl Registry {
         if size > limit {
             return Err(OciError::TooLarge { url, limit });
         }
-        let resp = self.send(&url, self.large.get(&url))?;
+        let resp = self.send(&url, &|| Ok(self.large.get(&url)))?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(OciError::NotFound(url));
         }
@@ -140,7 +167,7 @@ impl Registry {
     /// HEAD of blob `digest`: whether the registry has it.
     pub fn has_blob(&self, digest: &str) -> Result<bool, OciError> {
         let url = self.url(&format!("blobs/{digest}"));
-        let resp = self.send(&url, self.small.head(&url))?;
+        let resp = self.send(&url, &|| Ok(self.small.head(&url)))?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -155,7 +182,9 @@ impl Registry {
             return Ok(());
         }
         let url = self.url("blobs/uploads/");
-        let resp = self.send(&url, self.small.post(&url).header(CONTENT_LENGTH, "0"))?;
+        let resp = self.send(&url, &|| {
+            Ok(self.small.post(&url).header(CONTENT_LENGTH, "0"))
+        })?;
         let resp = expect(resp, &url, &[StatusCode::ACCEPTED])?;
         let location = resp
             .headers()
@@ -165,24 +194,28 @@ impl Registry {
         let upload = self.same_origin(location)?;
         let sep = if upload.contains('?') { '&' } else { '?' };
         let put_url = format!("{upload}{sep}digest={digest}");
-        let (len, body) = match body {
-            BlobBody::Bytes(b) => (b.len() as u64, reqwest::blocking::Body::from(b.to_vec())),
-            BlobBody::File(path, len) => {
-                let f = std::fs::File::open(path).map_err(|source| OciError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                (len, reqwest::blocking::Body::sized(f, len))
-            }
+        let len = match body {
+            BlobBody::Bytes(b) => b.len() as u64,
+            BlobBody::File(_, len) => len,
         };
-        let resp = self.send(
-            &put_url,
-            self.large
+        let resp = self.send(&put_url, &|| {
+            let body = match body {
+                BlobBody::Bytes(b) => reqwest::blocking::Body::from(b.to_vec()),
+                BlobBody::File(path, len) => {
+                    let f = std::fs::File::open(path).map_err(|source| OciError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    reqwest::blocking::Body::sized(f, len)
+                }
+            };
+            Ok(self
+                .large
                 .put(&put_url)
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, len.to_string())
-                .body(body),
-        )?;
+                .body(body))
+        })?;
         expect(resp, &put_url, &[StatusCode::CREATED])?;
         Ok(())
     }
@@ -197,13 +230,13 @@ impl Registry {
         bytes: &[u8],
     ) -> Result<Option<String>, OciError> {
         let url = self.url(&format!("manifests/{reference}"));
-        let resp = self.send(
-            &url,
-            self.small
+        let resp = self.send(&url, &|| {
+            Ok(self
+                .small
                 .put(&url)
                 .header(CONTENT_TYPE, media_type)
-                .body(bytes.to_vec()),
-        )?;
+                .body(bytes.to_vec()))
+        })?;
         let resp = expect(resp, &url, &[StatusCode::CREATED])?;
         let digest = sha256_digest(bytes);
         if let Some(d) = resp
@@ -230,10 +263,9 @@ impl Registry {
     /// registry answers 404 (no referrers API: use the tag schema).
     pub fn referrers(&self, digest: &str) -> Result<Option<Vec<u8>>, OciError> {
         let url = self.url(&format!("referrers/{digest}"));
-        let resp = self.send(
-            &url,
-            self.small.get(&url).header(ACCEPT, super::INDEX_MEDIA_TYPE),
-        )?;
+        let resp = self.send(&url, &|| {
+            Ok(self.small.get(&url).header(ACCEPT, super::INDEX_MEDIA_TYPE))
+        })?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -261,6 +293,7 @@ impl Registry {
 }
 
 /// A blob to push: bytes in memory, or a file of known length.
+#[derive(Clone, Copy)]
 pub enum BlobBody<'a> {
     Bytes(&'a [u8]),
     File(&'a Path, u64),

@@ -1,0 +1,140 @@
+//! Anonymous bearer tokens, as registries hand them out (the distribution
+//! token flow that Docker Hub, ghcr.io and CNCF Distribution's `token`
+//! auth use): a 401 with `WWW-Authenticate: Bearer realm="...",
+//! service="...",scope="..."` is answered by `GET realm?service=&scope=`,
+//! whose JSON `token` (or `access_token`) is then sent as `Authorization:
+//! Bearer`. No credentials are sent to the realm: this gives what the
+//! registry grants anonymously (public pulls, or pushes where allowed).
+
+use reqwest::blocking::Client;
+use reqwest::Url;
+
+use super::OciError;
+use crate::download::copy_bounded;
+
+/// Largest token answer read.
+const MAX_TOKEN_ANSWER: u64 = 64 << 10;
+
+/// A `Bearer` challenge's parameters.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub service: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Parses `Bearer k="v",k2="v2"`; `None` for other schemes or no realm.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let (mut realm, mut service, mut scope) = (None, None, None);
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if key.is_empty() || chars.next() != Some('=') {
+            break;
+        }
+        let value: String = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => v.extend(chars.next()),
+                    c => v.push(c),
+                }
+            }
+            v
+        } else {
+            std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect()
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value),
+            "service" => service = Some(value),
+            "scope" => scope = Some(value),
+            _ => {}
+        }
+    }
+    Some(Challenge {
+        realm: realm?,
+        service,
+        scope,
+    })
+}
+
+/// Asks the challenge's realm for an anonymous token.
+pub fn fetch_token(http: &Client, challenge: &Challenge) -> Result<String, OciError> {
+    let mut url = Url::parse(&challenge.realm).map_err(|e| OciError::Transport {
+        url: challenge.realm.clone(),
+        reason: format!("token realm: {e}"),
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(OciError::Transport {
+            url: challenge.realm.clone(),
+            reason: "token realm is not http(s)".into(),
+        });
+    }
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = &challenge.service {
+            q.append_pair("service", s);
+        }
+        if let Some(s) = &challenge.scope {
+            q.append_pair("scope", s);
+        }
+    }
+    let url_text = url.to_string();
+    let transport = |reason: String| OciError::Transport {
+        url: url_text.clone(),
+        reason,
+    };
+    let resp = http.get(url).send().map_err(|e| transport(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(OciError::Status {
+            url: url_text.clone(),
+            status: resp.status().as_u16(),
+            detail: " (token realm)".into(),
+        });
+    }
+    let mut body = Vec::new();
+    copy_bounded(resp, &url_text, MAX_TOKEN_ANSWER, &mut body)
+        .map_err(|e| transport(e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| transport(format!("token answer: {e}")))?;
+    v["token"]
+        .as_str()
+        .or(v["access_token"].as_str())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .ok_or_else(|| transport("token answer has no usable token".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "https://auth.docker.io/token");
+        assert_eq!(c.service.as_deref(), Some("registry.docker.io"));
+        assert_eq!(
+            c.scope.as_deref(),
+            Some("repository:library/ubuntu:pull,push")
+        );
+        let c = parse_challenge(r#"bearer realm="r""#).unwrap();
+        assert_eq!((c.service, c.scope), (None, None));
+        assert!(parse_challenge(r#"Basic realm="x""#).is_none());
+        assert!(parse_challenge(r#"Bearer service="x""#).is_none());
+        assert!(parse_challenge("Bearer").is_none());
+        assert!(parse_challenge("Bearer realm").is_none());
+    }
+}
