@@ -113,7 +113,7 @@ fn stage(dir: &Path, bytes: &[u8], bundle: &[u8]) -> PathBuf {
 /// the library, as someone with push access to the registry could.
 fn push_pair(reg: &LocalRegistry, repo: &str, artifact: &Path, bundle: &[u8]) -> String {
     let r = format!("{}/{repo}:v1", reg.addr);
-    attestlog::oci::publish(&Reference::parse(&r).unwrap(), artifact, bundle).unwrap();
+    attestlog::oci::publish(&Reference::parse(&r).unwrap(), artifact, bundle, None).unwrap();
     r
 }
 
@@ -348,8 +348,9 @@ fn publish_to_registry_and_release_then_verify_from_there() {
 }
 
 /// A registry with token auth (CNCF Distribution verifying ES256 JWTs from
-/// a local token server): publishing and `verify --oci` meet its `Bearer`
-/// challenges with anonymous tokens from the realm.
+/// a local token server): publishing meets its `Bearer` challenges with a
+/// token got with `--oci-credentials-file` (anonymous ones may only pull),
+/// and `verify --oci` with anonymous tokens.
 #[test]
 fn publish_and_verify_through_registry_bearer_tokens() {
     let Some(w) = World::new() else { return };
@@ -382,7 +383,25 @@ fn publish_and_verify_through_registry_bearer_tokens() {
     assert!(out.status.success(), "build: {}", stderr(&out));
     let artifact = w.tmp.path().join("out/hello");
     let oci_ref = format!("{}/e2e/auth:v1", reg.addr);
-    let out = publish(&os(&[&"--artifact", &artifact, &"--oci", &oci_ref]), None);
+    // Anonymous tokens may only pull.
+    assert_fails_with(
+        &publish(&os(&[&"--artifact", &artifact, &"--oci", &oci_ref]), None),
+        "oci_unauthorized",
+    );
+    let creds = w.tmp.path().join("registry.creds");
+    std::fs::write(&creds, format!("{}\n", token_auth::PUSHER)).unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let with_creds = os(&[
+        &"--artifact",
+        &artifact,
+        &"--oci",
+        &oci_ref,
+        &"--oci-credentials-file",
+        &creds,
+    ]);
+    assert_fails_with(&publish(&with_creds, None), "token_file_mode");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = publish(&with_creds, None);
     assert!(out.status.success(), "publish: {}", stderr(&out));
     let after_push = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
     assert!(after_push > 0, "no token was asked for");

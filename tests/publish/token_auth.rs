@@ -1,8 +1,9 @@
 //! A token server for CNCF Distribution's `token` auth: a P-256 key and a
 //! self-signed certificate (the registry's `rootcertbundle`), and `GET
 //! /token?service=&scope=` answering `{"token": <JWT>}` signed ES256 with
-//! the certificate in `x5c`, granting what the scope asks (anonymously, as
-//! a public registry grants pulls). The registry verifies every token.
+//! the certificate in `x5c`. Anonymous requests get `pull` only, as on a
+//! public registry; HTTP Basic [`PUSHER`] gets what the scope asks. The
+//! registry verifies every token.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use serde_json::json;
 
 pub const SERVICE: &str = "e2e-registry";
 pub const ISSUER: &str = "e2e-token-issuer";
+/// `USER:SECRET` that may push.
+pub const PUSHER: &str = "pusher:s3cret-push-token";
 
 pub struct TokenServer {
     /// The realm URL (`http://127.0.0.1:PORT/token`).
@@ -57,11 +60,21 @@ impl TokenServer {
                 let app = axum::Router::new().route(
                     "/token",
                     axum::routing::get(
-                        move |Query(q): Query<std::collections::HashMap<String, String>>| {
+                        move |headers: axum::http::HeaderMap,
+                              Query(q): Query<std::collections::HashMap<String, String>>| {
                             let signer = signer.clone();
                             let x5c = x5c.clone();
                             count.fetch_add(1, Ordering::SeqCst);
-                            async move { axum::Json(json!({"token": token(&signer, &x5c, &q)})) }
+                            let basic = format!(
+                                "Basic {}",
+                                base64::engine::general_purpose::STANDARD.encode(PUSHER)
+                            );
+                            let pusher = headers
+                                .get("authorization")
+                                .is_some_and(|v| v.as_bytes() == basic.as_bytes());
+                            async move {
+                                axum::Json(json!({"token": token(&signer, &x5c, &q, pusher)}))
+                            }
                         },
                     ),
                 );
@@ -76,11 +89,13 @@ impl TokenServer {
     }
 }
 
-/// A JWT granting the `repository:NAME:ACTIONS` scope asked for.
+/// A JWT granting the `repository:NAME:ACTIONS` scope asked for (only
+/// its `pull` unless `pusher`).
 fn token(
     signer: &EcdsaKeyPair,
     x5c: &str,
     q: &std::collections::HashMap<String, String>,
+    pusher: bool,
 ) -> String {
     let access: Vec<_> = q
         .get("scope")
@@ -89,7 +104,11 @@ fn token(
             Some((parts.next()?, parts.next()?, parts.next()?))
         })
         .map(|(kind, name, actions)| {
-            json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()})
+            let granted: Vec<_> = actions
+                .split(',')
+                .filter(|a| pusher || *a == "pull")
+                .collect();
+            json!({"type": kind, "name": name, "actions": granted})
         })
         .into_iter()
         .collect();

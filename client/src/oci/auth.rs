@@ -3,10 +3,12 @@
 //! auth use): a 401 with `WWW-Authenticate: Bearer realm="...",
 //! service="...",scope="..."` is answered by `GET realm?service=&scope=`,
 //! whose JSON `token` (or `access_token`) is then sent as `Authorization:
-//! Bearer`. No credentials are sent to the realm: this gives what the
-//! registry grants anonymously (public pulls, or pushes where allowed).
+//! Bearer`. Without [`Credentials`] this gets what the registry grants
+//! anonymously (public pulls); with them (a `USER:SECRET` file, e.g. a
+//! ghcr.io token) they go to the realm as HTTP Basic, and to a registry
+//! that asks for Basic itself, only over HTTPS or to a loopback host.
 
-use reqwest::blocking::Client;
+use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Url;
 
 use super::OciError;
@@ -14,6 +16,59 @@ use crate::download::copy_bounded;
 
 /// Largest token answer read.
 const MAX_TOKEN_ANSWER: u64 = 64 << 10;
+
+/// Registry credentials, `USER:SECRET`. Never printed.
+#[derive(Clone)]
+pub struct Credentials {
+    user: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}:<redacted>)", self.user)
+    }
+}
+
+impl Credentials {
+    /// Parses the first line of a credentials file, `USER:SECRET`.
+    pub fn parse(text: &str) -> Result<Credentials, OciError> {
+        let line = text.lines().next().unwrap_or_default().trim();
+        match line.split_once(':') {
+            Some((u, s))
+                if !u.is_empty() && !s.is_empty() && line.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(Credentials {
+                    user: u.into(),
+                    secret: s.into(),
+                })
+            }
+            _ => Err(OciError::Credentials(
+                "the first line is not USER:SECRET (printable ASCII, no spaces)".into(),
+            )),
+        }
+    }
+
+    /// Adds HTTP Basic authorization to `req`.
+    pub(super) fn apply(&self, req: RequestBuilder) -> RequestBuilder {
+        req.basic_auth(&self.user, Some(&self.secret))
+    }
+}
+
+/// Whether credentials may go to `url`: HTTPS, or HTTP to a loopback host.
+pub(super) fn may_send_credentials(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
+}
 
 /// A `Bearer` challenge's parameters.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,8 +122,12 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
-/// Asks the challenge's realm for an anonymous token.
-pub fn fetch_token(http: &Client, challenge: &Challenge) -> Result<String, OciError> {
+/// Asks the challenge's realm for a token, with `credentials` if given.
+pub fn fetch_token(
+    http: &Client,
+    challenge: &Challenge,
+    credentials: Option<&Credentials>,
+) -> Result<String, OciError> {
     let mut url = Url::parse(&challenge.realm).map_err(|e| OciError::Transport {
         url: challenge.realm.clone(),
         reason: format!("token realm: {e}"),
@@ -93,7 +152,16 @@ pub fn fetch_token(http: &Client, challenge: &Challenge) -> Result<String, OciEr
         url: url_text.clone(),
         reason,
     };
-    let resp = http.get(url).send().map_err(|e| transport(e.to_string()))?;
+    let mut req = http.get(url.clone());
+    if let Some(c) = credentials {
+        if !may_send_credentials(&url) {
+            return Err(OciError::Credentials(format!(
+                "the token realm {url_text} is neither HTTPS nor loopback; credentials not sent"
+            )));
+        }
+        req = c.apply(req);
+    }
+    let resp = req.send().map_err(|e| transport(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(OciError::Status {
             url: url_text.clone(),
@@ -136,5 +204,20 @@ mod tests {
         assert!(parse_challenge(r#"Bearer service="x""#).is_none());
         assert!(parse_challenge("Bearer").is_none());
         assert!(parse_challenge("Bearer realm").is_none());
+    }
+
+    #[test]
+    fn credentials_and_where_they_may_go() {
+        assert!(Credentials::parse("bot:ghp_x\n").is_ok());
+        for bad in ["", "bot", ":x", "bot:", "b t:x"] {
+            assert!(Credentials::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!format!("{:?}", Credentials::parse("u:s3cret").unwrap()).contains("s3cret"));
+        let ok = |u: &str| may_send_credentials(&Url::parse(u).unwrap());
+        assert!(ok("https://ghcr.io/token"));
+        assert!(ok("http://127.0.0.1:5000/token"));
+        assert!(ok("http://[::1]:5000/token"));
+        assert!(!ok("http://ghcr.io/token"));
+        assert!(!ok("http://10.0.0.1/token"));
     }
 }

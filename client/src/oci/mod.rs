@@ -16,10 +16,9 @@
 //!   [`crate::bundle::MAX_BUNDLE_SIZE`]), and every request has a deadline.
 //!   The bundles found are only candidates; `attestlog verify` judges them.
 //! - Registries on loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are
-//!   spoken to over plain HTTP, all others over HTTPS. No credentials are
-//!   sent; a registry's `Bearer` challenge is met with an anonymous token
-//!   from its realm ([`auth`]), which covers public pulls and pushes where
-//!   the registry grants them anonymously.
+//!   spoken to over plain HTTP, all others over HTTPS. A registry's
+//!   `Bearer` challenge is met with a token from its realm ([`auth`]):
+//!   anonymous, or with [`Credentials`] where given (publishing).
 
 mod auth;
 mod pull;
@@ -31,6 +30,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::Credentials;
 pub use pull::{
     download_artifact, find_bundles, resolve_artifact, ArtifactManifest, BundleCandidate,
 };
@@ -162,6 +162,10 @@ pub enum OciError {
         existing: String,
         ours: String,
     },
+    #[error("{url}: refused (status {status}): not authorized")]
+    Unauthorized { url: String, status: u16 },
+    #[error("credentials: {0}")]
+    Credentials(String),
     #[error("no attestlog bundle refers to {0}")]
     NoBundle(String),
     #[error("{path}: {source}")]
@@ -183,6 +187,8 @@ impl OciError {
             Self::DigestMismatch { .. } => "oci_digest_mismatch",
             Self::Manifest(_) => "oci_manifest",
             Self::Conflict { .. } => "oci_conflict",
+            Self::Unauthorized { .. } => "oci_unauthorized",
+            Self::Credentials(_) => "oci_credentials",
             Self::NoBundle(_) => "oci_no_bundle",
             Self::Io { .. } => "io",
         }

@@ -31,11 +31,13 @@ pub struct Published {
 }
 
 /// Pushes `artifact` (a file) under `reference`'s tag and `bundle` (its
-/// `.attestlog.json` bytes) as a referrer of it.
+/// `.attestlog.json` bytes) as a referrer of it, authenticating with
+/// `credentials` where the registry asks.
 pub fn publish(
     reference: &Reference,
     artifact: &Path,
     bundle: &[u8],
+    credentials: Option<&Credentials>,
 ) -> Result<Published, OciError> {
     let tag = reference
         .tag
@@ -53,7 +55,7 @@ pub fn publish(
     } else {
         BUNDLE_MEDIA_TYPE_V1
     };
-    let registry = Registry::new(reference)?;
+    let registry = Registry::new(reference)?.with_credentials(credentials.cloned());
     let name = artifact
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

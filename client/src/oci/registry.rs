@@ -7,6 +7,7 @@ use std::path::Path;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
+use std::sync::atomic::Ordering;
 
 use super::{is_sha256_digest, sha256_digest, OciError, Reference, MAX_MANIFEST_SIZE};
 use crate::download::{self, copy_bounded, DownloadError, Received};
@@ -17,8 +18,11 @@ pub struct Registry {
     repository: String,
     small: Client,
     large: Client,
-    /// The last anonymous bearer token the registry's realm gave.
+    /// The last bearer token the registry's realm gave.
     token: std::sync::Mutex<Option<String>>,
+    credentials: Option<super::Credentials>,
+    /// The registry asked for HTTP Basic (and credentials may go to it).
+    basic: std::sync::atomic::AtomicBool,
 }
 
 /// A manifest or index as fetched: its bytes, their digest and the
@@ -43,7 +47,16 @@ impl Registry {
             small: client(download::API_TIMEOUT)?,
             large: client(download::ARTIFACT_TIMEOUT)?,
             token: std::sync::Mutex::new(None),
+            credentials: None,
+            basic: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Uses `credentials` for the registry's token realm, or for the
+    /// registry itself when it asks for HTTP Basic ([`super::auth`]).
+    pub fn with_credentials(mut self, credentials: Option<super::Credentials>) -> Registry {
+        self.credentials = credentials;
+        self
     }
 
     fn url(&self, tail: &str) -> String {
@@ -64,26 +77,45 @@ impl Registry {
         };
         let with_token = |req: RequestBuilder| {
             let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
-            match token {
-                Some(t) => req.bearer_auth(t),
-                None => req,
+            match (token, &self.credentials) {
+                (Some(t), _) => req.bearer_auth(t),
+                (None, Some(c)) if self.basic.load(Ordering::Relaxed) => c.apply(req),
+                _ => req,
             }
         };
         let resp = with_token(make()?).send().map_err(transport)?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let Some(challenge) = resp
+        let header = resp
             .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(super::auth::parse_challenge)
-        else {
+            .unwrap_or_default()
+            .to_string();
+        if let Some(challenge) = super::auth::parse_challenge(&header) {
+            let token =
+                super::auth::fetch_token(&self.small, &challenge, self.credentials.as_ref())?;
+            if let Ok(mut t) = self.token.lock() {
+                *t = Some(token);
+            }
+        } else if header.to_ascii_lowercase().starts_with("basic")
+            && self.credentials.is_some()
+            && !self.basic.load(Ordering::Relaxed)
+        {
+            let base = reqwest::Url::parse(&self.base).map_err(|e| OciError::Transport {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })?;
+            if !super::auth::may_send_credentials(&base) {
+                return Err(OciError::Credentials(format!(
+                    "{} asks for Basic auth but is neither HTTPS nor loopback; credentials not sent",
+                    self.base
+                )));
+            }
+            self.basic.store(true, Ordering::Relaxed);
+        } else {
             return Ok(resp);
-        };
-        let token = super::auth::fetch_token(&self.small, &challenge)?;
-        if let Ok(mut t) = self.token.lock() {
-            *t = Some(token);
         }
         with_token(make()?).send().map_err(transport)
     }
@@ -305,6 +337,12 @@ fn expect(resp: Response, url: &str, ok: &[StatusCode]) -> Result<Response, OciE
     let status = resp.status();
     if ok.contains(&status) {
         return Ok(resp);
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(OciError::Unauthorized {
+            url: url.to_string(),
+            status: status.as_u16(),
+        });
     }
     let mut body = Vec::new();
     let _ = copy_bounded(resp, url, 4096, &mut body);

@@ -17,12 +17,15 @@ mod github_http;
 use std::path::{Path, PathBuf};
 
 use attestlog::bundle::{Bundle, BUNDLE_SUFFIX, MAX_BUNDLE_SIZE};
-use attestlog::oci::{OciError, Reference};
+use attestlog::oci::{Credentials, OciError, Reference};
 
 /// Where to publish.
 pub enum Target {
     Github(github::GithubTarget),
-    Oci(Reference),
+    Oci {
+        reference: Reference,
+        credentials: Option<Credentials>,
+    },
 }
 
 /// Why a publish failed. The build's files are untouched.
@@ -102,8 +105,11 @@ pub fn publish(
     let bytes = read_bundle(bundle)?;
     match target {
         Target::Github(t) => github::publish(t, artifact, bundle),
-        Target::Oci(reference) => {
-            let p = attestlog::oci::publish(reference, artifact, &bytes)?;
+        Target::Oci {
+            reference,
+            credentials,
+        } => {
+            let p = attestlog::oci::publish(reference, artifact, &bytes, credentials.as_ref())?;
             Ok(vec![format!(
                 "oci: {} bundle {} ({}){}",
                 p.artifact,

@@ -40,6 +40,10 @@ pub(crate) struct PublishArgs {
     /// With several artifacts, each goes to TAG-<artifact name>.
     #[arg(long = "oci-ref", alias = "oci", value_name = "REGISTRY/REPO:TAG")]
     oci_ref: Option<String>,
+    /// File holding registry credentials USER:SECRET (mode 0600 or
+    /// stricter), sent to the registry's token realm; default: anonymous.
+    #[arg(long = "oci-credentials-file")]
+    oci_credentials_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -60,6 +64,7 @@ pub(crate) struct PublishCmdArgs {
 pub(crate) struct Targets {
     github: Option<Target>,
     oci: Option<attestlog::oci::Reference>,
+    oci_credentials: Option<attestlog::oci::Credentials>,
 }
 
 impl PublishArgs {
@@ -81,6 +86,7 @@ impl PublishArgs {
         let mut targets = Targets {
             github: None,
             oci: None,
+            oci_credentials: None,
         };
         if kinds.contains(&PublishKind::Github) {
             let (Some(repo), Some(tag)) = (&self.github_repo, &self.release_tag) else {
@@ -113,6 +119,10 @@ impl PublishArgs {
                 )));
             }
             targets.oci = Some(parsed);
+            if let Some(path) = &self.oci_credentials_file {
+                targets.oci_credentials =
+                    Some(attestlog::oci::Credentials::parse(&read_token_file(path)?)?);
+            }
         }
         Ok(targets)
     }
@@ -175,7 +185,11 @@ impl Targets {
                     reference.registry, reference.repository
                 ))?;
             }
-            for line in publish::publish(&Target::Oci(reference), artifact, bundle)? {
+            let target = Target::Oci {
+                reference,
+                credentials: self.oci_credentials.clone(),
+            };
+            for line in publish::publish(&target, artifact, bundle)? {
                 println!("{line}");
             }
         }
@@ -183,7 +197,8 @@ impl Targets {
     }
 }
 
-/// The token file's contents; refused when group or others may read it.
+/// A secret file's contents (GitHub token, registry credentials); refused
+/// when group or others may read it.
 fn read_token_file(path: &Path) -> Result<String, PublishError> {
     use std::os::unix::fs::MetadataExt;
     let io = |source| PublishError::Io {
