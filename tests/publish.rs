@@ -278,10 +278,53 @@ fn publish_to_registry_and_release_then_verify_from_there() {
     assert!(out.status.success(), "verify --url: {}", stderr(&out));
     assert_eq!(std::fs::read(dl.join("hello2")).unwrap(), built);
 
-    // Another build: the same program from a later commit.
+    // Publish settings are checked before anything is built.
+    let before = tree_size(&w.server.url);
+    let bad = w
+        .host_command(
+            &w.tmp.path().join("never.sock"),
+            &c1,
+            &w.tmp.path().join("never"),
+        )
+        .args(["--publish", "github"])
+        .output()
+        .unwrap();
+    assert_fails_with(&bad, "publish_target");
+    assert_eq!(
+        tree_size(&w.server.url),
+        before,
+        "built despite bad publish settings"
+    );
+
+    // Another build: the same program from a later commit. Its publish
+    // fails (nothing listens on port 1): the build is kept, and
+    // `enclave-builder publish` publishes it later.
     let c3 = commit(&w.repo, &[("README", &b"docs\n"[..])]);
-    let host = host_build(&w, &c3, "out3", &[]);
-    assert!(host.status.success(), "host: {}", stderr(&host));
+    let host = host_build(
+        &w,
+        &c3,
+        "out3",
+        &["--publish", "oci", "--oci-ref", "127.0.0.1:1/e2e/late:v1"],
+    );
+    assert_fails_with(&host, "oci_transport");
+    assert_eq!(tree_size(&w.server.url), before + 1, "the build was logged");
+    let late = format!("{}/e2e/late:v1", reg.addr);
+    let out = publish(
+        &os(&[
+            &"--artifact",
+            &w.tmp.path().join("out3/hello"),
+            &"--oci",
+            &late,
+        ]),
+        None,
+    );
+    assert!(out.status.success(), "retry: {}", stderr(&out));
+    let out = verify(&cli, &policy, &os(&[&"--oci", &late, &"--commit", &c3]));
+    assert!(
+        out.status.success(),
+        "verify the retried publish: {}",
+        stderr(&out)
+    );
     let bundle3 = std::fs::read(w.tmp.path().join("out3/hello.attestlog.json")).unwrap();
     assert_eq!(
         std::fs::read(w.tmp.path().join("out3/hello")).unwrap(),
