@@ -369,7 +369,7 @@ fn publish_to_registry_and_release_then_verify_from_there() {
     gh.state.lock().unwrap().serve_other = None;
     refused(
         os(&[&"--url", &format!("{url}-missing")]),
-        "download_not_found",
+        "bundle_not_found",
     );
 
     // A registry answering other bytes for the artifact's blob.

@@ -75,13 +75,20 @@ fn from_url(verifier: &BundleVerifier, url: &str, sink: &mut Sink) -> Result<(),
     bundle_url.set_path(&format!("{}{BUNDLE_SUFFIX}", parsed.path()));
     let small = download::client(download::API_TIMEOUT).map_err(fail)?;
     let mut bundle = Vec::new();
+    // A missing bundle has its own code: the place for a fallback to the log.
     download::get(
         &small,
         bundle_url.as_str(),
         MAX_BUNDLE_SIZE as u64,
         &mut bundle,
     )
-    .map_err(fail)?;
+    .map_err(|e| match e {
+        download::DownloadError::NotFound { url } => Failure::new(
+            "bundle_not_found",
+            format!("no bundle beside the artifact: {url} answered 404"),
+        ),
+        e => fail(e),
+    })?;
     let large = download::client(download::ARTIFACT_TIMEOUT).map_err(fail)?;
     let received = download::get(&large, parsed.as_str(), MAX_ARTIFACT_SIZE, sink).map_err(fail)?;
     sink.finish()?;
