@@ -259,6 +259,19 @@ fn publish_to_registry_and_release_then_verify_from_there() {
         &publish(&github_args(&gh, &other), Some(TOKEN)),
         "github_asset_conflict",
     );
+    // An upload_url off the uploads base never gets the token.
+    let lure = ContractServer::start(GH_REPO, TOKEN);
+    gh.state.lock().unwrap().upload_base = Some(lure.url.clone());
+    assert_fails_with(
+        &publish(&github_args(&gh, &other), Some(TOKEN)),
+        "github_answer",
+    );
+    assert_eq!(
+        lure.count(""),
+        0,
+        "a request went to the foreign upload_url"
+    );
+    gh.state.lock().unwrap().upload_base = None;
     assert_eq!(gh.violations(), Vec::<String>::new());
 
     // verify --url accepts the release asset.

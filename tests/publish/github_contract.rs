@@ -64,6 +64,8 @@ pub struct State {
     pub faults: VecDeque<(String, Fault)>,
     /// Asset name whose downloads answer these bytes instead.
     pub serve_other: Option<(String, Vec<u8>)>,
+    /// An `upload_url` base to hand out instead of this server's.
+    pub upload_base: Option<String>,
 }
 
 pub struct ContractServer {
@@ -149,7 +151,12 @@ fn release_json(st: &State, r: &Release) -> Value {
         "id": r.id,
         "tag_name": r.tag,
         "name": r.tag,
-        "upload_url": format!("{}/uploads/repos/{}/releases/{}/assets{{?name,label}}", st.base, st.owner_repo, r.id),
+        "upload_url": format!(
+            "{}/uploads/repos/{}/releases/{}/assets{{?name,label}}",
+            st.upload_base.as_deref().unwrap_or(&st.base),
+            st.owner_repo,
+            r.id
+        ),
         "assets": r.assets.iter().map(|a| asset_json(st, &r.tag, a)).collect::<Vec<_>>(),
     })
 }
