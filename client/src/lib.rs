@@ -10,10 +10,14 @@
 
 pub mod bundle;
 pub mod claim;
+#[cfg(feature = "oci")]
+pub mod download;
 pub mod dsse;
 #[cfg(feature = "monitor")]
 pub mod monitor;
 pub mod nitro;
+#[cfg(feature = "oci")]
+pub mod oci;
 pub mod policy;
 pub mod tlog;
 pub mod verify;

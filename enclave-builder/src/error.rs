@@ -87,6 +87,8 @@ pub enum BuildError {
     OutputTooLarge(String),
     #[error("webhook: {0}")]
     Webhook(#[from] crate::webhook::WebhookError),
+    #[error("publish: {0}")]
+    Publish(#[from] crate::publish::PublishError),
     #[error("io error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -136,6 +138,7 @@ impl BuildError {
             BuildError::BuildPids(_) => "build_pids_exceeded",
             BuildError::OutputTooLarge(_) => "output_too_large",
             BuildError::Webhook(e) => e.code(),
+            BuildError::Publish(e) => e.code(),
             BuildError::Io { .. } => "io",
         }
     }

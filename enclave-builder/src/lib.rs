@@ -11,7 +11,8 @@
 //! (starting a fresh enclave per job: `nitro-cli` or a local process),
 //! [`relay`] (the host's CONNECT relay for the enclave's own TLS fetch),
 //! [`webhook`] (GitHub webhook intake with HMAC-SHA256 signatures),
-//! [`refs`] (which advertised branch or tag contains the commit).
+//! [`refs`] (which advertised branch or tag contains the commit),
+//! [`publish`] (GitHub release assets and OCI registries, host side).
 
 pub mod config;
 pub mod devca;
@@ -21,6 +22,7 @@ pub mod launcher;
 pub mod measure;
 pub mod nsm;
 pub mod pipeline;
+pub mod publish;
 pub mod refs;
 pub mod relay;
 pub mod sandbox;

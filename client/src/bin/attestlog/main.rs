@@ -8,6 +8,7 @@ mod attestation;
 mod bundle;
 mod checkpoint;
 mod display;
+mod fetch_verify;
 mod monitor;
 mod verify;
 mod witness;

@@ -1,4 +1,5 @@
-//! `attestlog verify --bundle FILE --artifact FILE --policy FILE [--commit CT]`.
+//! `attestlog verify --bundle FILE --artifact FILE --policy FILE [--commit CT]`;
+//! `--url` and `--oci` (fetch, then the same checks) are in `fetch_verify`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,17 +17,19 @@ use crate::{read_input, Failure};
 #[derive(Args)]
 pub struct VerifyArgs {
     /// The offline bundle (`<artifact>.attestlog.json`).
-    #[arg(long)]
-    bundle: PathBuf,
+    #[arg(long, required_unless_present_any = ["url", "oci"])]
+    bundle: Option<PathBuf>,
     /// The artifact about to be installed.
-    #[arg(long)]
-    artifact: PathBuf,
+    #[arg(long, required_unless_present_any = ["url", "oci"])]
+    artifact: Option<PathBuf>,
     /// The policy (TOML) naming trusted logs, witnesses and measurements.
     #[arg(long)]
     policy: PathBuf,
     /// Also require the statement to name this full commit id.
     #[arg(long)]
     commit: Option<String>,
+    #[command(flatten)]
+    remote: crate::fetch_verify::RemoteArgs,
 }
 
 fn sha256_file(path: &Path) -> Result<[u8; 32], Failure> {
@@ -68,12 +71,23 @@ fn definition_text(s: &Statement) -> String {
 }
 
 pub fn run(args: VerifyArgs) -> Result<(), Failure> {
-    let policy = Policy::load(&args.policy).map_err(|e| Failure::new("policy", e))?;
-    let bundle_bytes = read_input(&args.bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
-    let bundle = Bundle::parse(&bundle_bytes).map_err(|e| Failure::new("bundle", e))?;
-    let digest = sha256_file(&args.artifact)?;
+    let verifier = verifier(&args.policy, args.commit.as_deref())?;
+    if args.remote.is_given() {
+        return crate::fetch_verify::run(&verifier, args.remote);
+    }
+    let (Some(bundle), Some(artifact)) = (&args.bundle, &args.artifact) else {
+        return Err(Failure::new("usage", "give --bundle and --artifact"));
+    };
+    let bundle_bytes = read_input(bundle, "bundle", MAX_BUNDLE_SIZE as u64)?;
+    let digest = sha256_file(artifact)?;
+    check(&verifier, &bundle_bytes, &digest)
+}
+
+/// The policy's verifier, pinned to `commit` when given.
+pub fn verifier(policy: &Path, commit: Option<&str>) -> Result<BundleVerifier, Failure> {
+    let policy = Policy::load(policy).map_err(|e| Failure::new("policy", e))?;
     let mut verifier = BundleVerifier::new(policy);
-    if let Some(commit) = &args.commit {
+    if let Some(commit) = commit {
         if !is_full_commit_id(&commit.to_ascii_lowercase()) {
             return Err(Failure::new(
                 "commit",
@@ -82,8 +96,19 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
         }
         verifier = verifier.expect_commit(commit);
     }
+    Ok(verifier)
+}
+
+/// Verifies `bundle_bytes` for the artifact whose SHA-256 is `digest` and
+/// prints the `valid:` lines.
+pub fn check(
+    verifier: &BundleVerifier,
+    bundle_bytes: &[u8],
+    digest: &[u8; 32],
+) -> Result<(), Failure> {
+    let bundle = Bundle::parse(bundle_bytes).map_err(|e| Failure::new("bundle", e))?;
     let verdict = verifier
-        .verify(&bundle, &digest)
+        .verify(&bundle, digest)
         .map_err(|e| Failure::new(e.code(), e))?;
     let s = &verdict.statement;
     println!(

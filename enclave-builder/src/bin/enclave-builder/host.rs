@@ -84,6 +84,8 @@ pub(crate) struct HostArgs {
     /// waits for an enclave started by someone else.
     #[arg(last = true, value_name = "ENCLAVE_CMD")]
     enclave_cmd: Vec<String>,
+    #[command(flatten)]
+    publish: super::publish::PublishArgs,
 }
 
 fn enclave_launcher(args: &HostArgs) -> Option<Box<dyn EnclaveLauncher>> {
@@ -109,6 +111,15 @@ pub(crate) fn run_host(args: HostArgs) -> Result<(), BuildError> {
     // before anything is cloned.
     if args.cmd.is_some() || !args.outputs.is_empty() {
         return Err(BuildError::HostBuildDefinition);
+    }
+    // Publish settings (token, names) are checked before anything is built.
+    let targets = args.publish.resolve(false)?;
+    if !targets.is_empty() && args.webhook_listen.is_some() {
+        return Err(BuildError::Publish(
+            enclave_builder::publish::PublishError::Target(
+                "--publish applies to one --repo build, not to --webhook-listen".into(),
+            ),
+        ));
     }
     let ep = match (&args.listen_unix, args.vsock_cid) {
         (Some(p), None) => Endpoint::Unix(p.clone()),
@@ -221,5 +232,5 @@ pub(crate) fn run_host(args: HostArgs) -> Result<(), BuildError> {
         println!("artifact: {}", a.display());
         println!("bundle: {}", b.display());
     }
-    Ok(())
+    targets.publish_all(&outcome.written)
 }

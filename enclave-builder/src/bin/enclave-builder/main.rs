@@ -18,6 +18,7 @@ use enclave_builder::transport::{self, Endpoint, Job, VSOCK_PARENT_CID};
 use enclave_builder::{devca, relay, webhook, BuildError};
 
 mod host;
+mod publish;
 
 use host::{run_host, HostArgs};
 
@@ -45,10 +46,13 @@ enum Cmd {
     Measure(MeasureArgs),
     /// Host half: clone and bundle the source, send the job to the enclave,
     /// relay its log submission, write the returned artifacts and bundles.
-    Host(HostArgs),
+    Host(Box<HostArgs>),
     /// Enclave half: read one job from the host, build, attest, log through
     /// the host (verifying the answer with --log-key), send the result back.
     Enclave(EnclaveArgs),
+    /// Publish an artifact and its bundle from --out again (GitHub release
+    /// assets or an OCI registry), e.g. after a failed publish.
+    Publish(publish::PublishCmdArgs),
 }
 
 #[derive(Args)]
@@ -396,11 +400,14 @@ fn main() -> ExitCode {
         } => devca::init(&dir)
             .map(|text| println!("{text}"))
             .map_err(|e| (e.code().to_string(), e.to_string())),
-        Cmd::Host(args) => run_host(args).map_err(|e| match e {
+        Cmd::Host(args) => run_host(*args).map_err(|e| match e {
             BuildError::Enclave { code, message } => (code, message),
             e => (e.code().to_string(), e.to_string()),
         }),
         Cmd::Enclave(args) => run_enclave(args).map_err(|e| (e.code().to_string(), e.to_string())),
+        Cmd::Publish(args) => {
+            publish::run_publish(args).map_err(|e| (e.code().to_string(), e.to_string()))
+        }
         Cmd::Measure(args) => run_measure(args).map_err(|e| ("measure".into(), format!("{e:#}"))),
     };
     match result {
