@@ -30,6 +30,9 @@ use crate::storage::SearchKind;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// At most this many indices per search answer.
 const SEARCH_LIMIT: usize = 1000;
+/// Longest repository URI a search may name (a URI in a statement is bounded
+/// only by the statement's 65,535 bytes; real ones are far shorter).
+const MAX_REPOSITORY_LEN: usize = 4096;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -317,11 +320,15 @@ pub async fn search(
     State(app): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    check_known(&params, &["artifact_sha256", "commit", "pcr0"])?;
+    const KINDS: &str = "artifact_sha256, commit, pcr0 and repository";
+    check_known(
+        &params,
+        &["artifact_sha256", "commit", "pcr0", "repository"],
+    )?;
     if params.len() != 1 {
         return Err(ApiError::bad_request(
             "bad_parameter",
-            "give exactly one of artifact_sha256, commit and pcr0",
+            format!("give exactly one of {KINDS}"),
         ));
     }
     let (name, value) = params
@@ -331,17 +338,28 @@ pub async fn search(
     let (kind, lengths): (SearchKind, &[usize]) = match name.as_str() {
         "artifact_sha256" => (SearchKind::ArtifactSha256, &[32]),
         "commit" => (SearchKind::Commit, &[20, 32]),
+        "repository" => (SearchKind::Repository, &[]),
         _ => (SearchKind::Pcr0, &[32, 48, 64]),
     };
-    let key = hex::decode(value.to_ascii_lowercase())
-        .ok()
-        .filter(|k| lengths.contains(&k.len()))
-        .ok_or_else(|| {
-            ApiError::bad_request(
+    let key = if kind == SearchKind::Repository {
+        if value.is_empty() || value.len() > MAX_REPOSITORY_LEN {
+            return Err(ApiError::bad_request(
                 "bad_parameter",
-                format!("{name} must be hex of {lengths:?} bytes"),
-            )
-        })?;
+                format!("repository must be 1 to {MAX_REPOSITORY_LEN} bytes"),
+            ));
+        }
+        super::write::repository_key(value)
+    } else {
+        hex::decode(value.to_ascii_lowercase())
+            .ok()
+            .filter(|k| lengths.contains(&k.len()))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_parameter",
+                    format!("{name} must be hex of {lengths:?} bytes"),
+                )
+            })?
+    };
     let store = Arc::clone(&app.store);
     let indices = blocking(move || Ok(store.search(kind, &key, SEARCH_LIMIT)?)).await?;
     Ok(Json(json!({ "indices": indices })))

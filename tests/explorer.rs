@@ -1,0 +1,356 @@
+//! The explorer page in a real headless Chromium against a real
+//! `attestlog-server` filled by real builds (simulated NSM, dev CA): the
+//! head and entries show and verify in the browser; searching, dropping a
+//! file and pasting a policy give the right verdicts; a tampered entry, a
+//! forged checkpoint signature, a wrong inclusion proof and an untrusted
+//! root are each shown as failures with the CLI's code. Then the browser's
+//! Nitro verifier and the Rust one must agree on the AWS samples in
+//! $ATTESTLOG_SHARED/nitro-samples and on mutations of them.
+//!
+//! Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian `chromium`,
+//! `chromium-driver`; scripts/test.sh installs them). Screenshots go to a
+//! temporary folder whose path the test prints (kept when
+//! ATTESTLOG_SCREENSHOTS names a folder).
+
+mod common;
+#[path = "explorer/proxy.rs"]
+mod proxy;
+#[path = "explorer/webdriver.rs"]
+mod webdriver;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use attestlog::nitro::{AttestationDocument, NitroVerifier, TrustRoots, VerifyTime};
+use base64::Engine;
+use common::*;
+use proxy::{Proxy, Tamper};
+use serde_json::{json, Value};
+use webdriver::Browser;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn shots_dir() -> PathBuf {
+    let dir = match std::env::var_os("ATTESTLOG_SCREENSHOTS") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("attestlog-explorer-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let _ = writeln!(std::io::stderr(), "screenshots in {}", dir.display());
+    dir
+}
+
+/// Opens `url` fresh and waits until the page has verified its head.
+fn open(b: &Browser, url: &str) {
+    b.goto("about:blank");
+    b.goto(url);
+    b.wait(
+        "document.body.dataset.ready === 'true'",
+        "the page to start",
+    );
+}
+
+fn entry_verdict(b: &Browser) -> (String, String) {
+    let v = b.wait(
+        "(() => { const e = document.querySelector('#entry .verdict'); return e && [e.dataset.verdict, e.dataset.code ?? '']; })()",
+        "the entry verdict",
+    );
+    (
+        v[0].as_str().unwrap_or("").into(),
+        v[1].as_str().unwrap_or("").into(),
+    )
+}
+
+fn search(b: &Browser, kind: &str, value: &str) -> u64 {
+    b.exec(
+        "document.getElementById('search-kind').value = arguments[0];
+         document.getElementById('search-value').value = arguments[1];
+         document.getElementById('result-count')?.remove();
+         document.querySelector('#search-form button').click();",
+        json!([kind, value]),
+    );
+    let text = b.wait(
+        "document.getElementById('result-count')?.textContent",
+        "search results",
+    );
+    text.as_str()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("result count: {text}"))
+}
+
+/// Drops `bytes` as a file named `name` on the page's drop zone.
+fn drop_file(b: &Browser, name: &str, bytes: &[u8]) -> String {
+    b.exec(
+        "document.getElementById('file-verdict')?.remove();
+         const raw = Uint8Array.from(atob(arguments[1]), (c) => c.charCodeAt(0));
+         const dt = new DataTransfer();
+         dt.items.add(new File([raw], arguments[0]));
+         document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));",
+        json!([name, b64(bytes)]),
+    );
+    b.wait(
+        "document.getElementById('file-verdict')?.dataset.verdict",
+        "the dropped file's verdict",
+    )
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+fn apply_policy(b: &Browser, text: &str) -> String {
+    b.exec(
+        "document.getElementById('policy-text').value = arguments[0];
+         delete document.getElementById('policy-status').dataset.policy;
+         document.getElementById('policy-apply').click();",
+        json!([text]),
+    );
+    b.wait(
+        "document.getElementById('policy-status').dataset.policy",
+        "the policy status",
+    )
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+#[test]
+fn explorer_shows_searches_and_verifies_in_the_browser() {
+    let Some(w) = World::new() else {
+        panic!(
+            "the explorer test needs git, bwrap, cc and the workspace binaries (scripts/test.sh)"
+        )
+    };
+    let c1 = w.commit_hello();
+    let out = w.build(&c1, "out1", &[]);
+    assert!(out.status.success(), "build 1: {}", stderr(&out));
+    let c2 = commit(&w.repo, &[("hello.c", b"int main(void){return 0;}\n")]);
+    let out = w.build(&c2, "out2", &[]);
+    assert!(out.status.success(), "build 2: {}", stderr(&out));
+    let artifact = std::fs::read(w.tmp.path().join("out1/hello")).unwrap();
+    let shots = shots_dir();
+    let _ = std::fs::remove_dir_all(shots.join("downloads"));
+    let proxy = Proxy::start(&w.server.url);
+    let b = Browser::start(&shots.join("downloads"));
+
+    // The head: verified in the browser, size 2. First render time measured.
+    let t = Instant::now();
+    open(&b, &format!("{}/", w.server.url));
+    let ready = t.elapsed();
+    let head = b.exec("return [document.querySelector('[data-head]').dataset.head, document.getElementById('tree-size').textContent, document.getElementById('key-id').textContent];", json!([]));
+    assert_eq!(head[0], "valid", "{head}");
+    assert_eq!(head[1], "2");
+    assert!(
+        w.server.key.starts_with(head[2].as_str().unwrap()),
+        "{head} vs {}",
+        w.server.key
+    );
+    let nav = b.exec("const n = performance.getEntriesByType('navigation')[0]; return [n.responseEnd, n.domContentLoadedEventEnd];", json!([]));
+    let _ = writeln!(
+        std::io::stderr(),
+        "explorer: page ready (head verified) {ready:?} after navigation; navigation timing {nav}"
+    );
+    b.screenshot(&shots.join("head.png"));
+
+    // Search by commit, repository (every way of writing it) and PCR0.
+    assert_eq!(search(&b, "commit", &c1), 1);
+    let repo_url = format!("file://{}", w.repo.display());
+    assert_eq!(search(&b, "repository", &repo_url), 2);
+    assert_eq!(search(&b, "repository", &format!("git+{repo_url}.git")), 2);
+    assert_eq!(search(&b, "repository", "https://example.com/none"), 0);
+    assert_eq!(search(&b, "pcr0", &w.pcrs()[0]), 2);
+
+    // Dropping the artifact: hashed in the browser, found, verified.
+    assert_eq!(drop_file(&b, "hello", &artifact), "valid");
+    assert_eq!(entry_verdict(&b), ("valid".into(), String::new()));
+    let steps = b.exec("return Array.from(document.querySelectorAll('#entry li[data-step]'), (li) => li.dataset.step + ':' + li.className);", json!([]));
+    assert_eq!(
+        steps,
+        json!([
+            "entry:pass",
+            "subject:pass",
+            "binding:pass",
+            "chain:pass",
+            "cose:pass",
+            "inclusion:pass",
+            "checkpoint:pass"
+        ])
+    );
+    b.screenshot(&shots.join("dropped-file.png"));
+    let mut other = artifact.clone();
+    other[100] ^= 1;
+    assert_eq!(drop_file(&b, "tampered", &other), "invalid");
+
+    // The offline bundle the page offers verifies with the CLI's library.
+    open(&b, &format!("{}/#/entry/0", w.server.url));
+    assert_eq!(entry_verdict(&b).0, "valid");
+    b.exec("document.getElementById('bundle-link').click();", json!([]));
+    let saved = shots.join("downloads/hello.attestlog.json");
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while !saved.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "the bundle was not downloaded to {}",
+            saved.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let bundle = attestlog::bundle::Bundle::parse(&std::fs::read(&saved).unwrap())
+        .expect("the page's bundle parses");
+    let pcrs = w.pcrs();
+    let good = w.policy("good.toml", &pcrs, &w.server.key, false);
+    assert_eq!(verify_code(&good, &bundle, &artifact), Ok(c1.clone()));
+
+    // A policy pasted in the page: accepted, then a revocation refuses.
+    let text = std::fs::read_to_string(&good).unwrap();
+    assert_eq!(apply_policy(&b, &text), "applied");
+    assert_eq!(entry_verdict(&b), ("valid".into(), String::new()));
+    let revoked =
+        std::fs::read_to_string(w.policy("revoked.toml", &pcrs, &w.server.key, true)).unwrap();
+    assert_eq!(apply_policy(&b, &revoked), "applied");
+    b.wait(
+        "document.querySelector('#entry .verdict')?.dataset.code === 'measurement_revoked'",
+        "measurement_revoked",
+    );
+    assert_eq!(apply_policy(&b, "log_keys = []\nbogus = 1\n"), "refused");
+    assert_eq!(apply_policy(&b, ""), "none");
+
+    // A lying server: each tampering is a failure with the CLI's code.
+    for (tamper, code) in [
+        (Tamper::Entry, "user_data_mismatch"),
+        (Tamper::CheckpointSignature, "invalid_log_signature"),
+        (Tamper::InclusionProof, "inclusion_proof"),
+        (Tamper::Roots, "untrusted_root"),
+    ] {
+        proxy.set(tamper);
+        open(&b, &format!("{}/#/entry/0", proxy.url));
+        let (verdict, got) = entry_verdict(&b);
+        assert_eq!(
+            (verdict.as_str(), got.as_str()),
+            ("invalid", code),
+            "{tamper:?}"
+        );
+        b.screenshot(&shots.join(format!("tampered-{code}.png")));
+    }
+    proxy.set(Tamper::None);
+    open(&b, &format!("{}/#/entry/1", proxy.url));
+    assert_eq!(entry_verdict(&b).0, "valid");
+}
+
+/// `code` of the Rust verifier on a document, at its own timestamp.
+fn rust_verdict(doc: &[u8]) -> String {
+    match NitroVerifier::without_cache(TrustRoots::aws()).verify(doc, VerifyTime::DocumentTimestamp)
+    {
+        Ok(_) => "valid".into(),
+        Err(e) => e.code().into(),
+    }
+}
+
+fn flip_in(doc: &[u8], part: &[u8], at_from_end: usize) -> Vec<u8> {
+    let start = doc
+        .windows(part.len())
+        .position(|w| w == part)
+        .expect("part in document");
+    let mut out = doc.to_vec();
+    out[start + part.len() - 1 - at_from_end] ^= 1;
+    out
+}
+
+/// Mutations of one valid document, each aimed at one check.
+fn mutations(doc: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let parsed = AttestationDocument::parse(doc).expect("sample parses");
+    let mut out = vec![];
+    let mut sig = doc.to_vec();
+    let last = sig.len() - 1;
+    sig[last] ^= 1;
+    out.push(("cose signature byte", sig));
+    let mut tagged = vec![0xd2];
+    tagged.extend_from_slice(doc);
+    out.push(("tag 18", tagged));
+    out.push(("truncated", doc[..doc.len() - 10].to_vec()));
+    out.push((
+        "leaf certificate signature",
+        flip_in(doc, &parsed.certificate, 0),
+    ));
+    out.push((
+        "intermediate signature",
+        flip_in(doc, &parsed.cabundle[1], 0),
+    ));
+    out.push(("root certificate", flip_in(doc, &parsed.cabundle[0], 0)));
+    let mut ts = doc.to_vec();
+    let mut enc = vec![0x1b];
+    enc.extend_from_slice(&parsed.timestamp_ms.to_be_bytes());
+    let at = ts
+        .windows(9)
+        .position(|w| w == enc.as_slice())
+        .expect("timestamp encoding");
+    ts[at + 1..at + 9].copy_from_slice(&(parsed.timestamp_ms + 30 * 86_400_000).to_be_bytes());
+    out.push(("timestamp a month later", ts));
+    let mut alg = doc.to_vec();
+    alg[5] = 0x23; // 84 44 a1 01 38 22: ES384 -> ES512
+    out.push(("protected header", alg));
+    out
+}
+
+#[test]
+fn browser_and_rust_verifiers_agree_on_the_aws_samples() {
+    let shared =
+        PathBuf::from(std::env::var("ATTESTLOG_SHARED").unwrap_or_else(|_| "../../shared".into()));
+    let samples = shared.join("nitro-samples");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(samples.join("MANIFEST.json"))
+            .unwrap_or_else(|e| panic!("{}: {e}", samples.display())),
+    )
+    .expect("manifest");
+    let root = std::fs::read(samples.join("aws-nitro-root-g1.der")).expect("root");
+    let Some(w) = World::new() else {
+        panic!(
+            "the explorer test needs git, bwrap, cc and the workspace binaries (scripts/test.sh)"
+        )
+    };
+    let b = Browser::start(&std::env::temp_dir());
+    open(&b, &format!("{}/", w.server.url));
+    let mut cases: Vec<(String, Vec<u8>)> = vec![];
+    for d in manifest["documents"].as_array().expect("documents") {
+        let file = d["file"].as_str().expect("file");
+        let bytes = std::fs::read(samples.join(file)).expect("sample");
+        if d["expected"] == "valid" {
+            for (what, m) in mutations(&bytes) {
+                cases.push((format!("{file} / {what}"), m));
+            }
+        }
+        cases.push((file.to_string(), bytes));
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    for (name, doc) in &cases {
+        let rust = rust_verdict(doc);
+        let browser = b.exec_async(
+            "window.attestlog.verifyDocument(arguments[0], arguments[1]).then(arguments[2]);",
+            json!([b64(doc), [b64(&root)]]),
+        );
+        assert_eq!(
+            browser.as_str(),
+            Some(rust.as_str()),
+            "{name}: browser {browser} vs Rust {rust}"
+        );
+        *codes.entry(rust).or_insert(0) += 1;
+    }
+    // The manifest's own expectations hold too.
+    for d in manifest["documents"].as_array().unwrap() {
+        let got = rust_verdict(&std::fs::read(samples.join(d["file"].as_str().unwrap())).unwrap());
+        assert_eq!(got == "valid", d["expected"] == "valid", "{}", d["file"]);
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "agreement on {} documents: {codes:?}",
+        cases.len()
+    );
+    assert!(
+        codes.len() >= 6,
+        "the mutations reach too few checks: {codes:?}"
+    );
+}
