@@ -4,6 +4,8 @@
 //! signature, a wrong inclusion proof, or a page that pins other roots.
 //! One request per connection (`Connection: close`), GET only.
 
+#![allow(dead_code)] // each test binary uses a subset of the tampering modes
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};

@@ -10,6 +10,7 @@ mod checkpoint;
 mod display;
 mod monitor;
 mod verify;
+mod verify_log;
 mod witness;
 
 use std::path::PathBuf;
@@ -43,7 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
-    /// Verify an artifact against its offline bundle and a policy.
+    /// Verify an artifact against a policy, from its offline bundle or
+    /// from the log.
     Verify(verify::VerifyArgs),
     /// Follow a log: consistency, tiles, every entry, watched builds.
     Monitor(monitor::MonitorArgs),
