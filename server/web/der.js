@@ -14,7 +14,9 @@ export const OID = {
 };
 
 // One TLV at r.i: {tag, start, body (subarray), end}.
-export function tlv(bytes, at) {
+// `any`: the element is an ASN.1 ANY (an attribute value), whose content a
+// DER reader does not check beyond its tag and length.
+export function tlv(bytes, at, any = false) {
   if (at + 2 > bytes.length) throw new Error('truncated element');
   const tag = bytes[at];
   if ((tag & 31) === 31) throw new Error('multi-byte tags are not used here');
@@ -29,7 +31,46 @@ export function tlv(bytes, at) {
     if (len < 128 || (n > 1 && bytes[at + 2] === 0)) throw new Error('non-minimal length');
   }
   if (len > bytes.length - p) throw new Error('length beyond the input');
-  return { tag, start: at, body: bytes.subarray(p, p + len), end: p + len, raw: bytes.subarray(at, p + len) };
+  if (tag < 0x40 && !UNIVERSAL.has(tag)) throw new Error(`unknown universal tag 0x${tag.toString(16)}`);
+  const body = bytes.subarray(p, p + len);
+  if (!any) checkPrimitive(tag, body);
+  return { tag, start: at, body, end: p + len, raw: bytes.subarray(at, p + len) };
+}
+
+// The universal tags a strict DER reader knows (as the Rust verifier's
+// x509-cert/der); any other universal tag makes the certificate malformed.
+const UNIVERSAL = new Set([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x09, 0x0a, 0x0c, 0x0d, 0x12, 0x13,
+  0x14, 0x15, 0x16, 0x17, 0x18, 0x1a, 0x1b, 0x1e, 0x30, 0x31]);
+
+// DER's rules for the primitive types a certificate uses.
+function checkPrimitive(tag, b) {
+  switch (tag) {
+    case 0x01:
+      if (b.length !== 1 || (b[0] !== 0 && b[0] !== 0xff)) throw new Error('BOOLEAN is not DER');
+      break;
+    case 0x02:
+      if (!b.length || (b.length > 1 && ((b[0] === 0 && b[1] < 0x80) || (b[0] === 0xff && b[1] >= 0x80)))) {
+        throw new Error('INTEGER is not minimal');
+      }
+      break;
+    case 0x03:
+      if (!b.length || b[0] > 7 || (b.length === 1 && b[0] !== 0)) throw new Error('bad BIT STRING');
+      break;
+    case 0x05:
+      if (b.length) throw new Error('NULL with content');
+      break;
+    case 0x06:
+      // As const-oid reads it: one byte for the first two arcs (first arc
+      // at most 2, second at most 39), then base-128 arcs of at most 32 bits.
+      if (!b.length || b.length > 39 || b[0] >= 120 || b[b.length - 1] & 0x80) throw new Error('bad OBJECT IDENTIFIER');
+      for (let i = 1, arc = 0; i < b.length; i++) {
+        arc = arc * 128 + (b[i] & 0x7f);
+        if (arc > 0xffffffff) throw new Error('OBJECT IDENTIFIER arc beyond 32 bits');
+        if (!(b[i] & 0x80)) arc = 0;
+      }
+      break;
+    default:
+  }
 }
 
 // The elements of a constructed value's body.
@@ -59,18 +100,30 @@ function time(t) {
   } else {
     throw new Error('bad validity time');
   }
-  const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
-  return Math.floor(ms / 1000);
+  const [y, mo, d, h, mi, se] = m.slice(1, 7).map(Number);
+  const date = new Date(Date.UTC(y, mo - 1, d, h, mi, se));
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d
+    || date.getUTCHours() !== h || date.getUTCMinutes() !== mi || date.getUTCSeconds() !== se) {
+    throw new Error('validity time out of range');
+  }
+  return Math.floor(date.getTime() / 1000);
 }
 
 const NAMES = { '550403': 'CN', '55040a': 'O', '55040b': 'OU', '550406': 'C', '550408': 'ST', '550407': 'L' };
 
-// A Name as "CN=..., O=...", for display only (comparisons use the DER bytes).
+// A Name (SEQUENCE OF SET OF SEQUENCE {type, value}), checked, as
+// "CN=..., O=..." for display (comparisons use the DER bytes).
 export function nameText(name) {
   const parts = [];
   for (const rdn of children(name.body)) {
-    for (const atv of children(rdn.body)) {
-      const [oid, value] = children(atv.body);
+    expect(rdn, 0x31, 'RelativeDistinguishedName');
+    const atvs = children(rdn.body);
+    if (!atvs.length) throw new Error('empty RelativeDistinguishedName');
+    for (const atv of atvs) {
+      const body = expect(atv, 0x30, 'AttributeTypeAndValue').body;
+      const oid = expect(tlv(body, 0), 0x06, 'attribute type');
+      const value = tlv(body, oid.end, true);
+      if (value.end !== body.length) throw new Error('AttributeTypeAndValue is not type and value');
       const key = NAMES[Array.from(oid.body, (b) => b.toString(16).padStart(2, '0')).join('')] ?? 'OID';
       let text;
       try { text = new TextDecoder('utf-8', { fatal: true }).decode(value.body); } catch { text = '?'; }
@@ -96,8 +149,13 @@ export function parseCertificate(der) {
   if (sig.body[0] !== 0) throw new Error('signature bit string has unused bits');
   const f = children(tbs.body);
   let k = 0;
-  if (f[k] && f[k].tag === 0xa0) k++;
-  expect(f[k++], 0x02, 'serialNumber');
+  if (f[k] && f[k].tag === 0xa0) {
+    const v = children(f[k++].body);
+    if (v.length !== 1 || v[0].tag !== 0x02 || v[0].body.length !== 1 || ![1, 2].includes(v[0].body[0])) {
+      throw new Error('version is not v2 or v3');
+    }
+  }
+  if (expect(f[k++], 0x02, 'serialNumber').body.length > 21) throw new Error('serialNumber longer than 20 bytes');
   const tbsAlg = expect(f[k++], 0x30, 'signature');
   if (!equal(tbsAlg.raw, alg.raw)) throw new Error('tbsCertificate signature algorithm differs');
   const issuer = expect(f[k++], 0x30, 'issuer');
@@ -105,8 +163,9 @@ export function parseCertificate(der) {
   if (validity.length !== 2) throw new Error('validity is not two times');
   const subject = expect(f[k++], 0x30, 'subject');
   const spki = children(expect(f[k++], 0x30, 'subjectPublicKeyInfo').body);
+  if (spki.length !== 2) throw new Error('subjectPublicKeyInfo is not algorithm and key');
   const spkiAlg = children(expect(spki[0], 0x30, 'algorithm').body);
-  if (!equal(spkiAlg[0]?.body, OID.ecPublicKey) || spkiAlg[1]?.tag !== 0x06 || !equal(spkiAlg[1].body, OID.secp384r1)) {
+  if (spkiAlg.length !== 2 || spkiAlg[0].tag !== 0x06 || !equal(spkiAlg[0]?.body, OID.ecPublicKey) || spkiAlg[1]?.tag !== 0x06 || !equal(spkiAlg[1].body, OID.secp384r1)) {
     throw new Error('public key is not EC P-384');
   }
   const point = expect(spki[1], 0x03, 'subjectPublicKey').body;
@@ -115,27 +174,41 @@ export function parseCertificate(der) {
   }
   let basicConstraints = null;
   let keyUsage = null;
-  for (; k < f.length; k++) {
-    if (f[k].tag !== 0xa3) continue;
-    const exts = children(expect(children(f[k].body)[0], 0x30, 'extensions').body);
+  // issuerUniqueID [1], subjectUniqueID [2], extensions [3]: each optional, in order.
+  for (const tag of [0x81, 0x82]) if (f[k]?.tag === tag) k++;
+  const extField = f[k]?.tag === 0xa3 ? f[k++] : null;
+  if (k !== f.length) throw new Error('unexpected field in tbsCertificate');
+  const seen = [];
+  for (const outer of extField ? [extField] : []) {
+    const wrapped = children(outer.body);
+    if (wrapped.length !== 1) throw new Error('extensions [3] holds more than one element');
+    const exts = children(expect(wrapped[0], 0x30, 'extensions').body);
     for (const ext of exts) {
       const parts = children(expect(ext, 0x30, 'extension').body);
       const oid = expect(parts[0], 0x06, 'extnID').body;
       let critical = false;
       let value = parts[1];
       if (value?.tag === 0x01) {
-        critical = value.body.length === 1 && value.body[0] === 0xff;
+        critical = value.body[0] === 0xff;
         value = parts[2];
       }
       expect(value, 0x04, 'extnValue');
+      if (parts.length !== (parts[1]?.tag === 0x01 ? 3 : 2)) throw new Error('extension has extra fields');
+      const known = equal(oid, OID.basicConstraints) || equal(oid, OID.keyUsage);
+      if (known && seen.some((o) => equal(o, oid))) throw new Error('duplicate basicConstraints or keyUsage');
+      seen.push(oid);
       if (equal(oid, OID.basicConstraints)) {
         const bc = children(expect(tlv(value.body, 0), 0x30, 'basicConstraints').body);
         let ca = false;
         let pathLen = null;
-        for (const e of bc) {
-          if (e.tag === 0x01) ca = e.body[0] === 0xff;
-          else if (e.tag === 0x02) pathLen = e.body.reduce((a, b) => a * 256 + b, 0);
+        let j = 0;
+        if (bc[j]?.tag === 0x01) ca = bc[j++].body[0] === 0xff;
+        if (bc[j]?.tag === 0x02) {
+          const v = bc[j++].body;
+          pathLen = v.reduce((a, b) => a * 256 + b, 0);
+          if (v[0] & 0x80 || pathLen > 255) throw new Error('pathLenConstraint out of range');
         }
+        if (j !== bc.length) throw new Error('basicConstraints has unexpected fields');
         basicConstraints = { critical, ca, pathLen };
       } else if (equal(oid, OID.keyUsage)) {
         const bits = expect(tlv(value.body, 0), 0x03, 'keyUsage').body;
