@@ -28,7 +28,7 @@ use crate::storage::SearchKind;
 
 /// `Cache-Control` of every tile, bundle and raw entry: they never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// At most this many indices per search answer.
+/// At most this many indices per search answer; `after=<index>` pages on.
 const SEARCH_LIMIT: usize = 1000;
 /// Longest repository URI a search may name (a URI in a statement is bounded
 /// only by the statement's 65,535 bytes; real ones are far shorter).
@@ -323,8 +323,11 @@ pub async fn search(
     const KINDS: &str = "artifact_sha256, commit, pcr0 and repository";
     check_known(
         &params,
-        &["artifact_sha256", "commit", "pcr0", "repository"],
+        &["artifact_sha256", "commit", "pcr0", "repository", "after"],
     )?;
+    let after = param_u64(&params, "after")?;
+    let mut params = params;
+    params.remove("after");
     if params.len() != 1 {
         return Err(ApiError::bad_request(
             "bad_parameter",
@@ -361,6 +364,13 @@ pub async fn search(
             })?
     };
     let store = Arc::clone(&app.store);
-    let indices = blocking(move || Ok(store.search(kind, &key, SEARCH_LIMIT)?)).await?;
-    Ok(Json(json!({ "indices": indices })))
+    let indices =
+        blocking(move || Ok(store.search_after(kind, &key, after, SEARCH_LIMIT)?)).await?;
+    // A full page may have a next one: it starts after this page's last index.
+    let next_after = (indices.len() == SEARCH_LIMIT)
+        .then(|| indices.last().copied())
+        .flatten();
+    Ok(Json(
+        json!({ "indices": indices, "next_after": next_after }),
+    ))
 }
