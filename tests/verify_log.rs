@@ -150,6 +150,34 @@ fn verify_without_a_bundle_finds_fetches_and_verifies() {
     proxy.set(Tamper::None);
     assert!(verify(&proxy.url, &artifact, &good, &[]).status.success());
 
+    // checkpoint verify --json: the log's checkpoint, then a forged one.
+    let note = reqwest::blocking::get(format!("{url}/checkpoint"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let cp = w.tmp.path().join("checkpoint");
+    std::fs::write(&cp, &note).unwrap();
+    let checkpoint = |file: &Path| {
+        Command::new(cli())
+            .args(["checkpoint", "verify"])
+            .arg(file)
+            .args(["--key", &w.server.key, "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = checkpoint(&cp);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(
+        (v["valid"].clone(), v["size"].clone()),
+        (Value::Bool(true), 2.into()),
+        "{v}"
+    );
+    std::fs::write(&cp, note.replacen("\n2\n", "\n3\n", 1)).unwrap();
+    let out = checkpoint(&cp);
+    assert_fails_with(&out, "invalid_log_signature");
+    assert_eq!(json(&out)["code"], "invalid_log_signature");
+
     // A log that does not answer in time is a fetch failure, not a hang.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", silent.local_addr().unwrap());
