@@ -148,10 +148,16 @@ fn explorer_shows_searches_and_verifies_in_the_browser() {
         "{head} vs {}",
         w.server.key
     );
-    let nav = b.exec("const n = performance.getEntriesByType('navigation')[0]; return [n.responseEnd, n.domContentLoadedEventEnd];", json!([]));
+    let nav = b.exec(
+        "const n = performance.getEntriesByType('navigation')[0];
+         const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+         return [n.responseEnd, fcp ? fcp.startTime : null, n.domContentLoadedEventEnd];",
+        json!([]),
+    );
     let _ = writeln!(
         std::io::stderr(),
-        "explorer: page ready (head verified) {ready:?} after navigation; navigation timing {nav}"
+        "explorer: head verified {ready:?} after navigation; ms after navigation start: \
+         [page received, first contentful paint, DOMContentLoaded] = {nav}"
     );
     b.screenshot(&shots.join("head.png"));
 
