@@ -3,7 +3,9 @@
 //! head and entries show and verify in the browser; searching, dropping a
 //! file and pasting a policy give the right verdicts; a tampered entry, a
 //! forged checkpoint signature, a wrong inclusion proof and an untrusted
-//! root are each shown as failures with the CLI's code. Then the browser's
+//! root are each shown as failures with the CLI's code; with two real
+//! witnesses, the head shows their cosignatures, and a forged or missing one
+//! is `invalid_cosignature` or `witness_quorum`. Then the browser's
 //! Nitro verifier and the Rust one must agree on the AWS samples in
 //! $ATTESTLOG_SHARED/nitro-samples and on mutations of them.
 //!
@@ -18,11 +20,14 @@ mod proxy;
 #[path = "explorer/webdriver.rs"]
 mod webdriver;
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use attestlog::nitro::{AttestationDocument, NitroVerifier, TrustRoots, VerifyTime};
+use attestlog::tlog::note::NoteSigner;
 use base64::Engine;
 use common::*;
 use proxy::{Proxy, Tamper};
@@ -245,6 +250,133 @@ fn explorer_shows_searches_and_verifies_in_the_browser() {
     proxy.set(Tamper::None);
     open(&b, &format!("{}/#/entry/1", proxy.url));
     assert_eq!(entry_verdict(&b).0, "valid");
+}
+
+/// Starts `attestlog witness serve` for the log `logs` names; (process, vkey, url).
+fn start_witness(dir: &Path, name: &str, logs: &Path) -> (Child, String, String) {
+    let mut child = Command::new(target_bin("attestlog").expect("attestlog binary"))
+        .args([
+            "witness",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+            "--state",
+        ])
+        .arg(dir.join(name.replace('/', "_")))
+        .arg("--logs")
+        .arg(logs)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn witness");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = |prefix: &str| {
+        let line = lines.next().expect("witness line").expect("utf-8");
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_string()
+    };
+    let vkey = next("witness key: ");
+    let url = next("listening on ");
+    std::thread::spawn(move || for _ in lines {});
+    (child, vkey, url)
+}
+
+#[test]
+fn explorer_checks_witness_cosignatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let out = Command::new(builder_bin())
+        .args(["dev-ca", "init"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let key_file = dir.path().join("log.key");
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&key_file)
+        .unwrap()
+        .write_all(format!("{}\n", signer.private_key_text()).as_bytes())
+        .unwrap();
+    let logs = dir.path().join("logs.txt");
+    std::fs::write(&logs, format!("{ORIGIN} {}\n", signer.verifier_key_text())).unwrap();
+    let mut witnesses: Vec<(Child, String, String)> = ["witness.test/w1", "witness.test/w2"]
+        .iter()
+        .map(|n| start_witness(dir.path(), n, &logs))
+        .collect();
+    let mut cmd = Command::new(target_bin("attestlog-server").expect("server binary"));
+    cmd.arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            ORIGIN,
+            "--trust-root",
+        ])
+        .arg(ca.join("root.pem"))
+        .arg("--key-file")
+        .arg(&key_file)
+        .args(["--witness-quorum", "2"]);
+    for (_, vkey, url) in &witnesses {
+        cmd.arg("--witness").arg(format!("{url}={vkey}"));
+    }
+    let mut server = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .expect("server started");
+    let proxy = Proxy::start(&url);
+    let b = Browser::start(&std::env::temp_dir());
+    let head = |b: &Browser| {
+        b.wait("document.querySelector('[data-head]')", "the head");
+        b.exec(
+            "const h = document.querySelector('[data-head]');
+             return [h.dataset.head, h.dataset.code ?? '', document.getElementById('head-facts').innerText];",
+            json!([]),
+        )
+    };
+    open(&b, &format!("{}/", proxy.url));
+    let v = head(&b);
+    assert_eq!(v[0], "valid", "{v}");
+    let text = v[2].as_str().unwrap();
+    assert!(
+        text.contains("witness.test/w1")
+            && text.contains("witness.test/w2")
+            && text.contains("2 of 2 required"),
+        "{text}"
+    );
+    b.screenshot(&shots_dir().join("witnessed-head.png"));
+    for (tamper, code) in [
+        (Tamper::Cosignature, "invalid_cosignature"),
+        (Tamper::DropCosignature, "witness_quorum"),
+    ] {
+        proxy.set(tamper);
+        open(&b, &format!("{}/", proxy.url));
+        let v = head(&b);
+        assert_eq!(
+            (v[0].as_str(), v[1].as_str()),
+            (Some("invalid"), Some(code)),
+            "{tamper:?}: {v}"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    for (child, _, _) in &mut witnesses {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 /// Random one-bit changes of each of two samples run through both verifiers.

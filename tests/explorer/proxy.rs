@@ -20,6 +20,11 @@ pub enum Tamper {
     Entry,
     /// One byte of the log's signature on `/checkpoint`.
     CheckpointSignature,
+    /// One byte of the last signature line's signature on `/checkpoint` (a
+    /// witness's cosignature when the log has witnesses).
+    Cosignature,
+    /// The last signature line of `/checkpoint` removed.
+    DropCosignature,
     /// One byte of the first inclusion-proof hash (or an extra hash).
     InclusionProof,
     /// The page pins only the first configured root (AWS's), not the dev CA.
@@ -115,15 +120,26 @@ fn tampered(tamper: Tamper, path: &str, mut body: Vec<u8>) -> Vec<u8> {
             body[at] = if body[at] == b'0' { b'1' } else { b'0' };
             body
         }
-        Tamper::CheckpointSignature if path == "/checkpoint" => {
+        Tamper::CheckpointSignature | Tamper::Cosignature | Tamper::DropCosignature
+            if path == "/checkpoint" =>
+        {
             let text = String::from_utf8(body).expect("checkpoint text");
             let (note, sigs) = text.split_once("\n\n").expect("signed note");
             let mut lines: Vec<String> = sigs.lines().map(str::to_string).collect();
-            let (prefix, sig) = lines[0].rsplit_once(' ').expect("signature line");
-            let mut raw = b64.decode(sig).expect("signature base64");
-            let last = raw.len() - 1;
-            raw[last] ^= 1;
-            lines[0] = format!("{prefix} {}", b64.encode(raw));
+            if tamper == Tamper::DropCosignature {
+                lines.pop();
+            } else {
+                let at = if tamper == Tamper::Cosignature {
+                    lines.len() - 1
+                } else {
+                    0
+                };
+                let (prefix, sig) = lines[at].rsplit_once(' ').expect("signature line");
+                let mut raw = b64.decode(sig).expect("signature base64");
+                let last = raw.len() - 1;
+                raw[last] ^= 1;
+                lines[at] = format!("{prefix} {}", b64.encode(raw));
+            }
             format!("{note}\n\n{}\n", lines.join("\n")).into_bytes()
         }
         Tamper::InclusionProof if path.starts_with("/v1/proof/inclusion") => {
