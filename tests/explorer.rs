@@ -27,6 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use attestlog::nitro::{AttestationDocument, NitroVerifier, TrustRoots, VerifyTime};
+use attestlog::policy::Policy;
+use attestlog::tlog::cosignature::CosignatureSigner;
 use attestlog::tlog::note::NoteSigner;
 use base64::Engine;
 use common::*;
@@ -165,6 +167,21 @@ fn explorer_shows_searches_and_verifies_in_the_browser() {
          [page received, first contentful paint, DOMContentLoaded] = {nav}"
     );
     b.screenshot(&shots.join("head.png"));
+
+    // The page's headers, and nothing served beyond its assets.
+    let page = reqwest::blocking::get(format!("{}/", w.server.url)).unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    let missing = reqwest::blocking::get(format!("{}/assets/..%2Flog.key", w.server.url)).unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().unwrap()["error"], "not_found");
 
     // Search by commit, repository (every way of writing it) and PCR0.
     assert_eq!(search(&b, "commit", &c1), 1);
@@ -512,6 +529,45 @@ fn browser_and_rust_verifiers_agree_on_the_aws_samples() {
         "agreement on {} documents: {codes:?}",
         cases.len()
     );
+    // Policies: the page's TOML reader accepts and refuses what the CLI's
+    // does, for the documented format and its mistakes.
+    let log = NoteSigner::generate("log.example/log")
+        .unwrap()
+        .verifier_key_text();
+    let wit = CosignatureSigner::generate("w.example/w1")
+        .unwrap()
+        .verifier_key_text();
+    let pcr = "ab".repeat(48);
+    let m = format!(
+        "[[measurement]]\nname = \"m\"\npcr0 = \"{pcr}\"\npcr1 = \"{pcr}\"\npcr2 = \"{pcr}\"\n"
+    );
+    let policies = [
+        format!("log_keys = [\"{log}\"]\n"),
+        format!("# comment\nlog_keys = [\n  \"{log}\", # the log\n]\nallow_debug = true\n{m}"),
+        format!("log_keys = ['{log}']\n[witnesses]\nkeys = [\"{wit}\"]\nquorum = 1\n[trust]\naws_root = true\n{m}not_before = \"2026-11-01T00:00:00Z\"\n"),
+        format!("log_keys = [\"{log}\"]\nrequired_refs = [\"refs/heads/main\", \"refs/tags/v*\"]\nallowed_repositories = [\"https://github.com/x/y\"]\n[[revoked]]\npcr0 = \"{pcr}\"\nreason = \"cve\"\n"),
+        String::new(),
+        "log_keys = []\n".into(),
+        format!("log_keys = [\"{log}\"]\nbogus = 1\n"),
+        format!("log_keys = [\"{log}\"]\n[witnesses]\nkeys = [\"{wit}\"]\nquorum = 2\n"),
+        format!("log_keys = [\"{log}\"]\nrequired_refs = [\"main\"]\n"),
+        format!("log_keys = [\"{log}\"]\n[[measurement]]\nname = \"m\"\npcr0 = \"zz\"\npcr1 = \"{pcr}\"\npcr2 = \"{pcr}\"\n"),
+        format!("log_keys = [\"{log}\"]\n{m}not_after = \"yesterday\"\n"),
+        format!("log_keys = [\"{log}\"]\n[[revoked]]\nreason = \"none named\"\n"),
+        format!("log_keys = [\"{wit}\"]\n"),
+        format!("log_keys = [\"{log}\"]\nallow_debug = \"yes\"\n"),
+        format!("log_keys = [\"{log}\"]\n[trust]\nroots = []\n"),
+        format!("log_keys = [\"{log}\"\n"),
+    ];
+    for text in &policies {
+        let rust = Policy::from_toml(text, &std::env::temp_dir()).map_or("bad_policy", |_| "valid");
+        let page = b.exec_async(
+            "window.attestlog.parsePolicy(arguments[0]).then(arguments[1]);",
+            json!([text]),
+        );
+        assert_eq!(page.as_str(), Some(rust), "policy:\n{text}");
+    }
+
     assert!(
         codes.len() >= 6,
         "the mutations reach too few checks: {codes:?}"

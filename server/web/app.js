@@ -115,11 +115,13 @@ async function showEntry(index) {
     }
     const chainHashes = result.document?.chain ? await Promise.all(result.document.chain.map(async (c) => hex(await sha256(c.der)))) : [];
     const name = result.statement?.subjects[0]?.name ?? `entry-${index}`;
+    for (const url of state.blobs ?? []) URL.revokeObjectURL(url);
     const downloads = {
       entry: URL.createObjectURL(new Blob([entry], { type: 'application/octet-stream' })),
       bundle: URL.createObjectURL(new Blob([bundleJson(entry, index, proof, note)], { type: 'application/json' })),
       bundleName: `${name.replace(/[^A-Za-z0-9._-]/g, '_')}.attestlog.json`,
     };
+    state.blobs = [downloads.entry, downloads.bundle];
     box.replaceChildren(...entryView(index, result, downloads, pcrStatus, chainHashes));
     box.dataset.verdict = result.valid ? 'valid' : 'invalid';
   } catch (e) {
@@ -230,6 +232,14 @@ function wire() {
 
 // For tests and the curious: the verifier as the page runs it.
 window.attestlog = {
+  parsePolicy: async (text) => {
+    try {
+      await parsePolicy(text);
+      return 'valid';
+    } catch (e) {
+      return e.code ?? `internal: ${e.message}`;
+    }
+  },
   verifyDocument: async (docB64, rootsB64) => {
     try {
       await verifyDocument(fromB64(docB64), rootsB64.map(fromB64));

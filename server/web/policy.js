@@ -2,7 +2,7 @@
 // parser that covers the documented format and refuses everything else
 // (bad_policy), and the policy checks in the CLI's order and codes.
 //
-// The subset: comments, `key = value` with basic strings, booleans,
+// The subset: comments, `key = value` with basic and literal strings, booleans,
 // integers and (multi-line) arrays of strings; `[witnesses]`, `[trust]`,
 // `[[measurement]]`, `[[revoked]]`. Unknown keys and tables are errors, as
 // in the CLI. A browser cannot read `trust.extra_roots` files: the page
@@ -46,14 +46,23 @@ function skip(s, i) {
   }
 }
 
+// A literal string: 'text', no escapes.
+function scanLiteral(s, i, line) {
+  const end = s.indexOf("'", i + 1);
+  const nl = s.indexOf('\n', i + 1);
+  if (end < 0 || (nl >= 0 && nl < end)) bad(`line ${line}: unterminated string`);
+  return [s.slice(i + 1, end), end + 1];
+}
+
 function scanValue(s, i, line) {
   if (s[i] === '"') return scanString(s, i, line);
+  if (s[i] === "'") return scanLiteral(s, i, line);
   if (s[i] === '[') {
     const out = [];
     i = skip(s, i + 1);
     while (s[i] !== ']') {
-      if (s[i] !== '"') bad(`line ${line}: arrays hold strings only here`);
-      const [v, j] = scanString(s, i, line);
+      if (s[i] !== '"' && s[i] !== "'") bad(`line ${line}: arrays hold strings only here`);
+      const [v, j] = (s[i] === '"' ? scanString : scanLiteral)(s, i, line);
       out.push(v);
       i = skip(s, j);
       if (s[i] === ',') i = skip(s, i + 1);
