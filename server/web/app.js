@@ -240,6 +240,15 @@ window.attestlog = {
       return e.code ?? `internal: ${e.message}`;
     }
   },
+  verifyEntry: async (entryB64, index, proofB64, note, artifactHex) => {
+    try {
+      const input = { entry: fromB64(entryB64), index, note, proof: proofB64.map(fromB64), artifact: fromHex(artifactHex) };
+      const result = await verifyEntry(input, state.trust, null);
+      return result.valid ? 'valid' : result.code;
+    } catch (e) {
+      return e.code ?? `internal: ${e.message}`;
+    }
+  },
   verifyDocument: async (docB64, rootsB64) => {
     try {
       await verifyDocument(fromB64(docB64), rootsB64.map(fromB64));

@@ -4,6 +4,8 @@
 //! scripts, screenshots). Every call has a deadline. A missing browser or
 //! driver is a test failure naming the package, never a skip.
 
+#![allow(dead_code)] // each test binary uses a subset
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
