@@ -187,6 +187,9 @@ fn browser_and_rust_verifiers_agree_on_the_aws_samples() {
         format!("log_keys = [\"{log}\"]\nallow_debug = \"yes\"\n"),
         format!("log_keys = [\"{log}\"]\n[trust]\nroots = []\n"),
         format!("log_keys = [\"{log}\"\n"),
+        format!("log_keys = [\"{log}\"]\nlog_origin = \"go.sum database tree\"\n"),
+        format!("log_keys = [\"{log}\"]\nlog_origin = \"\"\n"),
+        format!("log_keys = [\"{log}\"]\nlog_origin = \"a\\nb\"\n"),
     ];
     for text in &policies {
         let rust = Policy::from_toml(text, &std::env::temp_dir()).map_or("bad_policy", |_| "valid");

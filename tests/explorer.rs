@@ -219,6 +219,18 @@ fn explorer_shows_searches_and_verifies_in_the_browser() {
         "document.querySelector('#entry .verdict')?.dataset.code === 'measurement_revoked'",
         "measurement_revoked",
     );
+    // log_origin: the checkpoint's origin must be it (any listed key may sign).
+    let with_origin = |origin: &str| format!("log_origin = \"{origin}\"\n{text}");
+    assert_eq!(apply_policy(&b, &with_origin(ORIGIN)), "applied");
+    assert_eq!(entry_verdict(&b), ("valid".into(), String::new()));
+    assert_eq!(
+        apply_policy(&b, &with_origin("another.example/log")),
+        "applied"
+    );
+    b.wait(
+        "document.querySelector('#entry .verdict')?.dataset.code === 'origin_mismatch'",
+        "origin_mismatch",
+    );
     assert_eq!(apply_policy(&b, "log_keys = []\nbogus = 1\n"), "refused");
     assert_eq!(apply_policy(&b, ""), "none");
 

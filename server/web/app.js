@@ -46,7 +46,7 @@ async function loadTrust() {
   const witnessKeys = (await Promise.all(cfg.witnesses.map(parseVerifierKey))).filter(Boolean);
   const roots = cfg.roots.map(fromB64).filter(Boolean);
   const rootHashes = await Promise.all(roots.map(async (r) => hex(await sha256(r))));
-  state.pinned = { logKey, witnessKeys, quorum: cfg.quorum, roots, rootHashes };
+  state.pinned = { logKey, logKeys: [logKey], origin: null, witnessKeys, quorum: cfg.quorum, roots, rootHashes };
   state.trust = state.pinned;
   facts($('trust-facts'), [
     ['log key', el('span', { class: 'mono' }, cfg.log_key)],
@@ -58,21 +58,19 @@ async function loadTrust() {
 }
 
 // The trust a verification uses: the policy's, when one is applied.
-function trustFor(origin) {
+function trustFor() {
   if (!state.policy) return state.trust;
   const p = state.policy;
-  const logKey = p.logKeys.find((k) => k.name === origin) ?? p.logKeys[0];
   const roots = state.pinned.roots.filter((r, i) => (state.pinned.rootHashes[i] === AWS_ROOT_SHA256 ? p.awsRoot : p.extraRoots.length > 0));
-  return { logKey, witnessKeys: p.witnessKeys, quorum: p.quorum, roots };
+  return { logKeys: p.logKeys, origin: p.logOrigin, witnessKeys: p.witnessKeys, quorum: p.quorum, roots };
 }
 
 async function loadHead() {
   const dl = $('head-facts');
   try {
     const note = await get('/checkpoint', 1 << 20, 'text');
-    const origin = note.split('\n')[0];
-    const t = trustFor(origin);
-    const v = await verifyCheckpoint(note, t.logKey, t.witnessKeys, t.quorum);
+    const t = trustFor();
+    const v = await verifyCheckpoint(note, t.logKeys, t.witnessKeys, t.quorum, t.origin);
     const newest = Math.max(0, ...v.cosigners.map((c) => c.time));
     facts(dl, [
       ['status', el('span', { class: 'verdict valid', 'data-head': 'valid' }, 'checkpoint verified in this browser')],
@@ -99,7 +97,7 @@ async function check(index) {
   const size = Number(note.split('\n')[1]);
   const p = await get(`/v1/proof/inclusion?index=${index}&tree_size=${size}`, 1 << 16, 'json');
   const proof = (Array.isArray(p.proof) ? p.proof : []).slice(0, 64).map((h) => fromB64(h) ?? new Uint8Array());
-  const result = await verifyEntry({ entry, index, note, proof, artifact: state.artifact }, trustFor(note.split('\n')[0]), state.policy);
+  const result = await verifyEntry({ entry, index, note, proof, artifact: state.artifact }, trustFor(), state.policy);
   return { result, entry, proof, note };
 }
 

@@ -64,18 +64,28 @@ async function ed25519(key, sig, msg) {
   }
 }
 
-// Verifies a signed checkpoint under the pinned log key and witness keys.
-// Returns {checkpoint, cosigners: [{name, time}], unverifiable: [names]}.
-export async function verifyCheckpoint(note, logKey, witnessKeys, quorum) {
+// Verifies a signed checkpoint under the trusted log keys and witness keys.
+// With `origin` (a policy's log_origin) the checkpoint's origin must equal
+// it and any of `logKeys` may sign; without, the origin selects the key
+// named after it (client/src/verify.rs). Returns {checkpoint, cosigners:
+// [{name, time}], unverifiable: [names]}.
+export async function verifyCheckpoint(note, logKeys, witnessKeys, quorum, origin = null) {
   const { text, sigs } = parseNote(note);
   try { fromUtf8(utf8(text)); } catch { fail('malformed_note', 'text is not UTF-8'); }
   const checkpoint = parseCheckpointBody(text);
-  if (checkpoint.origin !== logKey.name) fail('unknown_log', `no trusted log key for origin ${JSON.stringify(checkpoint.origin)}`);
+  let keys = logKeys;
+  if (origin !== null) {
+    if (checkpoint.origin !== origin) fail('origin_mismatch', `origin ${JSON.stringify(checkpoint.origin)} is not the expected ${JSON.stringify(origin)}`);
+  } else {
+    keys = logKeys.filter((k) => k.name === checkpoint.origin).slice(0, 1);
+    if (!keys.length) fail('unknown_log', `no trusted log key for origin ${JSON.stringify(checkpoint.origin)}`);
+  }
   let logSigned = false;
   const cosigners = [];
   const unverifiable = [];
   for (const s of sigs) {
-    if (s.name === logKey.name && s.id === logKey.id) {
+    const logKey = keys.find((k) => s.name === k.name && s.id === k.id);
+    if (logKey) {
       if (!(await ed25519(logKey.key, s.sig, utf8(text)))) {
         fail('invalid_log_signature', `log signature by ${s.name}+${s.id.toString(16).padStart(8, '0')} does not verify`);
       }

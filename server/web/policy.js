@@ -155,8 +155,10 @@ export async function parsePolicy(text) {
   for (const key of ['allow_debug', 'allow_build_override', 'allow_unrecorded_build_definition', 'allow_unreferenced_commits', 'require_dsse']) {
     type(t[key], 'boolean', key);
   }
+  const logOrigin = type(t.log_origin, 'string', 'log_origin') ?? null;
+  if (logOrigin !== null && (!logOrigin || logOrigin.includes('\n'))) bad('log_origin: must be one non-empty line');
   return {
-    logKeys, witnessKeys, quorum,
+    logKeys, logOrigin, witnessKeys, quorum,
     awsRoot: type(trust.aws_root, 'boolean', 'trust.aws_root') ?? true,
     extraRoots: strings(trust.extra_roots, 'trust.extra_roots'),
     measurements: (t.measurement ?? []).map((m) => ({

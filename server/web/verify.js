@@ -144,8 +144,9 @@ async function step(steps, id, label, f) {
 const skipped = (steps, id, label, why) => steps.push({ id, label, ok: null, code: null, detail: why });
 
 // Verifies one logged entry. `input`: {entry, index, note, proof (hashes),
-// artifact (sha256 bytes or null), commit (hex or null)}; `trust`: {logKey,
-// witnessKeys, quorum, roots}; `policy` optional. Steps run in the CLI's
+// artifact (sha256 bytes or null), commit (hex or null)}; `trust`: {logKeys,
+// origin (null: the origin selects the key), witnessKeys, quorum, roots};
+// `policy` optional. Steps run in the CLI's
 // order; the verdict is the first failure (spec/bundle.md).
 export async function verifyEntry(input, trust, policy) {
   const steps = [];
@@ -210,7 +211,7 @@ export async function verifyEntry(input, trust, policy) {
     return `entry ${input.index} in the tree of size ${cp.size}`;
   });
   const signed = await step(steps, 'checkpoint', 'checkpoint signed by the log (and witnesses)', async () => {
-    const v = await verifyCheckpoint(input.note, trust.logKey, trust.witnessKeys, trust.quorum);
+    const v = await verifyCheckpoint(input.note, trust.logKeys, trust.witnessKeys, trust.quorum, trust.origin ?? null);
     const w = v.cosigners.length ? `, cosigned by ${v.cosigners.map((c) => c.name).join(', ')}` : '';
     return `${v.checkpoint.origin} at size ${v.checkpoint.size}${w}`;
   });
