@@ -17,7 +17,7 @@ echo "== dev CA"
 "$BIN/enclave-builder" dev-ca init ca
 
 echo "== log server"
-"$BIN/attestlog-server" --data-dir data --listen 127.0.0.1:0 --origin demo.attestlog/log \
+"$BIN/attestlog-server" --data-dir data --listen "${ATTESTLOG_DEMO_LISTEN:-127.0.0.1:0}" --origin demo.attestlog/log \
   --trust-root ca/root.pem >server.out 2>server.err &
 SERVER_PID=$!
 for _ in $(seq 50); do grep -q '^listening on ' server.out 2>/dev/null && break; sleep 0.1; done
@@ -64,4 +64,12 @@ if "$BIN/attestlog" verify --bundle out/hello.attestlog.json --artifact tampered
   exit 1
 fi
 echo "tampered artifact refused, as it must be"
+
+echo "== verify without the bundle: the log is asked for entry, proof and checkpoint"
+"$BIN/attestlog" verify --log "$URL" --artifact out/hello --policy policy.toml --commit "$COMMIT"
 echo "== demo done in $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s (after the cargo build)"
+echo "explorer: $URL/ (drop $W/out/hello on the page to verify it in the browser)"
+if [ "${ATTESTLOG_DEMO_KEEP:-}" = 1 ]; then
+  echo "ATTESTLOG_DEMO_KEEP=1: the server keeps running; Ctrl-C stops it and removes $W"
+  wait "$SERVER_PID"
+fi

@@ -14,6 +14,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 # tests/publish.rs pushes to and pulls from a real OCI registry (CNCF Distribution).
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# tests/explorer.rs drives the explorer page in headless Chromium through chromedriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

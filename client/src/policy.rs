@@ -396,8 +396,9 @@ impl Policy {
 }
 
 /// Repository URIs compare without SLSA's `git+` scheme prefix and a
-/// trailing `.git` or `/`.
-fn normalize_repo(uri: &str) -> &str {
+/// trailing `.git` or `/` (also the form the log's `repository` search
+/// indexes, spec/server-api.md).
+pub fn normalize_repo(uri: &str) -> &str {
     let uri = uri.strip_prefix("git+").unwrap_or(uri);
     let uri = uri.strip_suffix('/').unwrap_or(uri);
     uri.strip_suffix(".git").unwrap_or(uri)

@@ -114,6 +114,11 @@ impl Witnesses {
         self.quorum
     }
 
+    /// The witnesses' cosignature verifier keys, as configured.
+    pub fn keys(&self) -> impl Iterator<Item = &CosignatureVerifierKey> {
+        self.witnesses.iter().map(|w| &w.key)
+    }
+
     /// Makes sure the checkpoint `(size, note)` is cosigned: if the store
     /// already holds a cosigned checkpoint of at least `size`, returns it;
     /// otherwise asks the witnesses, stores the cosigned note and returns

@@ -454,12 +454,7 @@ impl<W: FnMut(&Value)> Monitor<W> {
 }
 
 fn same_repo(a: &str, b: &str) -> bool {
-    fn norm(u: &str) -> &str {
-        let u = u.strip_prefix("git+").unwrap_or(u);
-        let u = u.strip_suffix('/').unwrap_or(u);
-        u.strip_suffix(".git").unwrap_or(u)
-    }
-    norm(a) == norm(b)
+    crate::policy::normalize_repo(a) == crate::policy::normalize_repo(b)
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync

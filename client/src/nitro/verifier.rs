@@ -86,6 +86,11 @@ impl TrustRoots {
         self.roots.iter().any(|r| r.as_slice() == der)
     }
 
+    /// The pinned roots' DER, in the order they were added.
+    pub fn ders(&self) -> impl Iterator<Item = &[u8]> {
+        self.roots.iter().map(Vec::as_slice)
+    }
+
     /// Number of pinned roots.
     pub fn len(&self) -> usize {
         self.roots.len()
@@ -134,6 +139,11 @@ impl NitroVerifier {
     /// A verifier that checks every certificate every time (benchmarks, differential tests).
     pub fn without_cache(roots: TrustRoots) -> Self {
         NitroVerifier { roots, cache: None }
+    }
+
+    /// The roots this verifier trusts.
+    pub fn roots(&self) -> &TrustRoots {
+        &self.roots
     }
 
     /// Number of verified cabundles currently cached (0 without a cache).

@@ -2,6 +2,7 @@
 //! read API, `/healthz` and `/metrics`. `spec/server-api.md` documents it.
 
 mod error;
+mod page;
 mod read;
 mod write;
 
@@ -89,6 +90,8 @@ pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/entries", post(write::submit))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(page::index))
+        .route("/assets/{name}", get(page::asset))
         .route("/metrics", get(metrics))
         .merge(read)
         .fallback(|| async { ApiError::not_found("no such endpoint") })

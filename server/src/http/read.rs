@@ -28,8 +28,11 @@ use crate::storage::SearchKind;
 
 /// `Cache-Control` of every tile, bundle and raw entry: they never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// At most this many indices per search answer.
+/// At most this many indices per search answer; `after=<index>` pages on.
 const SEARCH_LIMIT: usize = 1000;
+/// Longest repository URI a search may name (a URI in a statement is bounded
+/// only by the statement's 65,535 bytes; real ones are far shorter).
+const MAX_REPOSITORY_LEN: usize = 4096;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -317,11 +320,18 @@ pub async fn search(
     State(app): State<Arc<AppState>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    check_known(&params, &["artifact_sha256", "commit", "pcr0"])?;
+    const KINDS: &str = "artifact_sha256, commit, pcr0 and repository";
+    check_known(
+        &params,
+        &["artifact_sha256", "commit", "pcr0", "repository", "after"],
+    )?;
+    let after = param_u64(&params, "after")?;
+    let mut params = params;
+    params.remove("after");
     if params.len() != 1 {
         return Err(ApiError::bad_request(
             "bad_parameter",
-            "give exactly one of artifact_sha256, commit and pcr0",
+            format!("give exactly one of {KINDS}"),
         ));
     }
     let (name, value) = params
@@ -331,18 +341,36 @@ pub async fn search(
     let (kind, lengths): (SearchKind, &[usize]) = match name.as_str() {
         "artifact_sha256" => (SearchKind::ArtifactSha256, &[32]),
         "commit" => (SearchKind::Commit, &[20, 32]),
+        "repository" => (SearchKind::Repository, &[]),
         _ => (SearchKind::Pcr0, &[32, 48, 64]),
     };
-    let key = hex::decode(value.to_ascii_lowercase())
-        .ok()
-        .filter(|k| lengths.contains(&k.len()))
-        .ok_or_else(|| {
-            ApiError::bad_request(
+    let key = if kind == SearchKind::Repository {
+        if value.is_empty() || value.len() > MAX_REPOSITORY_LEN {
+            return Err(ApiError::bad_request(
                 "bad_parameter",
-                format!("{name} must be hex of {lengths:?} bytes"),
-            )
-        })?;
+                format!("repository must be 1 to {MAX_REPOSITORY_LEN} bytes"),
+            ));
+        }
+        super::write::repository_key(value)
+    } else {
+        hex::decode(value.to_ascii_lowercase())
+            .ok()
+            .filter(|k| lengths.contains(&k.len()))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_parameter",
+                    format!("{name} must be hex of {lengths:?} bytes"),
+                )
+            })?
+    };
     let store = Arc::clone(&app.store);
-    let indices = blocking(move || Ok(store.search(kind, &key, SEARCH_LIMIT)?)).await?;
-    Ok(Json(json!({ "indices": indices })))
+    let indices =
+        blocking(move || Ok(store.search_after(kind, &key, after, SEARCH_LIMIT)?)).await?;
+    // A full page may have a next one: it starts after this page's last index.
+    let next_after = (indices.len() == SEARCH_LIMIT)
+        .then(|| indices.last().copied())
+        .flatten();
+    Ok(Json(
+        json!({ "indices": indices, "next_after": next_after }),
+    ))
 }

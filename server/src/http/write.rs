@@ -200,7 +200,8 @@ fn check_submission_policy(app: &AppState, claim: &VerifiedClaim) -> Result<(), 
     Ok(())
 }
 
-/// What users search by: each artifact digest, the commit, and PCR0.
+/// What users search by: each artifact digest, the commit, PCR0 and the
+/// repository (the SHA-256 of its normalized URI).
 fn search_keys(claim: &VerifiedClaim) -> Vec<(SearchKind, Vec<u8>)> {
     let mut keys: Vec<(SearchKind, Vec<u8>)> = claim
         .statement
@@ -214,7 +215,18 @@ fn search_keys(claim: &VerifiedClaim) -> Vec<(SearchKind, Vec<u8>)> {
     if let Some(pcr0) = claim.document.pcr(0) {
         keys.push((SearchKind::Pcr0, pcr0.to_vec()));
     }
+    keys.push((
+        SearchKind::Repository,
+        repository_key(&claim.statement.source.uri),
+    ));
     keys
+}
+
+/// The search key of a repository URI: SHA-256 of its normalized form, so
+/// `git+https://h/r.git` and `https://h/r` find the same entries.
+pub(super) fn repository_key(uri: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(attestlog::policy::normalize_repo(uri).as_bytes()).to_vec()
 }
 
 /// The answer: index, leaf hash, the checkpoint and the inclusion proof

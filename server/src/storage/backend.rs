@@ -118,8 +118,15 @@ pub trait Backend: Send + Sync {
     /// For each claim id, the index of the first entry with it, if any.
     fn find_claims(&self, claim_ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError>;
 
-    /// Indices stored under `(kind, key)`, ascending, at most `limit`.
-    fn search(&self, kind: SearchKind, key: &[u8], limit: usize) -> Result<Vec<u64>, StorageError>;
+    /// Indices stored under `(kind, key)` greater than `after` (all when
+    /// `None`), ascending, at most `limit`.
+    fn search(
+        &self,
+        kind: SearchKind,
+        key: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError>;
 
     /// Stores `note`, the checkpoint for `size` with cosignature lines.
     fn store_cosigned(&self, size: u64, note: &str) -> Result<(), StorageError>;
@@ -156,8 +163,14 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn find_claims(&self, claim_ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
         (**self).find_claims(claim_ids)
     }
-    fn search(&self, kind: SearchKind, key: &[u8], limit: usize) -> Result<Vec<u64>, StorageError> {
-        (**self).search(kind, key, limit)
+    fn search(
+        &self,
+        kind: SearchKind,
+        key: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        (**self).search(kind, key, after, limit)
     }
     fn store_cosigned(&self, size: u64, note: &str) -> Result<(), StorageError> {
         (**self).store_cosigned(size, note)

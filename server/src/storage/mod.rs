@@ -94,6 +94,9 @@ pub enum SearchKind {
     Commit,
     /// Enclave image measurement PCR0.
     Pcr0,
+    /// SHA-256 of the source repository URI, normalized as policies compare
+    /// it (`attestlog::policy::normalize_repo`).
+    Repository,
 }
 
 impl SearchKind {
@@ -103,6 +106,7 @@ impl SearchKind {
             SearchKind::ArtifactSha256 => 1,
             SearchKind::Commit => 2,
             SearchKind::Pcr0 => 3,
+            SearchKind::Repository => 4,
         }
     }
 }

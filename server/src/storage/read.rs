@@ -185,6 +185,18 @@ impl<B: Backend> Log<B> {
         key: &[u8],
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
-        self.backend.search(kind, key, limit)
+        self.backend.search(kind, key, None, limit)
+    }
+
+    /// Indices stored under `(kind, key)` above `after`, ascending, at most
+    /// `limit`: the next page of a search.
+    pub fn search_after(
+        &self,
+        kind: SearchKind,
+        key: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.backend.search(kind, key, after, limit)
     }
 }

@@ -189,6 +189,16 @@ pub fn search_by_kind_and_key<H: Harness>() {
         .search(SearchKind::Pcr0, b"nope", 10)
         .unwrap()
         .is_empty());
+    // Paging: `after` continues where a full page stopped.
+    let after = |a, limit| {
+        store
+            .search_after(SearchKind::Commit, b"c1", a, limit)
+            .unwrap()
+    };
+    assert_eq!(after(None, 1), vec![0]);
+    assert_eq!(after(Some(0), 1), vec![1]);
+    assert_eq!(after(Some(1), 1), Vec::<u64>::new());
+    assert_eq!(after(Some(u64::MAX), 10), Vec::<u64>::new());
 }
 
 pub fn out_of_range_requests_are_errors_not_panics<H: Harness>() {

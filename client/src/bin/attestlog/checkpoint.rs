@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use attestlog::policy::Policy;
-use attestlog::tlog::checkpoint::{verify_checkpoint_for_origin, Checkpoint};
+use attestlog::tlog::checkpoint::{verify_checkpoint_for_origin, Checkpoint, VerifiedCheckpoint};
 use attestlog::tlog::cosignature::CosignatureVerifierKey;
 use attestlog::tlog::note::{NoteVerifierKey, SignedNote};
 use base64::Engine;
@@ -39,9 +39,52 @@ pub struct CheckpointVerifyArgs {
     /// plus every --witness given.
     #[arg(long)]
     quorum: Option<usize>,
+    /// Print the verdict as one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: CheckpointVerifyArgs) -> Result<(), Failure> {
+    let json = args.json;
+    let verified = check(args).inspect_err(|f| {
+        if json {
+            let out = serde_json::json!({"valid": false, "code": f.check, "message": f.reason});
+            println!("{}", crate::display::json_safe(&out));
+        }
+    })?;
+    let cp = &verified.checkpoint;
+    let root = base64::engine::general_purpose::STANDARD.encode(cp.root_hash);
+    if json {
+        let cosigners: Vec<_> = verified
+            .cosigners
+            .iter()
+            .map(|(name, time)| serde_json::json!({"name": name, "time": time}))
+            .collect();
+        let out = serde_json::json!({
+            "valid": true,
+            "origin": cp.origin,
+            "size": cp.size,
+            "root_hash": root,
+            "cosigners": cosigners,
+        });
+        println!("{}", crate::display::json_safe(&out));
+        return Ok(());
+    }
+    println!(
+        "valid: {} size {} root {root}",
+        crate::display::display_safe(&cp.origin),
+        cp.size,
+    );
+    for (name, time) in &verified.cosigners {
+        println!(
+            "cosigned by {} at {time}",
+            crate::display::display_safe(name)
+        );
+    }
+    Ok(())
+}
+
+fn check(args: CheckpointVerifyArgs) -> Result<VerifiedCheckpoint, Failure> {
     let policy = args
         .policy
         .as_ref()
@@ -93,22 +136,8 @@ pub fn run(args: CheckpointVerifyArgs) -> Result<(), Failure> {
             origin
         }
     };
-    let verified = verify_checkpoint_for_origin(&text, &origin, &log_keys, &witnesses, quorum)
-        .map_err(|e| Failure::new(e.code(), e))?;
-    let cp = &verified.checkpoint;
-    println!(
-        "valid: {} size {} root {}",
-        crate::display::display_safe(&cp.origin),
-        cp.size,
-        base64::engine::general_purpose::STANDARD.encode(cp.root_hash)
-    );
-    for (name, time) in &verified.cosigners {
-        println!(
-            "cosigned by {} at {time}",
-            crate::display::display_safe(name)
-        );
-    }
-    Ok(())
+    verify_checkpoint_for_origin(&text, &origin, &log_keys, &witnesses, quorum)
+        .map_err(|e| Failure::new(e.code(), e))
 }
 
 /// Without a configured origin, the checkpoint's origin must be one of the

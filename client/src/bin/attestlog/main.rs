@@ -11,6 +11,7 @@ mod display;
 mod fetch_verify;
 mod monitor;
 mod verify;
+mod verify_log;
 mod witness;
 
 use std::path::PathBuf;
@@ -44,7 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
-    /// Verify an artifact against its offline bundle and a policy.
+    /// Verify an artifact against a policy, from its offline bundle or
+    /// from the log.
     Verify(verify::VerifyArgs),
     /// Follow a log: consistency, tiles, every entry, watched builds.
     Monitor(monitor::MonitorArgs),

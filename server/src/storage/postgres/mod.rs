@@ -175,8 +175,14 @@ impl Backend for PostgresBackend {
         )
     }
 
-    fn search(&self, kind: SearchKind, key: &[u8], limit: usize) -> Result<Vec<u64>, StorageError> {
-        self.read_search(kind, key, limit)
+    fn search(
+        &self,
+        kind: SearchKind,
+        key: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        self.read_search(kind, key, after, limit)
     }
 
     fn store_cosigned(&self, size: u64, note: &str) -> Result<(), StorageError> {

@@ -123,13 +123,16 @@ impl PostgresBackend {
         &self,
         kind: SearchKind,
         key: &[u8],
+        after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
         let kind = kind.code() as i16;
         let rows = self.query(
-            "SELECT idx FROM search WHERE kind = $1 AND key = $2 ORDER BY idx LIMIT $3",
-            &[&kind, &key, &limit],
+            "SELECT idx FROM search WHERE kind = $1 AND key = $2 AND idx > $3 \
+             ORDER BY idx LIMIT $4",
+            &[&kind, &key, &after, &limit],
         )?;
         rows.iter()
             .map(|r| Ok(r.try_get::<_, i64>(0)? as u64))

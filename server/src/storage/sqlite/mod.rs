@@ -263,13 +263,24 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn search(&self, kind: SearchKind, key: &[u8], limit: usize) -> Result<Vec<u64>, StorageError> {
+    fn search(
+        &self,
+        kind: SearchKind,
+        key: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Indices are below 2^63: an `after` beyond that leaves nothing.
+        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
         self.readers.with(|c| {
             let mut st = c.prepare_cached(
-                "SELECT idx FROM search WHERE kind = ?1 AND key = ?2 ORDER BY idx LIMIT ?3",
+                "SELECT idx FROM search WHERE kind = ?1 AND key = ?2 AND idx > ?3 \
+                 ORDER BY idx LIMIT ?4",
             )?;
-            let rows = st.query_map(params![kind.code(), key, limit], |r| r.get::<_, i64>(0))?;
+            let rows = st.query_map(params![kind.code(), key, after, limit], |r| {
+                r.get::<_, i64>(0)
+            })?;
             Ok(rows
                 .map(|r| r.map(|i| i as u64))
                 .collect::<Result<_, _>>()?)
