@@ -384,6 +384,27 @@ fn publish_to_registry_and_release_then_verify_from_there() {
         os(&[&"--url", &format!("{url}-missing")]),
         "bundle_not_found",
     );
+    // No bundle beside the artifact (a plain static server holding only
+    // the artifact): refused without --log; with --log the artifact is
+    // verified from the log instead.
+    let bare = w.tmp.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::write(bare.join("hello"), &built).unwrap();
+    let statics = StaticServer::start(&bare);
+    let bare_url = format!("{}/hello", statics.url);
+    refused(os(&[&"--url", &bare_url]), "bundle_not_found");
+    let out = verify(
+        &cli,
+        &policy,
+        &os(&[&"--url", &bare_url, &"--log", &w.server.url]),
+    );
+    assert!(out.status.success(), "--url with --log: {}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("verifying from the log") && said.contains("valid: hello"),
+        "{said}"
+    );
+    drop(statics);
 
     // A registry answering other bytes for the artifact's blob.
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -465,4 +486,49 @@ fn publish_and_verify_through_registry_bearer_tokens() {
     let out = verify(&cli, &policy, &os(&[&"--oci", &oci_ref, &"--commit", &c1]));
     assert!(out.status.success(), "verify --oci: {}", stderr(&out));
     assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > after_push);
+}
+
+/// `python3 -m http.server` over one folder on a free loopback port: a
+/// plain static host with no bundle beside the artifact. Stopped on drop.
+struct StaticServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl StaticServer {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "http.server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        StaticServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -42,13 +42,15 @@ impl RemoteArgs {
     }
 }
 
-pub fn run(verifier: &BundleVerifier, args: RemoteArgs) -> Result<(), Failure> {
+/// Verifies what `args` names; with `log`, an artifact at `--url` with no
+/// bundle beside it is verified from that log instead.
+pub fn run(verifier: &BundleVerifier, args: RemoteArgs, log: Option<&str>) -> Result<(), Failure> {
     let mut sink = match &args.output {
         Some(path) => Sink::Staged(Staged::create(path)?),
         None => Sink::Discard,
     };
     match (&args.url, &args.oci) {
-        (Some(url), None) => from_url(verifier, url, &mut sink)?,
+        (Some(url), None) => from_url(verifier, url, &mut sink, log)?,
         (None, Some(r)) => from_oci(verifier, r, &mut sink)?,
         // clap refuses both; neither means run() was not called for us.
         _ => return Err(Failure::new("usage", "give one of --url or --oci")),
@@ -60,7 +62,12 @@ pub fn run(verifier: &BundleVerifier, args: RemoteArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn from_url(verifier: &BundleVerifier, url: &str, sink: &mut Sink) -> Result<(), Failure> {
+fn from_url(
+    verifier: &BundleVerifier,
+    url: &str,
+    sink: &mut Sink,
+    log: Option<&str>,
+) -> Result<(), Failure> {
     let parsed = reqwest::Url::parse(url).map_err(|e| Failure::new("url", e))?;
     if !matches!(parsed.scheme(), "http" | "https")
         || parsed.query().is_some()
@@ -75,24 +82,33 @@ fn from_url(verifier: &BundleVerifier, url: &str, sink: &mut Sink) -> Result<(),
     bundle_url.set_path(&format!("{}{BUNDLE_SUFFIX}", parsed.path()));
     let small = download::client(download::API_TIMEOUT).map_err(fail)?;
     let mut bundle = Vec::new();
-    // A missing bundle has its own code: the place for a fallback to the log.
-    download::get(
+    // A missing bundle has its own code, and with --log a fallback.
+    let found = match download::get(
         &small,
         bundle_url.as_str(),
         MAX_BUNDLE_SIZE as u64,
         &mut bundle,
-    )
-    .map_err(|e| match e {
-        download::DownloadError::NotFound { url } => Failure::new(
-            "bundle_not_found",
-            format!("no bundle beside the artifact: {url} answered 404"),
-        ),
-        e => fail(e),
-    })?;
+    ) {
+        Ok(_) => true,
+        Err(download::DownloadError::NotFound { .. }) if log.is_some() => false,
+        Err(download::DownloadError::NotFound { url }) => {
+            return Err(Failure::new(
+                "bundle_not_found",
+                format!("no bundle beside the artifact: {url} answered 404 (give --log to verify from a log)"),
+            ))
+        }
+        Err(e) => return Err(fail(e)),
+    };
     let large = download::client(download::ARTIFACT_TIMEOUT).map_err(fail)?;
     let received = download::get(&large, parsed.as_str(), MAX_ARTIFACT_SIZE, sink).map_err(fail)?;
     sink.finish()?;
-    check(verifier, &bundle, &received.sha256)
+    match (found, log) {
+        (false, Some(log)) => {
+            println!("no bundle beside the artifact; verifying from the log");
+            crate::verify::check_from_log(verifier, log, &received.sha256)
+        }
+        _ => check(verifier, &bundle, &received.sha256),
+    }
 }
 
 fn from_oci(verifier: &BundleVerifier, text: &str, sink: &mut Sink) -> Result<(), Failure> {

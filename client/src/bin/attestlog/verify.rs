@@ -28,7 +28,9 @@ pub struct VerifyArgs {
     bundle: Option<PathBuf>,
     /// No bundle file: find the artifact's entries in this log (base URL),
     /// fetch entry, proof and checkpoint, and verify each as a bundle.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "oci"])]
+    /// With --url: the log to verify from when no bundle sits beside the
+    /// artifact.
+    #[arg(long, value_name = "URL", conflicts_with = "oci")]
     log: Option<String>,
     /// The artifact about to be installed.
     #[arg(long, required_unless_present_any = ["url", "oci"])]
@@ -149,7 +151,7 @@ fn print_valid(verdict: &Verdict) {
 pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     if args.remote.is_given() {
         let verifier = verifier(&args.policy, args.commit.as_deref())?;
-        return crate::fetch_verify::run(&verifier, args.remote);
+        return crate::fetch_verify::run(&verifier, args.remote, args.log.as_deref());
     }
     let Some(artifact) = &args.artifact else {
         return Err(Failure::new("usage", "give --artifact"));
@@ -273,21 +275,62 @@ fn verify(args: &VerifyArgs, digest: &[u8; 32]) -> Result<(Verdicts, Option<Path
         return Ok((vec![(Some(bundle.proof.index), check(&bundle))], None));
     }
     let url = args.log.as_deref().unwrap_or_default();
+    from_log(&verifier, url, digest, args.write_bundle.as_deref())
+}
+
+/// Finds the artifact's entries in the log at `url` and verifies each as a
+/// bundle; writes the first valid one's bundle to `write_bundle`.
+fn from_log(
+    verifier: &BundleVerifier,
+    url: &str,
+    digest: &[u8; 32],
+    write_bundle: Option<&Path>,
+) -> Result<(Verdicts, Option<PathBuf>), Failure> {
+    let check = |bundle: &Bundle| {
+        verifier
+            .verify(bundle, digest)
+            .map_err(|e| Failure::new(e.code(), e))
+    };
     let candidates = LogCandidates::find(url, digest)?;
     let mut verdicts = Vec::new();
     let mut written = None;
     for &index in &candidates.indices {
         let result = candidates.bundle(index).and_then(|b| {
             let verdict = check(&b)?;
-            if let (Some(path), None) = (&args.write_bundle, &written) {
+            if let (Some(path), None) = (write_bundle, &written) {
                 write_atomic(path, b.to_json().as_bytes()).map_err(|e| {
                     Failure::new("write_bundle", format!("{}: {e}", path.display()))
                 })?;
-                written = Some(path.clone());
+                written = Some(path.to_path_buf());
             }
             Ok(verdict)
         });
         verdicts.push((Some(index), result));
     }
     Ok((verdicts, written))
+}
+
+/// `verify --url --log`: the artifact at the URL had no bundle beside it;
+/// verifies it from the log instead and prints each entry's verdict.
+pub fn check_from_log(
+    verifier: &BundleVerifier,
+    log: &str,
+    digest: &[u8; 32],
+) -> Result<(), Failure> {
+    let (entries, _) = from_log(verifier, log, digest, None)?;
+    for (index, result) in &entries {
+        match (result, index) {
+            (Ok(v), _) => print_valid(v),
+            (Err(f), Some(i)) => println!(
+                "entry {i}: refused: {}: {}",
+                safe(&f.check),
+                safe(&f.reason)
+            ),
+            (Err(_), None) => {}
+        }
+    }
+    match entries.iter().any(|(_, r)| r.is_ok()) {
+        true => Ok(()),
+        false => Err(first_refusal(&entries)),
+    }
 }
