@@ -7,45 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use attestlog::bundle::Bundle;
+use common::webhook::{next_job_line, post, sign, webhook_url, SECRET};
 use common::*;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-const SECRET: &str = "webhook secret for the test";
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn post(url: &str, event: &str, body: &[u8], signature: &str) -> (u16, String) {
-    let r = reqwest::blocking::Client::new()
-        .post(url)
-        .header("X-GitHub-Event", event)
-        .header("X-Hub-Signature-256", signature)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .expect("POST webhook");
-    (r.status().as_u16(), r.text().unwrap_or_default())
-}
-
-/// The next line of the host's job log that reports a finished job.
-fn next_job_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
-    for line in lines.by_ref() {
-        let line = line.expect("host stdout");
-        if line.starts_with("built ") || line.starts_with("build of ") {
-            return line;
-        }
-    }
-    panic!("the host exited without reporting the job");
-}
 
 fn assert_verifies(w: &World, out: &Path, commit: &str) {
     let artifact = std::fs::read(out.join("hello")).unwrap();
@@ -81,12 +49,7 @@ fn webhook_events_build_in_a_fresh_enclave_each() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let hook = first
-        .strip_prefix("webhook on ")
-        .and_then(|r| r.split(';').next())
-        .unwrap_or_else(|| panic!("unexpected first line {first}"))
-        .to_string();
+    let hook = webhook_url(&mut lines);
 
     let repo = w.repo.display().to_string();
     let push = serde_json::json!({"ref": "refs/heads/main", "after": c1,

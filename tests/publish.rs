@@ -532,3 +532,77 @@ impl Drop for StaticServer {
         let _ = self.child.wait();
     }
 }
+
+/// Webhook builds publish on tag pushes: a signed tag push builds the tagged
+/// commit within the tag and publishes it to REGISTRY/REPO:<tag>; a branch
+/// push only builds. A tag in --oci-ref stops the host before it serves.
+#[test]
+fn webhook_tag_pushes_publish_under_the_tag() {
+    use common::webhook::{next_line_with, post, sign, webhook_url, SECRET};
+    use std::io::{BufRead, BufReader};
+
+    let Some(w) = World::new() else { return };
+    let cli =
+        target_bin("attestlog").expect("the attestlog binary (cargo test --workspace builds it)");
+    let reg = LocalRegistry::start(w.tmp.path());
+    let c1 = w.commit_hello();
+    git(&w.repo, &["tag", "v1.0", &c1]);
+    let secret_file = w.tmp.path().join("webhook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let sock = w.tmp.path().join("hook.sock");
+    let out = w.tmp.path().join("hook-out");
+    let image = format!("{}/e2e/hook", reg.addr);
+    let host = |oci_ref: &str| {
+        let mut cmd = Command::new(builder_bin());
+        cmd.arg("host")
+            .arg("--listen-unix")
+            .arg(&sock)
+            .args(["--log", &w.server.url, "--out"])
+            .arg(&out)
+            .args(["--webhook-listen", "127.0.0.1:0", "--webhook-secret-file"])
+            .arg(&secret_file)
+            .args(["--publish", "oci", "--oci-ref", oci_ref, "--"])
+            .args(w.enclave_argv(&sock));
+        cmd
+    };
+    let bad = host(&format!("{image}:v1")).output().unwrap();
+    assert_fails_with(&bad, "publish_target");
+
+    let mut child = host(&image).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let hook = webhook_url(&mut lines);
+    let repo = w.repo.display().to_string();
+    let deliver = |body: serde_json::Value| {
+        let body = body.to_string();
+        let (status, answer) = post(&hook, "push", body.as_bytes(), &sign(body.as_bytes()));
+        assert_eq!(status, 202, "{answer}");
+    };
+    deliver(serde_json::json!({"ref": "refs/heads/main", "after": c1,
+        "repository": {"clone_url": repo}}));
+    deliver(serde_json::json!({"ref": "refs/tags/v1.0", "after": c1,
+        "head_commit": {"id": c1}, "repository": {"clone_url": repo}}));
+    let prefixes = ["built ", "build of ", "published ", "publish of "];
+    let said: Vec<String> = (0..3)
+        .map(|_| next_line_with(&mut lines, &prefixes))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            format!("built {repo} {c1} -> log index 0"),
+            format!("built {repo} {c1} -> log index 1"),
+            format!("published {repo} tag v1.0"),
+        ]
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let policy = w.policy("good.toml", &w.enclave_pcrs(), &w.server.key, false);
+    let tagged = format!("{image}:v1.0");
+    let ok = verify(&cli, &policy, &os(&[&"--oci", &tagged, &"--commit", &c1]));
+    assert!(ok.status.success(), "verify --oci: {}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains("contained in refs/tags/v1.0"),
+        "{}",
+        stdout(&ok)
+    );
+}

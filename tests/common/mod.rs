@@ -13,6 +13,7 @@ use attestlog::verify::BundleVerifier;
 use sha2::{Digest, Sha256};
 
 pub mod https;
+pub mod webhook;
 
 pub const ORIGIN: &str = "e2e.attestlog/log";
 

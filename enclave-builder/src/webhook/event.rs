@@ -13,8 +13,18 @@ use super::{WebhookError, MIN_SECRET_LEN};
 pub struct QueuedBuild {
     pub repo: String,
     pub commit: String,
+    /// `refs/tags/<name>` for a tag push (the enclave checks the commit is
+    /// in it); `None` otherwise.
     pub git_ref: Option<String>,
     pub event: String,
+}
+
+impl QueuedBuild {
+    /// The pushed tag's name, for a tag push: what a webhook build
+    /// publishes under (`--publish`).
+    pub fn tag(&self) -> Option<&str> {
+        self.git_ref.as_deref()?.strip_prefix("refs/tags/")
+    }
 }
 
 /// The HMAC key shared with GitHub, at least [`MIN_SECRET_LEN`] bytes.
@@ -88,24 +98,53 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Option<QueuedBuild>, Webh
     let v: Value =
         serde_json::from_slice(body).map_err(|e| WebhookError::NotJson(e.to_string()))?;
     let repo = || field(&v, &["repository", "clone_url"], "repository.clone_url");
+    let mut git_ref = None;
     let commit = match event {
         "push" => {
             let after = field(&v, &["after"], "after")?;
             if is_zero_commit(after) {
-                return Ok(None); // a deleted branch: nothing to build
+                return Ok(None); // a deleted branch or tag: nothing to build
             }
-            // The commit id alone is built: the branch may have moved on
-            // by the time the host clones.
-            after
+            match v.get("ref").and_then(Value::as_str) {
+                Some(r) if r.starts_with("refs/tags/") => {
+                    let name = &r["refs/tags/".len()..];
+                    if !is_tag_name(name) {
+                        return Err(WebhookError::InvalidTag(name.to_string()));
+                    }
+                    git_ref = Some(r.to_string());
+                    // For an annotated tag `after` is the tag object; the
+                    // tagged commit is `head_commit.id`. The host checks
+                    // the commit is in the tag either way.
+                    v.get("head_commit")
+                        .and_then(|h| h.get("id"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(after)
+                }
+                // A branch: the commit id alone is built, the branch may
+                // have moved on by the time the host clones.
+                _ => after,
+            }
         }
         _ => field(&v, &["workflow_job", "head_sha"], "workflow_job.head_sha")?,
     };
     Ok(Some(QueuedBuild {
         repo: repo()?.to_string(),
         commit: commit.to_ascii_lowercase(),
-        git_ref: None,
+        git_ref,
         event: event.to_string(),
     }))
+}
+
+/// A tag name a build may publish under: what an OCI tag allows
+/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`), which is also a valid git tag
+/// and GitHub release tag. Anything else is refused rather than rewritten.
+fn is_tag_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
 #[cfg(test)]
@@ -198,6 +237,24 @@ mod tests {
             None
         );
         assert_eq!(parse_event("ping", b"not even json").unwrap(), None);
+        assert_eq!(b.git_ref, None);
+        // A tag push builds the tagged commit (head_commit.id, not the
+        // annotated tag object in `after`) within the tag.
+        let tag = json!({"ref": "refs/tags/v1.2", "after": "c".repeat(40),
+            "head_commit": {"id": "D".repeat(40)},
+            "repository": {"clone_url": "https://github.com/o/r.git"}});
+        let t = parse_event("push", tag.to_string().as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.commit, "d".repeat(40));
+        assert_eq!(t.git_ref.as_deref(), Some("refs/tags/v1.2"));
+        assert_eq!(t.tag(), Some("v1.2"));
+        for bad in ["", "-x", "a/b", "a b", "t\u{7}", &"x".repeat(129)] {
+            let body = json!({"ref": format!("refs/tags/{bad}"), "after": "c".repeat(40),
+                "repository": {"clone_url": "x"}});
+            let e = parse_event("push", body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "invalid_tag", "{bad:?}");
+        }
         let e = parse_event("push", b"{").unwrap_err();
         assert_eq!(e.code(), "not_json");
         let e = parse_event("push", br#"{"after": "abc"}"#).unwrap_err();

@@ -73,6 +73,8 @@ pub enum WebhookError {
     NotJson(String),
     #[error("event has no {0}")]
     MissingField(&'static str),
+    #[error("pushed tag {0:?} is not a tag name a build may publish under ([A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})")]
+    InvalidTag(String),
     #[error("body exceeds the {MAX_BODY}-byte limit")]
     TooLarge,
     #[error("the request was not received within {} s", REQUEST_DEADLINE.as_secs())]
@@ -101,6 +103,7 @@ impl WebhookError {
             WebhookError::BadSignature => "bad_signature",
             WebhookError::NotJson(_) => "not_json",
             WebhookError::MissingField(_) => "missing_field",
+            WebhookError::InvalidTag(_) => "invalid_tag",
             WebhookError::TooLarge => "too_large",
             WebhookError::Timeout => "request_timeout",
             WebhookError::Body(_) => "bad_body",
@@ -118,7 +121,10 @@ impl WebhookError {
             WebhookError::MissingSignature
             | WebhookError::MalformedSignature(_)
             | WebhookError::BadSignature => 401,
-            WebhookError::NotJson(_) | WebhookError::MissingField(_) | WebhookError::Body(_) => 400,
+            WebhookError::NotJson(_)
+            | WebhookError::MissingField(_)
+            | WebhookError::InvalidTag(_)
+            | WebhookError::Body(_) => 400,
             WebhookError::TooLarge => 413,
             WebhookError::Timeout => 408,
             WebhookError::NotFound => 404,

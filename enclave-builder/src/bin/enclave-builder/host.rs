@@ -112,15 +112,14 @@ pub(crate) fn run_host(args: HostArgs) -> Result<(), BuildError> {
     if args.cmd.is_some() || !args.outputs.is_empty() {
         return Err(BuildError::HostBuildDefinition);
     }
-    // Publish settings (token, names) are checked before anything is built.
-    let targets = args.publish.resolve(false)?;
-    if !targets.is_empty() && args.webhook_listen.is_some() {
-        return Err(BuildError::Publish(
-            enclave_builder::publish::PublishError::Target(
-                "--publish applies to one --repo build, not to --webhook-listen".into(),
-            ),
-        ));
-    }
+    // Publish settings (token, names) are checked before anything is built
+    // (webhook builds: with a stand-in tag; each tag push publishes under
+    // its own tag, other builds are only logged).
+    let webhook_publish = args.webhook_listen.is_some() && args.publish.requested();
+    let targets = match args.webhook_listen {
+        Some(_) if webhook_publish => args.publish.for_tag("startup-check")?,
+        _ => args.publish.resolve(false)?,
+    };
     let ep = match (&args.listen_unix, args.vsock_cid) {
         (Some(p), None) => Endpoint::Unix(p.clone()),
         (None, Some(cid)) => Endpoint::Vsock {
@@ -198,14 +197,31 @@ pub(crate) fn run_host(args: HostArgs) -> Result<(), BuildError> {
             let result = hostsplit::prepare_job(&host_job(
                 queued.repo.clone(),
                 Some(queued.commit.clone()),
-                None,
+                queued.git_ref.clone(),
             ))
             .and_then(|job| run(job, &out));
             match result {
-                Ok(o) => println!(
-                    "built {} {} -> log index {}",
-                    queued.repo, o.commit, o.index
-                ),
+                Ok(o) => {
+                    println!(
+                        "built {} {} -> log index {}",
+                        queued.repo, o.commit, o.index
+                    );
+                    if let (true, Some(tag)) = (webhook_publish, queued.tag()) {
+                        let published = args
+                            .publish
+                            .for_tag(tag)
+                            .map_err(BuildError::Publish)
+                            .and_then(|t| t.publish_all(&o.written));
+                        match published {
+                            Ok(()) => println!("published {} tag {tag}", queued.repo),
+                            Err(e) => println!(
+                                "publish of {} tag {tag} failed: {}: {e}",
+                                queued.repo,
+                                e.code()
+                            ),
+                        }
+                    }
+                }
                 Err(e) => println!(
                     "build of {} {} failed: {}: {e}",
                     queued.repo,

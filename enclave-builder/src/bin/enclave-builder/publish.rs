@@ -128,11 +128,40 @@ impl PublishArgs {
     }
 }
 
-impl Targets {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.github.is_none() && self.oci.is_none()
+impl PublishArgs {
+    /// Whether `--publish` was given.
+    pub(crate) fn requested(&self) -> bool {
+        !self.publish.is_empty()
     }
 
+    /// Webhook builds (`--webhook-listen`): the targets for a pushed tag.
+    /// The tag names the release (GitHub) and the image (OCI), so
+    /// `--release-tag` must be absent and `--oci-ref` is REGISTRY/REPO
+    /// without a tag. Called once at start with a stand-in tag, so bad
+    /// settings stop the host before it serves.
+    pub(crate) fn for_tag(&self, tag: &str) -> Result<Targets, PublishError> {
+        if self.release_tag.is_some() {
+            return Err(PublishError::Target(
+                "with --webhook-listen the pushed tag is the release tag: drop --release-tag"
+                    .into(),
+            ));
+        }
+        let mut args = self.clone();
+        args.release_tag = Some(tag.to_string());
+        if let Some(r) = &self.oci_ref {
+            let last = r.rsplit('/').next().unwrap_or_default();
+            if !r.contains('/') || last.contains(':') || r.contains('@') {
+                return Err(PublishError::Target(format!(
+                    "with --webhook-listen give --oci-ref REGISTRY/REPO (no tag): the pushed tag names the image, not {r:?}"
+                )));
+            }
+            args.oci_ref = Some(format!("{r}:{tag}"));
+        }
+        args.resolve(false)
+    }
+}
+
+impl Targets {
     /// Publishes every (artifact, bundle) pair to every target. On failure
     /// the error says the files are kept and how to retry.
     pub(crate) fn publish_all(&self, written: &[(PathBuf, PathBuf)]) -> Result<(), BuildError> {
