@@ -238,7 +238,8 @@ else
         "${fill_args[@]}" >"$WORK/fill.txt"
 fi
 if [[ $STORAGE == sqlite ]]; then
-    FILL_DISK=$(du -sb "$READ/log" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
+    FILL_DISK=$(field disk_bytes_per_entry "$WORK/fill.txt" 2>/dev/null | cut -d. -f1 || true)
+    [[ -n $FILL_DISK ]] || FILL_DISK=$(du -sb "$READ/log" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
 else
     FILL_DISK=$(pg_bytes "${DATABASES[-1]}" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
 fi

@@ -132,6 +132,16 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Folds a SQLite log's write-ahead log into the database file and empties
+/// it, so the files weigh what the log holds (the WAL of a killed server
+/// stays behind, up to `wal_autocheckpoint` pages).
+pub fn fold_wal(db: &Path) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(db)?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    anyhow::ensure!(busy == 0, "{} is in use: cannot fold its WAL", db.display());
+    Ok(())
+}
+
 pub struct ServerProcess {
     child: Child,
     pub url: String,

@@ -11,7 +11,7 @@ use attestlog::tlog::note::NoteSigner;
 use attestlog::tlog::tiles::{TileKind, TilePath};
 use attestlog_server::storage::{LogStore, NewEntry};
 
-use crate::{dir_bytes, metric, ServerProcess};
+use crate::{dir_bytes, fold_wal, metric, ServerProcess};
 
 /// Entries appended per batch while filling.
 const FILL_BATCH: u64 = 4096;
@@ -71,6 +71,7 @@ pub fn fill(
         started.elapsed().as_secs_f64()
     );
     if storage.is_none() {
+        fold_wal(&dir.join("log.db"))?;
         let disk = dir_bytes(dir);
         println!(
             "  disk: {:.1} bytes per entry ({} MB total)",

@@ -13,9 +13,7 @@ use attestlog::claim::{
 use attestlog::nitro::sim::{AttestationRequest, SimulatedNsm};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 
-use attestlog_server::storage::LogStore;
-
-use crate::{cpu_seconds, dir_bytes, metric, now_ms, percentile, ServerProcess};
+use crate::{cpu_seconds, dir_bytes, fold_wal, metric, now_ms, percentile, ServerProcess};
 
 fn entry(nsm: &SimulatedNsm, n: u64) -> anyhow::Result<Vec<u8>> {
     let artifact = sha2_256(&n.to_be_bytes());
@@ -214,11 +212,9 @@ pub async fn write_load(
     metric("entry_bytes", avg);
     drop(servers);
     if !extra.iter().any(|a| a == "--storage") {
-        // The servers were killed: open and close the log once so SQLite
-        // folds its write-ahead log into the database, then weigh it.
         let log = dir.join("log");
         tokio::task::spawn_blocking(move || {
-            LogStore::open(&log.join("log.db"))?;
+            fold_wal(&log.join("log.db"))?;
             let per_entry = dir_bytes(&log) as f64 / n.max(1.0);
             println!("  disk: {per_entry:.0} bytes per entry");
             metric("disk_bytes_per_entry", format!("{per_entry:.0}"));
