@@ -183,12 +183,22 @@ tile_index() {
     while ((n > 0)); do printf -v group 'x%03d' $((n % 1000)); out="$group/$out"; n=$((n / 1000)); done
     echo "$out"
 }
-wrk_rate() { # name url [lua] -> requests/s; fails on any non-2xx answer or socket error
-    local name=$1 url=$2 out="$WORK/wrk-$1.txt"
+cpu_ticks() { # pid... -> their user+system CPU time, in 1/100 s
+    local f=(); for p in "$@"; do f+=("/proc/$p/stat"); done
+    awk '{ sub(/.*\) /, ""); t += $12 + $13 } END { print t }' "${f[@]}"
+}
+wrk_rate() { # name url [lua] -> requests/s; fails on any non-2xx answer or socket error.
+    # Also leaves the server's (nginx's) CPU µs per request in $WORK/cpu-NAME.
+    local name=$1 url=$2 out="$WORK/wrk-$1.txt" before pids
     local args=(-t2 "-c$CONCURRENCY" "-d${SECONDS_PER_RUN}s")
     [[ $# -ge 3 ]] && args+=(-s "$3")
+    pids=("$READ_PID")
+    [[ $name == nginx* ]] && pids=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
+    before=$(cpu_ticks "${pids[@]}")
     wrk "${args[@]}" "$url" >"$out" 2>&1 || { cat "$out" >&2; die "wrk $name failed"; }
     if grep -qE 'Non-2xx|Socket errors' "$out"; then cat "$out" >&2; die "wrk $name: errors"; fi
+    awk -v t="$(( $(cpu_ticks "${pids[@]}") - before ))" '/ requests in / { printf "%.0f", t * 10000 / $1 }' \
+        "$out" >"$WORK/cpu-$name"
     awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out"
 }
 
@@ -248,6 +258,7 @@ start_server "$READ/log" "$WORK/read-server.log" "${STORAGE_ARGS[@]}" $(reader_a
 S=$SERVER_URL
 READ_PID=$SERVER_PID
 
+
 # The same bytes for nginx, fetched from the server at the same paths.
 TILE="tile/0/$(tile_index $((ENTRIES / 256 / 2)))"
 BUNDLE="tile/entries/$(tile_index $((ENTRIES / 256 / 2)))"
@@ -284,7 +295,8 @@ http {
 }
 EOF
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 N="http://127.0.0.1:$NGINX_PORT"
 for _ in $(seq 50); do curl -sf "$N/checkpoint" >/dev/null && break; sleep 0.1; done
 for p in "$TILE" "$BUNDLE"; do
@@ -340,7 +352,8 @@ echo "| Server RSS after the write run | $WRITE_RSS MB | |"
 echo "| Server RSS after the read runs at $ENTRIES (peak) | $READ_RSS MB ($READ_HWM MB) | ≤ 200 MB at 10M |"
 echo "| Disk per entry, real $REAL_BYTES B entries with search keys | $REAL_DISK B ($((REAL_DISK - REAL_BYTES)) beyond the entry) | ≤ 1.1 × entry + 100 B = $(awk -v e="$REAL_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
 echo "| Disk per entry, synthetic $ENTRY_BYTES B entries, no search keys | $FILL_DISK B ($((FILL_DISK - ENTRY_BYTES)) beyond the entry) | ≤ $(awk -v e="$ENTRY_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
-echo "| nginx, same tile / bundle | $NGINX_TILE / $NGINX_BUNDLE /s | |"
+echo "| Server CPU per request: healthz / checkpoint / tile / bundle / inclusion / consistency | $(for k in healthz checkpoint tile bundle inclusion consistency; do printf '%s / ' "$(cat "$WORK/cpu-$k")"; done | sed 's| / $||') µs | |"
+echo "| nginx, same tile / bundle | $NGINX_TILE / $NGINX_BUNDLE /s, $(cat "$WORK/cpu-nginx-tile") / $(cat "$WORK/cpu-nginx-bundle") µs CPU per request | |"
 echo "| /healthz | $HEALTHZ /s | |"
 echo
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
