@@ -105,8 +105,9 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-/// User plus system CPU seconds of a process so far (`/proc/PID/stat`,
-/// fields 14 and 15, in the kernel's fixed 100 Hz USER_HZ).
+/// User plus system CPU seconds of a process (or `self`, `thread-self`) so
+/// far (`/proc/PID/stat`, fields 14 and 15, in the kernel's fixed 100 Hz
+/// USER_HZ).
 pub fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) may hold spaces; count from after it.
