@@ -192,15 +192,19 @@ tile_index() {
     echo "$out"
 }
 cpu_ticks() { # pid... -> their user+system CPU time, in 1/100 s
-    local f=(); for p in "$@"; do f+=("/proc/$p/stat"); done
-    awk '{ sub(/.*\) /, ""); t += $12 + $13 } END { print t }' "${f[@]}"
+    local f=(/dev/null); for p in "$@"; do [[ -r /proc/$p/stat ]] && f+=("/proc/$p/stat"); done
+    awk '{ sub(/.*\) /, ""); t += $12 + $13 } END { print t + 0 }' "${f[@]}" 2>/dev/null || echo 0
 }
 wrk_rate() { # name url [lua] -> requests/s; fails on any non-2xx answer or socket error.
     # Also leaves the server's (nginx's) CPU µs per request in $WORK/cpu-NAME.
+    # A process that ends during the run (a PostgreSQL backend) is not counted.
     local name=$1 url=$2 out="$WORK/wrk-$1.txt" before pids
     local args=(-t2 "-c$CONCURRENCY" "-d${SECONDS_PER_RUN}s")
     [[ $# -ge 3 ]] && args+=(-s "$3")
     pids=("$READ_PID")
+    # With PostgreSQL, its backends serving the read log count too.
+    [[ $STORAGE == postgres ]] && pids+=($(psql -At -h 127.0.0.1 -U postgres -d postgres \
+        -c "SELECT pid FROM pg_stat_activity WHERE datname = '${DATABASES[-1]}'"))
     [[ $name == nginx* ]] && pids=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
     before=$(cpu_ticks "${pids[@]}")
     wrk "${args[@]}" "$url" >"$out" 2>&1 || { cat "$out" >&2; die "wrk $name failed"; }
@@ -231,6 +235,7 @@ echo "== write: $WRITE_ENTRIES verified submissions, concurrency $CONCURRENCY" >
 storage_args write
 SERVER_ARGS=()
 for a in "${STORAGE_ARGS[@]}"; do SERVER_ARGS+=("--server-arg=$a"); done
+rm -rf "$WORK/write" # a fresh log each run; only DIR/read is reused
 "$BIN/attestlog-loadgen" --dir "$WORK/write" "${SERVER_ARGS[@]}" write \
     --entries "$WRITE_ENTRIES" --concurrency "$CONCURRENCY" --frontends "$FRONTENDS" >"$WORK/write.txt"
 SUBMIT=$(field submissions_per_s "$WORK/write.txt")
