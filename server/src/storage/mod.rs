@@ -59,6 +59,7 @@ mod backend;
 mod error;
 mod growth;
 mod log;
+pub mod objects;
 pub mod postgres;
 mod read;
 mod signer;
