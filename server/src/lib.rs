@@ -7,6 +7,7 @@
 //! serves proofs from stored hashes; with witnesses configured,
 //! [`witnessing`] gets each checkpoint cosigned before it is published.
 
+pub mod cluster;
 pub mod http;
 pub mod keys;
 pub mod metrics;

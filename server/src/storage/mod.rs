@@ -56,6 +56,8 @@
 //! entry (`duplicate = true`); its search keys are not added again.
 
 mod backend;
+pub mod cluster;
+mod dedup;
 mod error;
 mod growth;
 mod log;
@@ -67,6 +69,7 @@ pub mod sqlite;
 mod tiles;
 
 pub use backend::{Backend, BatchEntry, SequencedBatch, StoredTile, TileWrite};
+pub use cluster::{Cluster, Event};
 pub use error::StorageError;
 pub use log::Log;
 pub use postgres::PostgresBackend;
