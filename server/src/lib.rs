@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod migrate;
 pub mod sequencer;
 pub mod storage;
 pub mod witnessing;

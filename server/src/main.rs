@@ -169,6 +169,16 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // `attestlog-server migrate ...`: the program name, then its own flags.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "migrate") {
+        argv.remove(1);
+        let args = argv;
+        let code = tokio::task::spawn_blocking(move || attestlog_server::migrate::cli_main(args))
+            .await
+            .unwrap_or(1);
+        std::process::exit(code);
+    }
     if let Err(e) = run(Args::parse()).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -57,6 +57,7 @@
 
 mod backend;
 pub mod cluster;
+pub mod copy;
 mod dedup;
 mod error;
 mod growth;

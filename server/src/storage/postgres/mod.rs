@@ -39,6 +39,7 @@
 
 mod append;
 mod conn;
+mod import;
 mod lease;
 mod read;
 mod sequence;
@@ -49,6 +50,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 pub use conn::{CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
+pub use import::Heads;
 pub use lease::{LEASE_TTL, RENEW_AFTER};
 
 use super::objects::Objects;

@@ -19,6 +19,7 @@
 
 mod conn;
 mod dedup;
+mod export;
 
 use std::path::Path;
 use std::sync::Mutex;
