@@ -39,6 +39,7 @@ use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use attestlog::tlog::note::{NoteSigner, NoteVerifierKey};
 use attestlog::tlog::tiles::parse_entry_bundle;
+use attestlog_server::storage::objects::Objects;
 use common::{b64d, dev_nsm, entry, get_bytes, get_text, write_key, Server, TEST_ORIGIN};
 use postgres_common::query_on;
 use private_pg::PrivatePg;
@@ -103,6 +104,7 @@ struct Cluster {
     root: PathBuf,
     nsm: SimulatedNsm,
     key: NoteVerifierKey,
+    signer_vkey: String,
     /// The frontends' URLs for the submitters (`None` while down).
     urls: RwLock<Vec<Option<String>>>,
     client: Client,
@@ -128,6 +130,7 @@ impl Cluster {
             root,
             nsm,
             key: NoteVerifierKey::parse(&signer.verifier_key_text()).unwrap(),
+            signer_vkey: signer.verifier_key_text(),
             frontends: Mutex::new(vec![None, None]),
             urls: RwLock::new(vec![None, None]),
             client: Client::builder()
@@ -261,6 +264,34 @@ fn submit_to(client: &Client, url: &str, e: &[u8]) -> Outcome {
         Ok(v) => Outcome::Refused(status, v["error"].as_str().unwrap_or("?").to_string()),
         Err(err) => Outcome::Lost(format!("{status}: {err}")),
     }
+}
+
+/// `attestlog monitor --once` against frontend `f`, following `state`:
+/// it must find the log consistent with what it saw before (exit 0).
+fn monitor(c: &Cluster, f: usize, state: &std::path::Path) {
+    let key = c.signer_vkey.as_str();
+    let out = std::process::Command::new(common::attestlog_bin())
+        .args([
+            "monitor",
+            "--once",
+            "--log",
+            &c.url(f),
+            "--key",
+            key,
+            "--state",
+        ])
+        .arg(state)
+        .arg("--root")
+        .arg(&c.root)
+        .output()
+        .expect("run attestlog monitor");
+    assert!(
+        out.status.success(),
+        "monitor: {:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn proof(v: &Value, field: &str) -> Vec<[u8; 32]> {
@@ -401,6 +432,39 @@ fn check_log(c: &Cluster, f: usize, records: &[Record]) {
         );
         assert_eq!(stored, vec![note.clone()], "the stored checkpoint of {s}");
     }
+    // Straight from the bucket: its checkpoint is one the log signed, and
+    // the last bundle is the one served.
+    for (k, v) in &c.weed_env {
+        std::env::set_var(k, v); // one test at a time (SERIAL)
+    }
+    let bucket = Objects::open(&c.objects).expect("bucket");
+    let note = String::from_utf8(
+        bucket
+            .get("checkpoint")
+            .unwrap()
+            .expect("bucket checkpoint"),
+    )
+    .unwrap();
+    let cp = verify_checkpoint(&note, &c.key, &[], 0)
+        .expect("bucket checkpoint verifies")
+        .checkpoint;
+    let stored = query_on(
+        &c.pg_url,
+        &format!("SELECT note FROM checkpoints WHERE size = {}", cp.size),
+    );
+    assert_eq!(stored, vec![note], "the bucket's checkpoint");
+    if let Some(n) = size.checked_sub(1).map(|last| last / 256) {
+        let w = size - n * 256;
+        let path = match w {
+            256 => format!("tile/entries/{n:03}"),
+            w => format!("tile/entries/{n:03}.p/{w}"),
+        };
+        assert_eq!(
+            bucket.get(&path).unwrap().as_deref(),
+            Some(get_bytes(&c.client, format!("{url}/{path}")).as_slice()),
+            "{path} in the bucket"
+        );
+    }
     eprintln!(
         "checked: {size} entries, {acked} acknowledged answers, {} checkpoint sizes handed out",
         handed.len()
@@ -416,9 +480,10 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
     let c = Cluster::start();
     let stop = AtomicBool::new(false);
     let mut kills = Vec::new();
+    let state = c.dir.path().join("monitor");
     let records = std::thread::scope(|s| {
         let load = s.spawn(|| c.load(0, 100_000, 3, &stop));
-        for round in 0..4 {
+        for round in 0..5 {
             std::thread::sleep(Duration::from_millis(rng.between(300, 1500)));
             // After a kill the dead holder's lease must expire first.
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -440,6 +505,9 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
             for &f in &victims {
                 c.restart(f);
             }
+            if round % 2 == 1 {
+                monitor(&c, round % 2, &state);
+            }
             kills.push((integrator, victims));
         }
         std::thread::sleep(Duration::from_millis(rng.between(300, 1000)));
@@ -458,6 +526,8 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
     }
     let again = resubmit_unacked(&c, &records);
     check_log(&c, 0, &[records, again].concat());
+    // The monitor that followed the log across the kills finds it consistent.
+    monitor(&c, 1, &state);
 }
 
 /// Runs the load, takes a service away at a seeded random point for a
