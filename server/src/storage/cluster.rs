@@ -144,10 +144,13 @@ impl<B: Backend> Log<B> {
                             StorageError::CheckpointConflict { .. }
                             | StorageError::LeaseLost { .. },
                         ) => {}
-                        r => {
-                            r?;
-                            continue;
+                        Err(e) => {
+                            // Leave the lease to a process that may reach
+                            // the services; the entries stay sequenced.
+                            cluster.release_lease();
+                            return Err(e);
                         }
+                        Ok(_) => continue,
                     }
                 }
             }
