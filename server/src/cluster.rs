@@ -12,12 +12,15 @@
 //!
 //! Failures (PostgreSQL or the object store down) are logged and retried
 //! after [`RETRY`]; the worker never exits on its own, so the server
-//! recovers by itself when the service is back.
+//! recovers by itself when the service is back. An integrator whose
+//! integration fails gives the lease up and stays out of the competition
+//! for [`BACKOFF`], so a process that can still reach both services takes
+//! over instead of the log stalling behind one that cannot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use attestlog::tlog::note::NoteSigner;
 
@@ -29,6 +32,8 @@ use crate::storage::{Event, LogStore};
 pub const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// Pause after a failed step.
 const RETRY: Duration = Duration::from_millis(500);
+/// How long a failed integrator leaves the lease to others.
+pub const BACKOFF: Duration = Duration::from_secs(3);
 
 /// The running worker; [`Worker::stop`] ends it and gives the lease up.
 pub struct Worker {
@@ -73,13 +78,15 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
     let Some(cluster) = store.backend().cluster() else {
         return;
     };
+    let mut backoff_until: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
+        let compete = backoff_until.is_none_or(|t| Instant::now() >= t);
         let holds = match signer {
-            Some(_) => cluster.lease().unwrap_or_else(|e| {
+            Some(_) if compete => cluster.lease().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "integrator lease check failed");
                 false
             }),
-            None => false,
+            _ => false,
         };
         match (holds, signer) {
             (true, Some(signer)) => {
@@ -87,7 +94,9 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
                 let behind = match store.integrate(signer) {
                     Ok(size) => cluster.sequenced_size().is_ok_and(|next| next > size),
                     Err(e) => {
-                        tracing::warn!(error = %e, "integration failed; retrying");
+                        tracing::warn!(error = %e, "integration failed; leaving the lease to others for a while");
+                        cluster.release_lease();
+                        backoff_until = Some(Instant::now() + BACKOFF);
                         std::thread::sleep(RETRY);
                         false
                     }

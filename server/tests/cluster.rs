@@ -38,7 +38,6 @@ fn proof(v: &Value, field: &str) -> Vec<[u8; 32]> {
 #[test]
 fn two_frontends_and_a_reader_share_one_log() {
     let weed = seaweed::shared();
-    weed.set_env(); // inherited by the servers
     let db = TestDb::create();
     let bucket = weed.url();
     let dir = tempfile::tempdir().unwrap();
@@ -49,6 +48,8 @@ fn two_frontends_and_a_reader_share_one_log() {
 
     // Two frontends with the log's key, started at once on the empty log:
     // both compete for the lease, one signs the first checkpoint.
+    let env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    weed.set_env(); // inherited by the servers
     let frontends: Vec<Server> = std::thread::scope(|s| {
         let starts: Vec<_> = ["a", "b"]
             .iter()
@@ -61,6 +62,7 @@ fn two_frontends_and_a_reader_share_one_log() {
             .collect();
         starts.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    drop(env);
     let client = Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -126,7 +128,10 @@ fn two_frontends_and_a_reader_share_one_log() {
     let vkey = signer.verifier_key_text();
     let mut reader_args: Vec<&str> = storage.to_vec();
     reader_args.extend(["--read-only", "--verifier-key", vkey.as_str()]);
-    let reader = Server::start(&reader_dir, &root, &reader_args);
+    let reader = {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        Server::start(&reader_dir, &root, &reader_args)
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     let latest = loop {
         let note = get_text(&client, format!("{}/checkpoint", reader.url));
@@ -182,7 +187,11 @@ fn two_frontends_and_a_reader_share_one_log() {
         .expect("reader's inclusion proof");
     }
     // The bucket holds what the reader serves, at the C2SP paths.
-    let objects = Objects::open(&bucket).unwrap();
+    let objects = {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        weed.set_env();
+        Objects::open(&bucket).unwrap()
+    };
     let path = format!("tile/0/000.p/{total}");
     assert_eq!(
         objects.get(&path).unwrap().expect("tile in the bucket"),
@@ -193,13 +202,16 @@ fn two_frontends_and_a_reader_share_one_log() {
         objects.get(&path).unwrap().expect("bundle in the bucket"),
         get_bytes(&client, format!("{}/{path}", reader.url))
     );
-    assert_eq!(
-        objects
-            .get("checkpoint")
-            .unwrap()
-            .expect("checkpoint in the bucket"),
-        get_bytes(&client, format!("{}/checkpoint", reader.url))
-    );
+    // The bucket's checkpoint is written off the submission path.
+    let served = get_bytes(&client, format!("{}/checkpoint", reader.url));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while objects.get("checkpoint").unwrap().as_ref() != Some(&served) {
+        assert!(
+            Instant::now() < deadline,
+            "the bucket's checkpoint is stale"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The reader refuses submissions.
     let (status, answer) = submit_to(&client, &reader.url, &entry(&nsm, 99)).unwrap();
     assert_eq!(
@@ -247,3 +259,73 @@ fn a_reader_needs_the_verifier_key_and_a_cluster_log() {
     ]);
     assert!(line.starts_with("error: verifier_key_required: "), "{line}");
 }
+
+/// A frontend whose object store is unreachable answers 503
+/// `storage_unavailable`; the entry stays sequenced, and a frontend that
+/// reaches the bucket integrates it: nothing is lost, and a resubmission is
+/// answered as a duplicate at the same index.
+#[test]
+fn an_unreachable_object_store_is_503_and_a_healthy_frontend_takes_over() {
+    let weed = seaweed::shared();
+    let db = TestDb::create();
+    let bucket = weed.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    let storage = ["--storage", db.url.as_str(), "--objects", bucket.as_str()];
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let data = dir.path().join("broken");
+    write_key(&data, &signer);
+    let mut args: Vec<&str> = storage.to_vec();
+    let endpoint = format!("http://127.0.0.1:{dead_port}");
+    let broken = {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        weed.set_env();
+        std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+        args.extend(["--batch-max-age", "5"]);
+        let s = Server::start(&data, &root, &args);
+        weed.set_env();
+        s
+    };
+    let client = Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let e = entry(&nsm, 7);
+    let (status, answer) = submit_to(&client, &broken.url, &e).unwrap();
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{answer}"
+    );
+
+    let data = dir.path().join("healthy");
+    write_key(&data, &signer);
+    let healthy = {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        weed.set_env();
+        Server::start(&data, &root, &storage)
+    };
+    let (status, answer) = submit_to(&client, &healthy.url, &e).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["index"], &answer["duplicate"]),
+        (&Value::from(0), &Value::Bool(true)),
+        "{answer}"
+    );
+    let (status, answer) = submit_to(&client, &healthy.url, &entry(&nsm, 8)).unwrap();
+    assert_eq!(
+        (status, &answer["index"]),
+        (200, &Value::from(1)),
+        "{answer}"
+    );
+    drop(broken);
+    drop(healthy);
+}
+
+/// Serializes changes of the AWS_* variables with the server starts that
+/// inherit them.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());

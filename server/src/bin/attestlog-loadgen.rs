@@ -2,11 +2,13 @@
 //! loopback and drives it over HTTP; never targets another host.
 //!
 //!     attestlog-loadgen write [--entries N] [--concurrency C]
+//!                             [--storage postgres://... --objects URL [--frontends F]]
 //!     attestlog-loadgen read  [--entries N] [--concurrency C] [--seconds S]
 //!
 //! `write` submits N distinct valid entries (simulated NSM, its root trusted)
 //! and reports submissions/s, p50/p99 time to the signed checkpoint and the
-//! server's RSS. `read` fills a log with N entries straight through the
+//! server's RSS; with `--storage`/`--objects` the servers run in cluster
+//! mode, `--frontends` of them on the same storage. `read` fills a log with N entries straight through the
 //! storage layer (valid attestations at 10M would take longer to make than
 //! to serve), starts the server on it, and reports inclusion proofs/s,
 //! consistency proofs/s and tiles/s, RSS and disk bytes per entry.
@@ -46,6 +48,18 @@ enum Mode {
         entries: u64,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Cluster mode: the servers' --storage postgres://... (the
+        /// database must be empty or hold this run's log).
+        #[arg(long)]
+        storage: Option<String>,
+        /// Cluster mode: the servers' --objects (AWS_* taken from the
+        /// environment).
+        #[arg(long)]
+        objects: Option<String>,
+        /// Frontends to start on the same storage (cluster mode); the
+        /// submitters are spread over them round-robin.
+        #[arg(long, default_value_t = 1)]
+        frontends: usize,
     },
     Read {
         #[arg(long, default_value_t = 1_000_000)]
@@ -173,6 +187,8 @@ async fn write_load(
     dir: &Path,
     entries: u64,
     concurrency: usize,
+    cluster: Option<(String, String)>,
+    frontends: usize,
 ) -> anyhow::Result<()> {
     let nsm = Arc::new(SimulatedNsm::generate(now_ms() / 1000 - 3600)?);
     let root = dir.join("root.pem");
@@ -202,23 +218,41 @@ async fn write_load(
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(made.into_iter().flatten().collect());
     let avg = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len().max(1);
 
-    let server = ServerProcess::start(
-        bin,
-        &dir.join("log"),
-        &["--trust-root", root.to_str().context("path")?],
-    )?;
+    let root_arg = root.to_str().context("path")?;
+    let key = dir.join("log").join("log.key");
+    let key_arg = key.to_str().context("path")?.to_string();
+    let mut servers = Vec::new();
+    for f in 0..frontends {
+        let mut extra: Vec<&str> = vec!["--trust-root", root_arg];
+        if let Some((storage, objects)) = &cluster {
+            extra.extend(["--storage", storage, "--objects", objects]);
+        }
+        if f > 0 {
+            // The first frontend created the key; the others share it.
+            extra.extend(["--key-file", &key_arg]);
+        }
+        servers.push(ServerProcess::start(
+            bin,
+            &dir.join(format!(
+                "log{}",
+                if f == 0 { String::new() } else { f.to_string() }
+            )),
+            &extra,
+        )?);
+    }
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|t| {
             let (client, next, bodies, url) = (
                 client.clone(),
                 Arc::clone(&next),
                 Arc::clone(&bodies),
-                server.url.clone(),
+                urls[t % urls.len()].clone(),
             );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -252,10 +286,16 @@ async fn write_load(
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    let (rss, peak) = server.rss_mb();
+    let (rss, peak) = servers[0].rss_mb();
     println!(
-        "write: {} entries (avg {avg} bytes) at concurrency {concurrency} in {:.2}s",
+        "write: {} entries (avg {avg} bytes) at concurrency {concurrency} over {frontends} \
+         frontend(s) ({}) in {:.2}s",
         latencies.len(),
+        if cluster.is_some() {
+            "postgres+objects"
+        } else {
+            "sqlite"
+        },
         elapsed.as_secs_f64()
     );
     println!(
@@ -423,7 +463,21 @@ async fn main() -> anyhow::Result<()> {
         Mode::Write {
             entries,
             concurrency,
-        } => write_load(&bin, &dir, entries, concurrency).await,
+            storage,
+            objects,
+            frontends,
+        } => {
+            let cluster = match (storage, objects) {
+                (Some(s), Some(o)) => Some((s, o)),
+                (None, None) => None,
+                _ => bail!("--storage and --objects go together"),
+            };
+            anyhow::ensure!(
+                frontends == 1 || cluster.is_some(),
+                "--frontends > 1 needs --storage and --objects"
+            );
+            write_load(&bin, &dir, entries, concurrency, cluster, frontends.max(1)).await
+        }
         Mode::Read {
             entries,
             concurrency,

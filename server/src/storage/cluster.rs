@@ -144,10 +144,13 @@ impl<B: Backend> Log<B> {
                             StorageError::CheckpointConflict { .. }
                             | StorageError::LeaseLost { .. },
                         ) => {}
-                        r => {
-                            r?;
-                            continue;
+                        Err(e) => {
+                            // Leave the lease to a process that may reach
+                            // the services; the entries stay sequenced.
+                            cluster.release_lease();
+                            return Err(e);
                         }
+                        Ok(_) => continue,
                     }
                 }
             }
@@ -178,7 +181,11 @@ impl<B: Backend> Log<B> {
             return Err(StorageError::ReadOnly);
         }
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        self.refresh()?;
+        // An integrator that has a head works from it: if another one moved
+        // the head meanwhile, the CAS below refuses and this catches up.
+        if self.state().checkpoint.is_none() {
+            self.refresh()?;
+        }
         let (mut tree, previous) = {
             let st = self.state();
             (st.tree.clone(), st.checkpoint.clone())
@@ -205,12 +212,17 @@ impl<B: Backend> Log<B> {
                 search_keys: &[],
             })
             .collect();
-        self.backend.append(&SequencedBatch {
+        let appended = self.backend.append(&SequencedBatch {
             previous: previous.as_ref(),
             entries,
             tiles,
             checkpoint: &checkpoint,
-        })?;
+        });
+        if let Err(e @ StorageError::CheckpointConflict { .. }) = appended {
+            self.refresh()?;
+            return Err(e);
+        }
+        appended?;
         self.publish(tree, checkpoint);
         Ok(to)
     }
@@ -229,6 +241,25 @@ impl<B: Backend> Log<B> {
         }
     }
 
+    /// The edge at `size` (published): grown from the current edge by the
+    /// entries in between when they are few (one PostgreSQL read, no tile
+    /// objects), else loaded from the tiles.
+    fn follow(&self, size: u64) -> Result<TreeEdge, StorageError> {
+        let (mut tree, has_checkpoint) = {
+            let st = self.state();
+            (st.tree.clone(), st.checkpoint.is_some())
+        };
+        let from = tree.size();
+        match self.backend.cluster() {
+            Some(c) if has_checkpoint && from < size && size - from <= MAX_INTEGRATE => {
+                let data = c.sequenced_entries(from, size)?;
+                tree.append(data.iter().map(|d| merkle::leaf_hash(d)));
+                Ok(tree)
+            }
+            _ => TreeEdge::load(size, &self.backend),
+        }
+    }
+
     /// Catches the in-memory head up with the backend's published head (a
     /// cluster backend: another process may have integrated). Loads the
     /// right edge from the tiles of the new size and checks its root. Does
@@ -244,7 +275,7 @@ impl<B: Backend> Log<B> {
         if current.is_some_and(|size| size >= head.size) {
             return Ok(());
         }
-        let tree = TreeEdge::load(head.size, &self.backend)?;
+        let tree = self.follow(head.size)?;
         if tree.root() != head.root {
             return Err(StorageError::Corrupt(format!(
                 "the tiles' root at size {} differs from the published checkpoint's",

@@ -15,9 +15,10 @@
 //!    (0 rows → `checkpoint_conflict`); `INSERT` the checkpoint; `NOTIFY
 //!    attestlog_integrated`; COMMIT. Killed before COMMIT: the head did not
 //!    move, the next integrator redoes step 1 (same bytes) and 2.
-//! 3. The bucket's `checkpoint` object, conditional (only ever larger).
-//!    Killed here or failing: PostgreSQL already serves the new head; the
-//!    object catches up at the next integration (or on lease takeover).
+//! 3. Queue the bucket's `checkpoint` object for the publisher thread
+//!    (`recent.rs`: conditional, only ever larger, retried). Killed before
+//!    it is written: PostgreSQL already serves the new head; the object
+//!    catches up at the next integration.
 //!
 //! Every checkpoint handed out is read from PostgreSQL after step 2, and
 //! every object it needs was written in step 1: a crash never leaves a
@@ -29,10 +30,10 @@
 use attestlog::tlog::tiles::{encode_entry_bundle, TileKind, TilePath};
 
 use super::lease::INTEGRATED_CHANNEL;
-use super::sequence::{entries, i64_of};
+use super::sequence::i64_of;
 use super::PostgresBackend;
 use crate::storage::tiles::TILE_WIDTH;
-use crate::storage::{SequencedBatch, StorageError};
+use crate::storage::{Cluster, SequencedBatch, StorageError};
 
 /// The object path of a tile or bundle holding `count` items (1..=256).
 pub fn object_path(kind: TileKind, index: u64, count: u64) -> String {
@@ -102,9 +103,9 @@ impl PostgresBackend {
                 self.lease.forget();
             }
         })?;
-        if let Err(e) = self.objects.publish_checkpoint(cp.size, &cp.note) {
-            tracing::warn!(size = cp.size, error = %e,
-                "checkpoint committed but not yet written to the object store; retried at the next integration");
+        self.recent.integrated(cp.size);
+        if let Some(p) = &self.publisher {
+            p.publish(cp.size, &cp.note);
         }
         Ok(())
     }
@@ -129,12 +130,7 @@ impl PostgresBackend {
         let (from, to) = (first.index, last.index + 1);
         // The partial bundle the batch extends starts before it.
         let start = from / TILE_WIDTH * TILE_WIDTH;
-        let earlier = if start < from {
-            let c = self.readers.get(&self.connector)?;
-            self.connector.block_on(entries(&c, start, from))?
-        } else {
-            Vec::new()
-        };
+        let earlier = self.sequenced_entries(start, from)?;
         let all: Vec<&[u8]> = earlier
             .iter()
             .map(Vec::as_slice)

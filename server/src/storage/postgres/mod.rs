@@ -42,6 +42,7 @@ mod conn;
 mod import;
 mod lease;
 mod read;
+mod recent;
 mod sequence;
 
 use std::sync::{Arc, Mutex};
@@ -71,8 +72,12 @@ pub struct PostgresBackend {
     /// The `LISTEN` connection and when it was last (re)opened.
     listener: Mutex<(Option<Client>, Option<Instant>)>,
     connector: conn::Connector,
-    objects: Objects,
+    objects: Arc<Objects>,
     tile_cache: read::TileCache,
+    /// Entries this process sequenced, for its integrations.
+    recent: recent::RecentEntries,
+    /// Writes the bucket's `checkpoint`; `None` when read-only.
+    publisher: Option<recent::CheckpointPublisher>,
     lease: lease::Lease,
     events: Arc<lease::Events>,
     read_only: bool,
@@ -97,7 +102,7 @@ impl PostgresBackend {
     /// sequencing and integration heads agree with the entries.
     pub fn open(url: &str, objects: &str, read_only: bool) -> Result<Self, StorageError> {
         let connector = conn::Connector::new(url)?;
-        let objects = Objects::open(objects)?;
+        let objects = Arc::new(Objects::open(objects)?);
         let mut writer = connector.connect()?;
         if read_only {
             conn::check_schema(&connector, &writer)?;
@@ -110,8 +115,11 @@ impl PostgresBackend {
             readers,
             listener: Mutex::new((None, None)),
             connector,
+            publisher: (!read_only)
+                .then(|| recent::CheckpointPublisher::start(Arc::clone(&objects))),
             objects,
             tile_cache: read::TileCache::default(),
+            recent: recent::RecentEntries::default(),
             lease: lease::Lease::new(),
             events: Arc::new(lease::Events::default()),
             read_only,
@@ -294,10 +302,18 @@ impl Cluster for PostgresBackend {
         batch: &[NewEntry],
         claims: &[Option<Hash>],
     ) -> Result<Vec<Appended>, StorageError> {
-        self.with_writer(|c| {
+        let out = self.with_writer(|c| {
             self.connector
                 .block_on(sequence::sequence(c, batch, claims))
-        })
+        })?;
+        self.recent.insert(
+            batch
+                .iter()
+                .zip(&out)
+                .filter(|(_, a)| !a.duplicate)
+                .map(|(e, a)| (a.index, e.bytes.clone())),
+        );
+        Ok(out)
     }
 
     fn sequenced_size(&self) -> Result<u64, StorageError> {
@@ -310,6 +326,9 @@ impl Cluster for PostgresBackend {
     }
 
     fn sequenced_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        if let Some(cached) = self.recent.range(from, to) {
+            return Ok(cached);
+        }
         let c = self.readers.get(&self.connector)?;
         self.connector.block_on(sequence::entries(&c, from, to))
     }
