@@ -20,7 +20,9 @@
 //! - **Tree**: the entries are then integrated by [`Log::integrate`], the
 //!   same code (one tile implementation) a cluster server runs, holding the
 //!   integrator lease: tiles and bundles create-only to the object store,
-//!   checkpoints signed with the key, `log_head` moved by CAS.
+//!   checkpoints signed with the key, `log_head` moved by CAS. A lease
+//!   left by a killed earlier run is waited for (it expires within
+//!   `LEASE_TTL`); one still held after twice that is `lease_held`.
 //! - **Proof**: the moved log must hold a checkpoint at the source's size
 //!   whose root is the source's latest root (`migrated_root_mismatch`);
 //!   its latest checkpoint must verify under the key; and for the source's
@@ -36,6 +38,7 @@
 //!   and finishes. Only a run that printed `migrated` is complete.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::merkle::{self, RootBuilder};
@@ -43,13 +46,15 @@ use attestlog::tlog::note::NoteVerifierKey;
 
 use crate::keys::{self, KeyError, SignedHistory};
 use crate::storage::objects::CHECKPOINT;
-use crate::storage::postgres::Heads;
+use crate::storage::postgres::{Heads, LEASE_TTL};
 use crate::storage::{
     Backend, Log, PostgresBackend, SignedCheckpoint, SqliteBackend, StorageError,
 };
 
 /// Entries read at once when checking a half-done destination.
 const CHECK_CHUNK: u64 = 4096;
+/// How often a held lease is asked for again.
+const LEASE_POLL: Duration = Duration::from_millis(250);
 
 /// Why a migration stopped. Nothing it wrote makes the destination look
 /// complete (see the module documentation).
@@ -65,7 +70,7 @@ pub enum MigrateError {
     SourceChanged { expected: u64, found: u64 },
     #[error("the destination is not empty ({0}); migrate only into a new database and bucket")]
     DestinationNotEmpty(String),
-    #[error("another process holds the destination's integrator lease")]
+    #[error("another process has held the destination's integrator lease for over twice its TTL")]
     LeaseHeld,
     #[error("the moved log's root at size {size} differs from the source's")]
     RootMismatch { size: u64 },
@@ -183,9 +188,15 @@ pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
     let cluster = log.backend().cluster().ok_or_else(|| {
         StorageError::Corrupt("the PostgreSQL backend has no cluster half".into())
     })?;
+    // A lease left by a killed earlier run expires within LEASE_TTL.
+    let lease_wait = Instant::now() + LEASE_TTL + LEASE_TTL;
     while log.tree_size() < latest.size || log.latest_checkpoint()?.is_none() {
         if !cluster.lease()? {
-            return Err(MigrateError::LeaseHeld);
+            if Instant::now() >= lease_wait {
+                return Err(MigrateError::LeaseHeld);
+            }
+            std::thread::sleep(LEASE_POLL);
+            continue;
         }
         let size = log.integrate(&signer)?;
         tracing::info!(size, of = latest.size, "integrated");

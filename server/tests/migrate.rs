@@ -294,3 +294,117 @@ fn an_interrupted_copy_is_finished_by_running_migrate_again() {
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("error: destination_not_empty: "), "{err}");
 }
+
+/// A log larger than one integration step (`MAX_INTEGRATE`), and a
+/// migrate process SIGKILLed at a seeded random point: the destination
+/// never looks complete unless it is, and running migrate again finishes
+/// the same copy.
+#[test]
+fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
+    use attestlog_server::storage::cluster::MAX_INTEGRATE;
+    use attestlog_server::storage::{Log, NewEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let n = MAX_INTEGRATE + 300;
+    {
+        // Bytes no server would accept, appended straight (as `smuggle`):
+        // storage does not care, and it is fast.
+        let store = attestlog_server::storage::LogStore::open(&src.join("log.db")).unwrap();
+        let sign = |size: u64, root: [u8; 32]| {
+            use attestlog::tlog::checkpoint::Checkpoint;
+            let body = Checkpoint {
+                origin: TEST_ORIGIN.into(),
+                size,
+                root_hash: root,
+                extensions: vec![],
+            }
+            .to_body();
+            signer.sign(&body).map_err(|e| e.to_string())
+        };
+        for chunk in (0..n).collect::<Vec<u64>>().chunks(8192) {
+            let batch: Vec<NewEntry> = chunk
+                .iter()
+                .map(|i| NewEntry::new(format!("entry {i}").into_bytes(), vec![]))
+                .collect();
+            store.append_batch(&batch, &sign).unwrap();
+        }
+        assert_eq!(store.tree_size(), n);
+    }
+    let seed = std::env::var("ATTESTLOG_MIGRATE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(now_ms);
+    let kill_after = std::time::Duration::from_millis(200 + seed % 6000);
+    eprintln!("seed {seed} (ATTESTLOG_MIGRATE_SEED replays it): SIGKILL after {kill_after:?}");
+
+    let db = TestDb::create();
+    let objects = format!("file://{}/objects", dir.path().display());
+    let from_arg = format!("sqlite:{}", src.display());
+    let args = [
+        "migrate",
+        "--from",
+        &from_arg,
+        "--to",
+        &db.url,
+        "--objects",
+        &objects,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(kill_after);
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    // What the killed run left: not complete-looking unless complete.
+    let state = postgres_common::query_on(
+        &db.url,
+        "SELECT CASE WHEN to_regclass('seq_head') IS NULL THEN 'no schema' ELSE \
+         (SELECT next_idx::text FROM seq_head) || ' ' || \
+         COALESCE((SELECT size::text FROM log_head), 'none') END",
+    );
+    eprintln!("killed run (finished: {finished}) left: {state:?}");
+    let published: Option<u64> = state[0].split(' ').nth(1).and_then(|s| s.parse().ok());
+    if published == Some(n) {
+        eprintln!("the killed run had finished integrating");
+    } else {
+        assert!(published.is_none_or(|p| p < n), "{state:?}");
+    }
+
+    let (code, out, err) = migrate(&args[1..]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("migrated {n} entries")), "{out}");
+    // Same entries, same tree, same checkpoint bytes.
+    let source = Log::with_backend(SqliteBackend::open(&src.join("log.db")).unwrap()).unwrap();
+    let moved = Log::with_backend(PostgresBackend::open(&db.url, &objects, true).unwrap()).unwrap();
+    assert_eq!(moved.tree_size(), n);
+    assert_eq!(
+        moved.checkpoint_at(n).unwrap().unwrap(),
+        source.latest_checkpoint().unwrap().unwrap()
+    );
+    for i in (0..n).step_by(4099).chain([n - 1]) {
+        assert_eq!(
+            moved.entry(i).unwrap(),
+            source.entry(i).unwrap(),
+            "entry {i}"
+        );
+    }
+    for (index, width) in [
+        (MAX_INTEGRATE / 256, None),
+        (n / 256, Some((n % 256) as u16)),
+    ] {
+        assert_eq!(
+            moved.entry_bundle(index, width).unwrap(),
+            source.entry_bundle(index, width).unwrap()
+        );
+        assert_eq!(
+            moved.hash_tile(0, index, width).unwrap(),
+            source.hash_tile(0, index, width).unwrap()
+        );
+    }
+}
