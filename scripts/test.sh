@@ -12,7 +12,7 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # Independent DSSE and ML-DSA verifiers (PyPI, below) and a static file server for tiles.
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
-# server/tests/failover.rs runs private PostgreSQL 15 instances (initdb, postgres) through setpriv.
+# server/tests/failover/ runs private PostgreSQL 15 instances (initdb, postgres) through setpriv.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
