@@ -12,7 +12,7 @@
 //!   signed that checkpoint (`log_key_mismatch` otherwise). The moved log
 //!   has the same origin and key.
 //! - **Destination**: must be empty: no sequenced entry, no checkpoint in
-//!   PostgreSQL, no `checkpoint` object (`destination_not_empty`), except a
+//!   PostgreSQL, no object in the store (`destination_not_empty`), except a
 //!   destination this command left half-done (below).
 //! - **Copy**: every entry at exactly its index, and the leaf-hash,
 //!   claim-id and search rows as stored, in ONE PostgreSQL transaction
@@ -45,7 +45,6 @@ use attestlog::tlog::merkle::{self, RootBuilder};
 use attestlog::tlog::note::NoteVerifierKey;
 
 use crate::keys::{self, KeyError, SignedHistory};
-use crate::storage::objects::CHECKPOINT;
 use crate::storage::postgres::{Heads, LEASE_TTL};
 use crate::storage::{
     Backend, Log, PostgresBackend, SignedCheckpoint, SqliteBackend, StorageError,
@@ -160,9 +159,9 @@ pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
             sequenced: 0,
             integrated: None,
         } => {
-            if dest.objects().get(CHECKPOINT)?.is_some() {
+            if !dest.objects().is_empty()? {
                 return Err(MigrateError::DestinationNotEmpty(format!(
-                    "{} holds a checkpoint",
+                    "{} holds objects",
                     dest.objects().target()
                 )));
             }

@@ -198,6 +198,12 @@ fn a_sqlite_log_moves_to_postgres_and_s3_and_the_monitor_finds_it_consistent() {
         migrate(&[&from[..], &["--to", &used.url, "--objects", &used_objects]].concat());
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("error: destination_not_empty: "), "{err}");
+    // Refused: an empty database but a store holding another log's objects.
+    let fresh = TestDb::create();
+    let (code, _, err) =
+        migrate(&[&from[..], &["--to", &fresh.url, "--objects", &used_objects]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: destination_not_empty: "), "{err}");
     // Refused: the source is not sqlite:DIR.
     let (code, _, err) = migrate(&[&["--from", "postgres://x/y"][..], &to[..]].concat());
     assert_eq!(code, 1);

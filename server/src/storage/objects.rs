@@ -335,3 +335,18 @@ impl Drop for Objects {
         }
     }
 }
+
+impl Objects {
+    /// True if the store holds no object at all (under its prefix):
+    /// `attestlog-server migrate` moves a log only into an empty one.
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        self.block_on(async {
+            let list = self
+                .store
+                .list_with_delimiter(None)
+                .await
+                .map_err(|e| self.error("LIST", e))?;
+            Ok(list.objects.is_empty() && list.common_prefixes.is_empty())
+        })
+    }
+}
