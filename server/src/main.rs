@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use attestlog::nitro::{NitroVerifier, TrustRoots};
+use attestlog::tlog::checkpoint::verify_checkpoint;
+use attestlog::tlog::note::NoteVerifierKey;
+use attestlog_server::cluster::Worker;
 use attestlog_server::http::{router, serve, AppState, ServeConfig, SubmitPolicy};
 use attestlog_server::keys;
 use attestlog_server::metrics::Metrics;
@@ -31,10 +34,25 @@ struct Args {
     #[arg(long, default_value = "attestlog-data")]
     data_dir: PathBuf,
     /// Where the log lives: `sqlite:DIR` (the same as --data-dir DIR) or a
-    /// PostgreSQL URL `postgres://USER@HOST:PORT/DB`; with PostgreSQL,
-    /// --data-dir holds only the default --key-file. Default: sqlite:<data-dir>.
+    /// PostgreSQL URL `postgres://USER@HOST:PORT/DB` (cluster mode, needs
+    /// --objects); with PostgreSQL, --data-dir holds only the default
+    /// --key-file. Default: sqlite:<data-dir>.
     #[arg(long, value_name = "URL")]
     storage: Option<String>,
+    /// With --storage postgres://...: where tiles, entry bundles and the
+    /// published checkpoint live: `s3://BUCKET[/PREFIX]` (endpoint, region
+    /// and credentials from the AWS_* environment variables) or
+    /// `file:///DIR`.
+    #[arg(long, value_name = "URL")]
+    objects: Option<String>,
+    /// Serve the read API only (cluster mode): no signing key, POST
+    /// /v1/entries answers 403 `read_only`. Needs --verifier-key.
+    #[arg(long)]
+    read_only: bool,
+    /// The log's verifier key (as a writing server prints it), which a
+    /// --read-only server checks the published checkpoint against.
+    #[arg(long, value_name = "VKEY")]
+    verifier_key: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -97,17 +115,31 @@ const RESERVED_FDS: u64 = 64 + attestlog_server::http::MAX_REFUSALS as u64;
 /// Where the log lives (`--storage`).
 enum Storage {
     Sqlite(PathBuf),
-    /// The URL as given (it may hold a password: never logged).
-    Postgres(String),
+    /// The URL as given (it may hold a password: never logged) and the
+    /// object store's URL.
+    Postgres(String, String),
 }
 
 impl Storage {
-    fn parse(url: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+    fn parse(
+        url: Option<&str>,
+        objects: Option<&str>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let postgres =
+            url.is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        match (url, objects) {
+            (Some(u), Some(o)) if postgres => return Ok(Storage::Postgres(u.into(), o.into())),
+            (Some(_), None) if postgres => anyhow::bail!(
+                "objects_required: --storage postgres://... needs --objects s3://BUCKET or file:///DIR"
+            ),
+            (_, Some(_)) => anyhow::bail!(
+                "objects_unsupported: --objects goes only with --storage postgres://..."
+            ),
+            _ => {}
+        }
         match url {
             None => Ok(Storage::Sqlite(data_dir.to_path_buf())),
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                Ok(Storage::Postgres(u.to_string()))
-            }
             Some(u) => match u.strip_prefix("sqlite:") {
                 Some(dir) if !dir.is_empty() => Ok(Storage::Sqlite(PathBuf::from(dir))),
                 _ => anyhow::bail!(
@@ -122,7 +154,7 @@ impl std::fmt::Display for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Storage::Sqlite(dir) => write!(f, "sqlite:{}", dir.display()),
-            Storage::Postgres(_) => f.write_str("postgres"),
+            Storage::Postgres(_, objects) => write!(f, "postgres+{objects}"),
         }
     }
 }
@@ -137,6 +169,16 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // `attestlog-server migrate ...`: the program name, then its own flags.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "migrate") {
+        argv.remove(1);
+        let args = argv;
+        let code = tokio::task::spawn_blocking(move || attestlog_server::migrate::cli_main(args))
+            .await
+            .unwrap_or(1);
+        std::process::exit(code);
+    }
     if let Err(e) = run(Args::parse()).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -161,11 +203,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_secs(args.header_timeout),
         Duration::from_secs(args.idle_timeout),
     );
-    let storage = Storage::parse(args.storage.as_deref(), &args.data_dir)?;
+    let storage = Storage::parse(
+        args.storage.as_deref(),
+        args.objects.as_deref(),
+        &args.data_dir,
+    )?;
+    if args.read_only {
+        anyhow::ensure!(
+            matches!(storage, Storage::Postgres(..)),
+            "read_only_needs_cluster: --read-only serves a log in --storage postgres://... --objects ..."
+        );
+        anyhow::ensure!(
+            args.verifier_key.is_some() && args.key_file.is_none(),
+            "verifier_key_required: --read-only takes the log's --verifier-key and no --key-file"
+        );
+        return run_reader(args, storage, serve_config).await;
+    }
     // The folder of the SQLite log, or with PostgreSQL of the default key.
     let data_dir = match &storage {
         Storage::Sqlite(dir) => Some(dir),
-        Storage::Postgres(_) => args.key_file.is_none().then_some(&args.data_dir),
+        Storage::Postgres(..) => args.key_file.is_none().then_some(&args.data_dir),
     };
     if let Some(dir) = data_dir {
         std::fs::DirBuilder::new()
@@ -175,31 +232,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
     }
 
-    let mut roots = TrustRoots::aws();
-    for path in &args.trust_roots {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read trust root {}", path.display()))?;
-        roots
-            .add_pem(&pem)
-            .with_context(|| format!("trust root {}", path.display()))?;
-        tracing::warn!(root = %path.display(), "trusting an extra root besides AWS's");
-    }
+    let roots = trust_roots(&args.trust_roots)?;
 
     let key_path = match (&args.key_file, &storage) {
         (Some(path), _) => path.clone(),
         (None, Storage::Sqlite(dir)) => dir.join("log.key"),
-        (None, Storage::Postgres(_)) => args.data_dir.join("log.key"),
+        (None, Storage::Postgres(..)) => args.data_dir.join("log.key"),
     };
-    let store = Arc::new(match &storage {
-        Storage::Sqlite(dir) => {
-            let db = dir.join("log.db");
-            LogStore::open(&db)
-                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", e.code(), db.display()))?
-        }
-        Storage::Postgres(url) => {
-            LogStore::open_postgres(url).map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?
-        }
-    });
+    let store = open_store(&storage, false)?;
     // The key is checked against what the log already signed: a new key
     // only for an empty log, never a different one.
     let latest = store
@@ -217,9 +257,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let verifier_key = signer.verifier_key_text();
     let signer = Arc::new(signer);
-    store
-        .ensure_checkpoint(&*signer)
-        .context("signing the initial checkpoint")?;
+    {
+        let (store, signer) = (Arc::clone(&store), Arc::clone(&signer));
+        tokio::task::spawn_blocking(move || store.ensure_checkpoint(&*signer))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{}: signing the initial checkpoint: {e}", e.code()))?;
+    }
+    let worker = Worker::start(Arc::clone(&store), Some(Arc::clone(&signer)));
 
     let witnesses = if args.witnesses.is_empty() {
         anyhow::ensure!(
@@ -255,7 +299,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = Arc::new(AppState {
         store: Arc::clone(&store),
         nitro: NitroVerifier::new(roots),
-        sequencer,
+        sequencer: Some(sequencer),
         origin: args.origin.clone(),
         verifier_key: verifier_key.clone(),
         submit_policy: SubmitPolicy {
@@ -298,7 +342,80 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // In-flight requests are done; let the sequencer commit what it holds.
     drop(app);
     sequencer_task.await.context("sequencer task")?;
+    if let Some(w) = worker {
+        tokio::task::spawn_blocking(move || w.stop()).await?;
+    }
     tracing::info!(size = store.tree_size(), "stopped cleanly");
+    Ok(())
+}
+
+fn trust_roots(paths: &[PathBuf]) -> anyhow::Result<TrustRoots> {
+    let mut roots = TrustRoots::aws();
+    for path in paths {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read trust root {}", path.display()))?;
+        roots
+            .add_pem(&pem)
+            .with_context(|| format!("trust root {}", path.display()))?;
+        tracing::warn!(root = %path.display(), "trusting an extra root besides AWS's");
+    }
+    Ok(roots)
+}
+
+fn open_store(storage: &Storage, read_only: bool) -> anyhow::Result<Arc<LogStore>> {
+    Ok(Arc::new(match storage {
+        Storage::Sqlite(dir) => {
+            let db = dir.join("log.db");
+            LogStore::open(&db)
+                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", e.code(), db.display()))?
+        }
+        Storage::Postgres(url, objects) => LogStore::open_postgres(url, objects, read_only)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?,
+    }))
+}
+
+/// `--read-only`: the read API of a cluster log, no key, no sequencer. The
+/// published checkpoint must verify under the pinned --verifier-key.
+async fn run_reader(args: Args, storage: Storage, serve_config: ServeConfig) -> anyhow::Result<()> {
+    let verifier_key = args.verifier_key.clone().unwrap_or_default();
+    let key = NoteVerifierKey::parse(&verifier_key)
+        .map_err(|e| anyhow::anyhow!("verifier_key_invalid: --verifier-key: {e}"))?;
+    let store = open_store(&storage, true)?;
+    if let Some(cp) = store
+        .latest_checkpoint()
+        .context("reading the latest checkpoint")?
+    {
+        verify_checkpoint(&cp.note, &key, &[], 0).map_err(|e| {
+            anyhow::anyhow!("log_key_mismatch: the published checkpoint does not verify under --verifier-key: {e}")
+        })?;
+    }
+    let worker = Worker::start(Arc::clone(&store), None);
+    let metrics = Arc::new(Metrics::new(store.tree_size()));
+    let app = Arc::new(AppState {
+        store: Arc::clone(&store),
+        nitro: NitroVerifier::new(trust_roots(&args.trust_roots)?),
+        sequencer: None,
+        origin: args.origin.clone(),
+        verifier_key: verifier_key.clone(),
+        submit_policy: SubmitPolicy {
+            allow_debug: args.allow_debug,
+            max_clock_skew: Duration::from_secs(args.max_clock_skew),
+        },
+        metrics,
+        witnesses: None,
+    });
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("verifier key: {verifier_key}");
+    println!("listening on http://{}", listener.local_addr()?);
+    tracing::info!(origin = %args.origin, size = store.tree_size(), storage = %storage, "attestlog-server started read-only");
+    serve(listener, router(Arc::clone(&app)), serve_config, shutdown).await;
+    drop(app);
+    if let Some(w) = worker {
+        tokio::task::spawn_blocking(move || w.stop()).await?;
+    }
     Ok(())
 }
 

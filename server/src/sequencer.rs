@@ -27,7 +27,7 @@ use attestlog::tlog::note::NoteSigner;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::storage::{Appended, LogStore, NewEntry};
+use crate::storage::{Appended, LogStore, NewEntry, StorageError};
 use crate::witnessing::Witnesses;
 
 /// Why a submission was not sequenced and published.
@@ -35,6 +35,10 @@ use crate::witnessing::Witnesses;
 pub enum SequenceError {
     /// Nothing was committed, or the sequencer is stopping.
     Unavailable(String),
+    /// The storage failed (a stable code: `storage_unavailable`,
+    /// `integration_timeout`, ...). Entries a cluster backend sequenced
+    /// before the failure stay sequenced and are integrated later.
+    Storage { code: &'static str, message: String },
     /// The entry is committed, but its checkpoint lacks the witness quorum
     /// (the message names the witnesses that failed).
     WitnessQuorum(String),
@@ -44,6 +48,7 @@ impl std::fmt::Display for SequenceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SequenceError::Unavailable(m) | SequenceError::WitnessQuorum(m) => f.write_str(m),
+            SequenceError::Storage { message, .. } => f.write_str(message),
         }
     }
 }
@@ -100,6 +105,9 @@ pub struct Sequencer {
     in_flight: Arc<InFlight>,
     /// The store's tree size after the latest commit (published by then).
     committed: watch::Receiver<u64>,
+    /// The store, whose published size also grows by other processes'
+    /// integrations in cluster mode.
+    store: Arc<LogStore>,
 }
 
 impl Sequencer {
@@ -119,7 +127,7 @@ impl Sequencer {
             rx,
             Arc::clone(&in_flight),
             Committer {
-                store,
+                store: Arc::clone(&store),
                 signer,
                 config,
                 metrics,
@@ -132,6 +140,7 @@ impl Sequencer {
                 jobs,
                 in_flight,
                 committed,
+                store,
             },
             task,
         )
@@ -140,17 +149,32 @@ impl Sequencer {
     /// Returns once a commit has published a tree that covers `index` (at
     /// once if one has), for an entry already found in the store: its batch
     /// is committed, but the store may not have published it yet.
+    /// In cluster mode the entry may be another frontend's, integrated by
+    /// another process: the store's published size (kept current by
+    /// `crate::cluster`) is polled too, up to
+    /// [`INTEGRATION_WAIT`](crate::storage::cluster::INTEGRATION_WAIT).
     pub async fn covering(&self, index: u64) -> Result<(), SequenceError> {
+        use crate::storage::cluster::{INTEGRATION_WAIT, POLL};
         let mut committed = self.committed.clone();
-        committed
-            .wait_for(|&size| size > index)
-            .await
-            .map(|_| ())
-            .map_err(|_| {
-                SequenceError::Unavailable(
+        let deadline = tokio::time::Instant::now() + INTEGRATION_WAIT;
+        loop {
+            if *committed.borrow_and_update() > index || self.store.tree_size() > index {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SequenceError::Storage {
+                    code: "integration_timeout",
+                    message: format!(
+                        "entry {index} is sequenced but not integrated within {INTEGRATION_WAIT:?}"
+                    ),
+                });
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(POLL, committed.changed()).await {
+                return Err(SequenceError::Unavailable(
                     "the sequencer stopped before publishing the entry".into(),
-                )
-            })
+                ));
+            }
+        }
     }
 
     /// Announces a submission that will probably be submitted soon, so the
@@ -254,8 +278,18 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
         let outcome = match committed {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "batch commit failed; nothing was written");
-                fail_all(replies, format!("batch commit failed: {e}"));
+                tracing::error!(error = %e, "batch commit failed");
+                let code = match &e {
+                    StorageError::IntegrationTimeout { .. } => "integration_timeout",
+                    e if e.is_unavailable() => "storage_unavailable",
+                    _ => "storage_failure",
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(SequenceError::Storage {
+                        code,
+                        message: format!("batch commit failed: {e}"),
+                    }));
+                }
                 continue;
             }
             Err(e) => {

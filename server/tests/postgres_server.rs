@@ -67,7 +67,8 @@ fn server_on_postgres_accepts_submissions_and_serves_the_same_log_after_restart(
     let dir = tempfile::tempdir().unwrap();
     let (nsm, root) = dev_nsm(dir.path());
     let data = dir.path().join("data");
-    let storage = ["--storage", db.url.as_str()];
+    let objects = format!("file://{}/objects", dir.path().display());
+    let storage = ["--storage", db.url.as_str(), "--objects", objects.as_str()];
     let client = Client::new();
     let entries: Vec<Vec<u8>> = (0..5).map(|n| entry(&nsm, n)).collect();
 
@@ -141,6 +142,8 @@ fn server_on_postgres_accepts_submissions_and_serves_the_same_log_after_restart(
     let line = refused(&[
         "--storage",
         &db.url,
+        "--objects",
+        &objects,
         "--key-file",
         missing.to_str().unwrap(),
     ]);
@@ -161,7 +164,15 @@ fn unreachable_postgres_at_start_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("log.key");
     let url = format!("postgres://postgres@127.0.0.1:{port}/nowhere");
-    let line = refused(&["--storage", &url, "--key-file", key.to_str().unwrap()]);
+    let objects = format!("file://{}/objects", dir.path().display());
+    let line = refused(&[
+        "--storage",
+        &url,
+        "--objects",
+        &objects,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
     assert!(
         line.starts_with(&format!(
             "error: storage_unreachable: cannot reach PostgreSQL at 127.0.0.1:{port}/nowhere: "
@@ -180,7 +191,14 @@ fn unreachable_postgres_at_start_is_a_one_line_error() {
     let held = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
     let url = format!("postgres://postgres@127.0.0.1:{port}/silent?connect_timeout=1");
     let started = std::time::Instant::now();
-    let line = refused(&["--storage", &url, "--key-file", key.to_str().unwrap()]);
+    let line = refused(&[
+        "--storage",
+        &url,
+        "--objects",
+        &objects,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
     assert!(
         line.starts_with(&format!(
             "error: storage_unreachable: cannot reach PostgreSQL at 127.0.0.1:{port}/silent: "
@@ -195,5 +213,12 @@ fn unreachable_postgres_at_start_is_a_one_line_error() {
 
     // Not a URL the server knows: refused before anything is touched.
     let line = refused(&["--storage", "mysql://x"]);
+    assert!(line.starts_with("error: storage_url_invalid: "), "{line}");
+    // PostgreSQL needs an object store, and only PostgreSQL takes one.
+    let line = refused(&["--storage", &url]);
+    assert!(line.starts_with("error: objects_required: "), "{line}");
+    let line = refused(&["--objects", &objects]);
+    assert!(line.starts_with("error: objects_unsupported: "), "{line}");
+    let line = refused(&["--objects", "gs://x", "--storage", &url]);
     assert!(line.starts_with("error: storage_url_invalid: "), "{line}");
 }

@@ -91,6 +91,18 @@ impl From<StorageError> for ApiError {
             | StorageError::SizeOutOfRange { .. }
             | StorageError::SizesOutOfOrder { .. } => ApiError::bad_request("out_of_range", e),
             StorageError::BadTileWidth(_) => ApiError::not_found(e),
+            StorageError::ReadOnly => ApiError::new(StatusCode::FORBIDDEN, "read_only", e),
+            StorageError::IntegrationTimeout { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "integration_timeout", e)
+            }
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "storage unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    format!("storage unavailable ({}); retry later", other.code()),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal("storage failure")

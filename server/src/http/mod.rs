@@ -40,7 +40,8 @@ pub struct SubmitPolicy {
 pub struct AppState {
     pub store: Arc<LogStore>,
     pub nitro: NitroVerifier,
-    pub sequencer: Sequencer,
+    /// `None` on a read-only server: submissions get 403 `read_only`.
+    pub sequencer: Option<Sequencer>,
     pub origin: String,
     pub verifier_key: String,
     pub submit_policy: SubmitPolicy,

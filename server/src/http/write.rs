@@ -91,9 +91,16 @@ async fn submit_inner(
             format!("Content-Type must be application/octet-stream, not {content_type:?}"),
         ));
     }
+    let Some(sequencer) = &app.sequencer else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "this server is a read-only reader; submit to a frontend",
+        ));
+    };
     let bytes = read_body(body).await?;
     // From here the open batch waits for this submission (up to its age).
-    let ticket = app.sequencer.ticket();
+    let ticket = sequencer.ticket();
     let leaf = leaf_hash(&bytes);
 
     // A resubmission of logged bytes: the first submission was verified.
@@ -101,7 +108,7 @@ async fn submit_inner(
     if let Some(index) = tokio::task::spawn_blocking(move || store.find_leaf(&leaf)).await?? {
         // A duplicate holds no batch open, even while it waits for one.
         drop(ticket);
-        return answer_duplicate(app, index, leaf, started).await;
+        return answer_duplicate(app, sequencer, index, leaf, started).await;
     }
 
     let verifier = Arc::clone(app);
@@ -110,8 +117,7 @@ async fn submit_inner(
         tokio::task::spawn_blocking(move || verify_entry(&entry_bytes, &verifier.nitro)).await??;
     check_submission_policy(app, &claim)?;
 
-    let sequenced = app
-        .sequencer
+    let sequenced = sequencer
         .submit(ticket, NewEntry::new(bytes.to_vec(), search_keys(&claim)))
         .await
         .map_err(sequence_error)?;
@@ -135,6 +141,9 @@ fn sequence_error(e: SequenceError) -> ApiError {
         SequenceError::Unavailable(m) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
         }
+        SequenceError::Storage { code, message } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
     }
 }
 
@@ -145,14 +154,12 @@ fn sequence_error(e: SequenceError) -> ApiError {
 /// a checkpoint that covers the entry.
 async fn answer_duplicate(
     app: &Arc<AppState>,
+    sequencer: &crate::sequencer::Sequencer,
     index: u64,
     leaf: [u8; 32],
     started: Instant,
 ) -> Result<Value, ApiError> {
-    app.sequencer
-        .covering(index)
-        .await
-        .map_err(sequence_error)?;
+    sequencer.covering(index).await.map_err(sequence_error)?;
     let published = match &app.witnesses {
         Some(_) => Some(cosigned_covering(app, index).await?),
         None => None,
@@ -306,7 +313,7 @@ mod tests {
         let app = Arc::new(AppState {
             store,
             nitro: NitroVerifier::new(TrustRoots::aws()),
-            sequencer: sequencer.clone(),
+            sequencer: Some(sequencer.clone()),
             origin: "test/log".into(),
             verifier_key: signer.verifier_key_text(),
             submit_policy: SubmitPolicy {
@@ -321,7 +328,10 @@ mod tests {
 
         let duplicate = tokio::spawn({
             let app = Arc::clone(&app);
-            async move { answer_duplicate(&app, 0, leaf, Instant::now()).await }
+            async move {
+                let seq = app.sequencer.clone().unwrap();
+                answer_duplicate(&app, &seq, 0, leaf, Instant::now()).await
+            }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(

@@ -36,7 +36,7 @@
 //! on the blocking thread it is called from; the HTTP and sequencer layers
 //! stay unchanged. One `append` is one transaction or one CAS either way.
 
-use super::{Hash, SearchKind, SignedCheckpoint, StorageError};
+use super::{Cluster, Hash, SearchKind, SignedCheckpoint, StorageError};
 
 /// One new entry of a [`SequencedBatch`], with its assigned index.
 #[derive(Clone, Copy, Debug)]
@@ -103,14 +103,29 @@ pub trait Backend: Send + Sync {
     /// The stored entries with indices in `[start, end)`, in order, as a
     /// C2SP entry bundle (each a 2-byte big-endian length and its bytes),
     /// and how many it holds: fewer than asked if some are missing (the
-    /// caller treats that as corrupt).
-    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError>;
+    /// caller treats that as corrupt). `tree_size` is a size the log has
+    /// committed with `end <= tree_size`: a backend that stores bundles
+    /// per width (an object store) reads the one of that size.
+    fn entry_bundle(
+        &self,
+        start: u64,
+        end: u64,
+        tree_size: u64,
+    ) -> Result<(Vec<u8>, usize), StorageError>;
 
-    /// The stored `hashes` of tile `(level, index)`.
-    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The stored `hashes` of tile `(level, index)`, at least as many as a
+    /// tree of `tree_size` (a committed size) has in it; a backend that
+    /// keeps one object per width reads the one of that size.
+    fn tile(&self, level: u8, index: u64, tree_size: u64) -> Result<Option<Vec<u8>>, StorageError>;
 
-    /// The stored `hashes` and `mid` of tile `(level, index)`.
-    fn tile_with_mid(&self, level: u8, index: u64) -> Result<Option<StoredTile>, StorageError>;
+    /// The stored `hashes` and `mid` of tile `(level, index)`, as
+    /// [`Backend::tile`].
+    fn tile_with_mid(
+        &self,
+        level: u8,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Option<StoredTile>, StorageError>;
 
     /// For each leaf hash, the index of the entry with it, if any.
     fn find_leaves(&self, leaf_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StorageError>;
@@ -133,6 +148,13 @@ pub trait Backend: Send + Sync {
 
     /// The cosigned checkpoint with the largest size: `(size, note)`.
     fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError>;
+
+    /// The shared-sequencing half of a backend that several processes
+    /// write at once (PostgreSQL with an object store); `None` for a
+    /// single-process backend (SQLite).
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
@@ -148,14 +170,24 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
         (**self).entry(index)
     }
-    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError> {
-        (**self).entry_bundle(start, end)
+    fn entry_bundle(
+        &self,
+        start: u64,
+        end: u64,
+        tree_size: u64,
+    ) -> Result<(Vec<u8>, usize), StorageError> {
+        (**self).entry_bundle(start, end, tree_size)
     }
-    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        (**self).tile(level, index)
+    fn tile(&self, level: u8, index: u64, tree_size: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).tile(level, index, tree_size)
     }
-    fn tile_with_mid(&self, level: u8, index: u64) -> Result<Option<StoredTile>, StorageError> {
-        (**self).tile_with_mid(level, index)
+    fn tile_with_mid(
+        &self,
+        level: u8,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Option<StoredTile>, StorageError> {
+        (**self).tile_with_mid(level, index, tree_size)
     }
     fn find_leaves(&self, leaf_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
         (**self).find_leaves(leaf_hashes)
@@ -177,5 +209,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError> {
         (**self).latest_cosigned()
+    }
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        (**self).cluster()
     }
 }

@@ -64,6 +64,24 @@ pub enum StorageError {
 
     #[error("database is inconsistent: {0}")]
     Corrupt(String),
+
+    #[error("object store {target}: {reason}")]
+    Objects { target: String, reason: String },
+
+    #[error("the object store did not answer within {0:?}")]
+    ObjectsTimeout(std::time::Duration),
+
+    #[error("the integrator lease (epoch {epoch}) was lost; nothing was published")]
+    LeaseLost { epoch: i64 },
+
+    #[error("entries up to index {index} were sequenced but not integrated within {waited:?}")]
+    IntegrationTimeout {
+        index: u64,
+        waited: std::time::Duration,
+    },
+
+    #[error("this server is read-only")]
+    ReadOnly,
 }
 
 impl StorageError {
@@ -84,6 +102,26 @@ impl StorageError {
             StorageError::Sign(_) => "checkpoint_signing",
             StorageError::CheckpointConflict { .. } => "checkpoint_conflict",
             StorageError::Corrupt(_) => "storage_corrupt",
+            StorageError::Objects { .. } => "objects_unavailable",
+            StorageError::ObjectsTimeout(_) => "objects_timeout",
+            StorageError::LeaseLost { .. } => "lease_lost",
+            StorageError::IntegrationTimeout { .. } => "integration_timeout",
+            StorageError::ReadOnly => "read_only",
         }
+    }
+
+    /// A service (PostgreSQL, the object store, the integrator) is down or
+    /// slow: the request may succeed when retried (HTTP 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Postgres(_)
+                | StorageError::Unreachable { .. }
+                | StorageError::Timeout(_)
+                | StorageError::Objects { .. }
+                | StorageError::ObjectsTimeout(_)
+                | StorageError::LeaseLost { .. }
+                | StorageError::IntegrationTimeout { .. }
+        )
     }
 }

@@ -26,7 +26,7 @@ impl TreeEdge {
     /// Loads the edge of a stored tree of `size` leaves: O(log n) subtree
     /// hashes and one partial tile per tile level.
     pub fn load<B: Backend + ?Sized>(size: u64, backend: &B) -> Result<Self, StorageError> {
-        let mut reader = TileReader::new(backend, None, None);
+        let mut reader = TileReader::new(backend, None, None, size);
         let range = compact_range_subtrees(size)
             .map(|(level, index)| reader.subtree(level, index))
             .collect::<Result<Vec<Hash>, _>>()?;
@@ -42,7 +42,9 @@ impl TreeEdge {
             let bytes = if have == 0 {
                 Vec::new()
             } else {
-                let tile = backend.tile(level, count / TILE_WIDTH)?.unwrap_or_default();
+                let tile = backend
+                    .tile(level, count / TILE_WIDTH, size)?
+                    .unwrap_or_default();
                 if tile.len() != 32 * have {
                     return Err(StorageError::Corrupt(format!(
                         "partial tile level {level} index {} has {} bytes, expected {}",

@@ -25,11 +25,12 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use attestlog::claim::entry_claim_id;
 use attestlog::tlog::merkle;
 
+use super::dedup::{assign, Assigned};
 use super::growth::TreeEdge;
 use super::tiles::UpperTileCache;
 use super::{
-    Appended, Backend, BatchEntry, BatchOutcome, CheckpointSigner, Hash, NewEntry, SequencedBatch,
-    SignedCheckpoint, StorageError, MAX_ENTRY_LEN,
+    Backend, BatchOutcome, CheckpointSigner, Hash, NewEntry, SequencedBatch, SignedCheckpoint,
+    StorageError, MAX_ENTRY_LEN,
 };
 
 pub(super) struct State {
@@ -46,7 +47,7 @@ pub struct Log<B> {
     pub(super) backend: B,
     /// Serialises writers of this process; the backend's compare-and-swap
     /// stops writers of other processes.
-    writer: Mutex<()>,
+    pub(super) writer: Mutex<()>,
     pub(super) state: RwLock<State>,
     pub(super) upper_tiles: UpperTileCache,
 }
@@ -113,6 +114,9 @@ impl<B: Backend> Log<B> {
             .iter()
             .map(|e| entry_claim_id(&e.bytes).ok())
             .collect();
+        if let Some(cluster) = self.backend.cluster() {
+            return self.append_shared(cluster, batch, &claims, signer);
+        }
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Only this method changes the tree, and it holds the writer lock.
         let (mut tree, previous) = {
@@ -128,48 +132,14 @@ impl<B: Backend> Log<B> {
             .filter_map(|(c, hit)| Some((*c, hit?)))
             .collect();
 
-        let mut out = Vec::with_capacity(batch.len());
-        let mut new: Vec<BatchEntry<'_>> = Vec::new();
-        let mut batch_leaves: HashMap<Hash, u64> = HashMap::new();
-        let mut batch_claims: HashMap<Hash, (u64, Hash)> = HashMap::new();
-        let first = tree.size();
-        for ((e, claim), leaf_hit) in batch.iter().zip(&claims).zip(leaf_hits) {
-            let same_bytes = batch_leaves.get(&e.leaf_hash).copied().or(leaf_hit);
-            let existing = match (same_bytes, claim) {
-                (Some(index), _) => Some((index, e.leaf_hash)),
-                (None, Some(c)) => match (batch_claims.get(c), claim_hits.get(c)) {
-                    (Some(&found), _) => Some(found),
-                    (None, Some(&index)) => Some((index, self.leaf_hash_at(index)?)),
-                    (None, None) => None,
-                },
-                (None, None) => None,
-            };
-            if let Some((index, leaf_hash)) = existing {
-                out.push(Appended {
-                    index,
-                    duplicate: true,
-                    leaf_hash,
-                });
-                continue;
-            }
-            let index = first + new.len() as u64;
-            batch_leaves.insert(e.leaf_hash, index);
-            if let Some(c) = claim {
-                batch_claims.insert(*c, (index, e.leaf_hash));
-            }
-            new.push(BatchEntry {
-                index,
-                bytes: &e.bytes,
-                leaf_hash: &e.leaf_hash,
-                claim_id: claim.as_ref(),
-                search_keys: &e.search_keys,
-            });
-            out.push(Appended {
-                index,
-                duplicate: false,
-                leaf_hash: e.leaf_hash,
-            });
-        }
+        let Assigned { out, new } = assign(
+            batch,
+            &claims,
+            tree.size(),
+            leaf_hits,
+            &claim_hits,
+            |index| self.leaf_hash_at(index),
+        )?;
         if new.is_empty() {
             let st = self.state();
             return Ok(BatchOutcome {
@@ -204,7 +174,13 @@ impl<B: Backend> Log<B> {
     /// Signs and stores a checkpoint for the empty tree when the log has
     /// none yet, so a new log has a checkpoint to serve before its first
     /// entry. Does nothing once any checkpoint exists.
+    /// On a cluster backend the lease holder signs it; any other process
+    /// waits until it is published.
     pub fn ensure_checkpoint(&self, signer: &dyn CheckpointSigner) -> Result<(), StorageError> {
+        if let Some(cluster) = self.backend.cluster() {
+            self.refresh()?;
+            return self.wait_integrated(cluster, 0, Some(signer));
+        }
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tree = {
             let st = self.state();
@@ -227,7 +203,7 @@ impl<B: Backend> Log<B> {
         Ok(())
     }
 
-    fn sign(
+    pub(super) fn sign(
         signer: &dyn CheckpointSigner,
         tree: &TreeEdge,
     ) -> Result<SignedCheckpoint, StorageError> {

@@ -56,9 +56,13 @@
 //! entry (`duplicate = true`); its search keys are not added again.
 
 mod backend;
+pub mod cluster;
+pub mod copy;
+mod dedup;
 mod error;
 mod growth;
 mod log;
+pub mod objects;
 pub mod postgres;
 mod read;
 mod signer;
@@ -66,6 +70,7 @@ pub mod sqlite;
 mod tiles;
 
 pub use backend::{Backend, BatchEntry, SequencedBatch, StoredTile, TileWrite};
+pub use cluster::{Cluster, Event};
 pub use error::StorageError;
 pub use log::Log;
 pub use postgres::PostgresBackend;

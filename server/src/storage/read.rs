@@ -122,7 +122,12 @@ impl<B: Backend> Log<B> {
     }
 
     fn tiles<'a>(&'a self, edge: Option<&'a RootBuilder>) -> TileReader<'a, B> {
-        TileReader::new(&self.backend, Some(&self.upper_tiles), edge)
+        TileReader::new(
+            &self.backend,
+            Some(&self.upper_tiles),
+            edge,
+            self.tree_size(),
+        )
     }
 
     fn check_size(&self, requested: u64) -> Result<(), StorageError> {
@@ -143,10 +148,11 @@ impl<B: Backend> Log<B> {
         index: u64,
         width: Option<u16>,
     ) -> Result<Option<Vec<u8>>, StorageError> {
-        let Some(end) = tile_end(hashes_at_level(self.tree_size(), level), index, width)? else {
+        let size = self.tree_size();
+        let Some(end) = tile_end(hashes_at_level(size, level), index, width)? else {
             return Ok(None);
         };
-        let mut tile = self.backend.tile(level, index)?.unwrap_or_default();
+        let mut tile = self.backend.tile(level, index, size)?.unwrap_or_default();
         if tile.len() < 32 * end {
             return Err(StorageError::Corrupt(format!(
                 "tile level {level} index {index} has {} hashes, tree needs {end}",
@@ -165,11 +171,12 @@ impl<B: Backend> Log<B> {
         index: u64,
         width: Option<u16>,
     ) -> Result<Option<Vec<u8>>, StorageError> {
-        let Some(end) = tile_end(self.tree_size(), index, width)? else {
+        let size = self.tree_size();
+        let Some(end) = tile_end(size, index, width)? else {
             return Ok(None);
         };
         let lo = index * TILE_WIDTH;
-        let (out, n) = self.backend.entry_bundle(lo, lo + end as u64)?;
+        let (out, n) = self.backend.entry_bundle(lo, lo + end as u64, size)?;
         if n != end {
             return Err(StorageError::Corrupt(format!(
                 "bundle {index}: {n} of {end} entries"
@@ -185,7 +192,7 @@ impl<B: Backend> Log<B> {
         key: &[u8],
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
-        self.backend.search(kind, key, None, limit)
+        self.search_after(kind, key, None, limit)
     }
 
     /// Indices stored under `(kind, key)` above `after`, ascending, at most
@@ -197,6 +204,11 @@ impl<B: Backend> Log<B> {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
-        self.backend.search(kind, key, after, limit)
+        // A shared-sequencing backend also indexes entries sequenced but not
+        // integrated yet: answer only what the published tree holds.
+        let size = self.tree_size();
+        let mut found = self.backend.search(kind, key, after, limit)?;
+        found.retain(|&i| i < size);
+        Ok(found)
     }
 }

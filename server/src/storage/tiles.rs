@@ -128,6 +128,8 @@ pub struct TileReader<'c, B: ?Sized> {
     /// The tree whose compact range answers its own nodes; only for proofs
     /// within `edge.size()` leaves, where those nodes are final.
     edge: Option<&'c RootBuilder>,
+    /// The committed tree size the tiles are read at (see [`Backend::tile`]).
+    size: u64,
     cache: Vec<((u8, u64), StoredTile)>,
 }
 
@@ -136,11 +138,13 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
         backend: &'c B,
         upper: Option<&'c UpperTileCache>,
         edge: Option<&'c RootBuilder>,
+        size: u64,
     ) -> Self {
         TileReader {
             backend,
             upper,
             edge,
+            size,
             cache: Vec::new(),
         }
     }
@@ -178,7 +182,7 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
                 None => {
                     let bytes = self
                         .backend
-                        .tile(tile_level, tile)?
+                        .tile(tile_level, tile, self.size)?
                         .ok_or_else(|| Self::missing(tile_level, tile))?;
                     let t = Arc::new(ExpandedTile::new(&bytes));
                     upper.put(key, t.clone());
@@ -199,7 +203,7 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             None => {
                 let row = self
                     .backend
-                    .tile_with_mid(tile_level, tile)?
+                    .tile_with_mid(tile_level, tile, self.size)?
                     .ok_or_else(|| Self::missing(tile_level, tile))?;
                 check_mid(tile_level, tile, &row)?;
                 self.cache.push(((tile_level, tile), row));

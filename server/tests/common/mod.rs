@@ -32,6 +32,16 @@ pub struct Server {
 impl Server {
     /// Starts the server on a free port with the dev root trusted.
     pub fn start(data_dir: &Path, dev_root: &Path, extra: &[&str]) -> Server {
+        Self::start_env(data_dir, dev_root, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_env(
+        data_dir: &Path,
+        dev_root: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
             .arg("--data-dir")
             .arg(data_dir)
@@ -42,6 +52,7 @@ impl Server {
             .arg("--trust-root")
             .arg(dev_root)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -19,12 +19,16 @@ use attestlog_server::storage::{
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
 
+mod cluster_cases;
 mod log_cases;
 #[path = "../postgres_common/mod.rs"]
 mod postgres_common;
 mod reference;
+#[path = "../common/seaweed.rs"]
+mod seaweed;
 mod tree_cases;
 
+use cluster_cases::*;
 use log_cases::*;
 use reference::*;
 use tree_cases::*;
@@ -126,32 +130,64 @@ impl Harness for Sqlite {
     }
 }
 
-/// PostgreSQL at 127.0.0.1:5432: the log of `dir` is the database
-/// `attestlog_test_<hash of dir>`, created by the first `open` and dropped
-/// with the test's [`Guard`]. Fails (never skips) if PostgreSQL is down.
-struct Postgres;
+/// PostgreSQL at 127.0.0.1:5432 in cluster mode: the log of `dir` is the
+/// database `attestlog_test_<hash of dir>`, created by the first `open` and
+/// dropped with the test's [`Guard`], with its objects in `O`'s store.
+/// Fails (never skips) if PostgreSQL or SeaweedFS is unavailable.
+struct Postgres<O>(std::marker::PhantomData<O>);
 
-impl Postgres {
-    fn db_name(dir: &Path) -> String {
-        let h = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-        format!("attestlog_test_{}", &hex::encode(h)[..24])
+/// Where a [`Postgres`] log of `dir` keeps its objects.
+trait ObjectsAt {
+    fn url(dir: &Path) -> String;
+}
+
+/// A folder inside the test directory: `file://DIR/objects`.
+struct InFolder;
+impl ObjectsAt for InFolder {
+    fn url(dir: &Path) -> String {
+        format!("file://{}/objects", dir.display())
     }
 }
 
-impl Harness for Postgres {
-    type Backend = PostgresBackend;
-    fn open(dir: &Path) -> Log<PostgresBackend> {
-        let name = Self::db_name(dir);
+/// A prefix of this test process's SeaweedFS bucket.
+struct InS3;
+impl ObjectsAt for InS3 {
+    fn url(dir: &Path) -> String {
+        static ENV: std::sync::Once = std::sync::Once::new();
+        let weed = seaweed::shared();
+        ENV.call_once(|| weed.set_env());
+        format!("s3://{}/{}", seaweed::BUCKET, db_name(dir))
+    }
+}
+
+type PgFile = Postgres<InFolder>;
+type PgS3 = Postgres<InS3>;
+
+fn db_name(dir: &Path) -> String {
+    let h = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    format!("attestlog_test_{}", &hex::encode(h)[..24])
+}
+
+impl<O: ObjectsAt> Postgres<O> {
+    fn backend(dir: &Path) -> PostgresBackend {
+        let name = db_name(dir);
         let marker = dir.join("postgres-db");
         if !marker.exists() {
             postgres_common::admin(&format!("CREATE DATABASE {name}"));
             std::fs::write(&marker, &name).unwrap();
         }
-        Log::with_backend(PostgresBackend::open(&postgres_common::url_of(&name)).unwrap()).unwrap()
+        PostgresBackend::open(&postgres_common::url_of(&name), &O::url(dir), false).unwrap()
+    }
+}
+
+impl<O: ObjectsAt + 'static> Harness for Postgres<O> {
+    type Backend = PostgresBackend;
+    fn open(dir: &Path) -> Log<PostgresBackend> {
+        Log::with_backend(Self::backend(dir)).unwrap()
     }
     fn cleanup(dir: &Path) {
         if dir.join("postgres-db").exists() {
-            let name = Self::db_name(dir);
+            let name = db_name(dir);
             postgres_common::admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
@@ -209,26 +245,26 @@ fn schema_is_applied_and_versioned() {
 
 /// The URL of the database of a [`Postgres`] harness directory.
 fn pg_url(dir: &Path) -> String {
-    postgres_common::url_of(&Postgres::db_name(dir))
+    postgres_common::url_of(&db_name(dir))
 }
 
 #[test]
 fn postgres_schema_is_applied_and_versioned() {
-    let (_guard, dir, store) = tmp_store::<Postgres>();
+    let (_guard, dir, store) = tmp_store::<PgFile>();
     drop(store);
     let url = pg_url(&dir);
     let version = postgres_common::query_on(&url, "SELECT version FROM schema_version");
     assert_eq!(version, vec![PG_SCHEMA_VERSION.to_string()]);
     // The head row exists from the start, empty, and opening again does not
     // migrate twice.
-    drop(Postgres::open(&dir));
+    drop(PgFile::open(&dir));
     let head = postgres_common::query_on(&url, "SELECT count(*) FROM log_head WHERE size IS NULL");
     assert_eq!(head, vec!["1"]);
 }
 
 #[test]
 fn postgres_newer_schema_is_refused() {
-    let (_guard, dir, store) = tmp_store::<Postgres>();
+    let (_guard, dir, store) = tmp_store::<PgFile>();
     drop(store);
     let url = pg_url(&dir);
     postgres_common::query_on(
@@ -238,7 +274,7 @@ fn postgres_newer_schema_is_refused() {
             PG_SCHEMA_VERSION + 1
         ),
     );
-    match PostgresBackend::open(&url) {
+    match PostgresBackend::open(&url, &InFolder::url(&dir), false) {
         Err(e @ StorageError::SchemaTooNew { .. }) => {
             assert_eq!(e.code(), "schema_too_new");
             assert!(e.to_string().contains("newer than this build"), "{e}");
@@ -253,19 +289,19 @@ fn postgres_newer_schema_is_refused() {
 /// nothing lost or duplicated.
 #[test]
 fn postgres_backend_reconnects_after_its_connections_are_killed() {
-    let (_guard, dir, store) = tmp_store::<Postgres>();
+    let (_guard, dir, store) = tmp_store::<PgFile>();
     append_range(&store, 0, 10);
     let killed = postgres_common::query_on(
         postgres_common::ADMIN_URL,
         &format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
-            Postgres::db_name(&dir)
+            db_name(&dir)
         ),
     );
     assert_eq!(
         killed,
-        vec!["t", "t"],
-        "the writer and the reader connection"
+        vec!["t", "t", "t"],
+        "the writer, the reader and the listener connection"
     );
     // Each connection's task notices the close; at most one call per
     // connection can fail while it does.
@@ -273,19 +309,19 @@ fn postgres_backend_reconnects_after_its_connections_are_killed() {
     append_range(&store, 10, 20);
     assert_eq!(store.entry(3).unwrap(), Some(entry_bytes(3)));
     let leaves: Vec<Hash> = (0..20).map(|i| rfc_leaf(&entry_bytes(i))).collect();
-    let again = Postgres::open(&dir);
+    let again = PgFile::open(&dir);
     assert_eq!(
         (again.tree_size(), again.root_hash()),
         (20, ref_root(&leaves))
     );
 }
 
-/// An append stuck behind a lock on the head row held by another session
+/// An append stuck behind a lock on the sequencing row held by another session
 /// fails with `storage_timeout` after `QUERY_TIMEOUT` (it never waits
 /// forever), writes nothing, and the log goes on once the lock is gone.
 #[test]
 fn postgres_append_stuck_past_its_deadline_is_storage_timeout() {
-    let (_guard, dir, store) = tmp_store::<Postgres>();
+    let (_guard, dir, store) = tmp_store::<PgFile>();
     append_range(&store, 0, 5);
     let url = pg_url(&dir);
     let (locked_tx, locked) = std::sync::mpsc::channel();
@@ -301,7 +337,7 @@ fn postgres_append_stuck_past_its_deadline_is_storage_timeout() {
                 .unwrap();
             tokio::spawn(conn);
             let tx = client.transaction().await.unwrap();
-            tx.execute("SELECT 1 FROM log_head FOR UPDATE", &[])
+            tx.execute("SELECT 1 FROM seq_head FOR UPDATE", &[])
                 .await
                 .unwrap();
             locked_tx.send(()).unwrap();
@@ -324,7 +360,7 @@ fn postgres_append_stuck_past_its_deadline_is_storage_timeout() {
     holder.join().unwrap();
     append_range(&store, 5, 10);
     let leaves: Vec<Hash> = (0..10).map(|i| rfc_leaf(&entry_bytes(i))).collect();
-    let again = Postgres::open(&dir);
+    let again = PgFile::open(&dir);
     assert_eq!(
         (again.tree_size(), again.root_hash()),
         (10, ref_root(&leaves))
@@ -467,16 +503,34 @@ conformance!(sqlite => Sqlite:
     second_writer_cannot_fork,
 );
 
-conformance!(postgres => Postgres:
+conformance!(postgres_file => PgFile:
     rs_merkle_reference_matches_rfc6962_vectors,
     empty_log,
     tree_sizes_crossing_tile_boundaries,
     dedup_within_batch_and_across_reopen,
     reopen_keeps_size_root_and_checkpoints,
-    failing_sign_rolls_back_the_whole_batch,
     invalid_entries_are_rejected_and_change_nothing,
     search_by_kind_and_key,
     out_of_range_requests_are_errors_not_panics,
     concurrent_readers_while_appending,
-    second_writer_cannot_fork,
+    failing_sign_publishes_nothing_and_the_entries_wait,
+    two_writers_share_one_dense_tree,
+    a_stale_integrator_is_fenced,
+    objects_are_at_the_c2sp_paths,
+);
+
+conformance!(postgres_s3 => PgS3:
+    rs_merkle_reference_matches_rfc6962_vectors,
+    empty_log,
+    tree_sizes_crossing_tile_boundaries,
+    dedup_within_batch_and_across_reopen,
+    reopen_keeps_size_root_and_checkpoints,
+    invalid_entries_are_rejected_and_change_nothing,
+    search_by_kind_and_key,
+    out_of_range_requests_are_errors_not_panics,
+    concurrent_readers_while_appending,
+    failing_sign_publishes_nothing_and_the_entries_wait,
+    two_writers_share_one_dense_tree,
+    a_stale_integrator_is_fenced,
+    objects_are_at_the_c2sp_paths,
 );

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use super::lease::Events;
 
 use crate::storage::StorageError;
 
@@ -35,9 +37,10 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Schema migrations, in order; migration `i` brings the schema to version
 /// `i + 1` (tracked in the `schema_version` table).
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../../migrations/postgres/0001_init.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../../migrations/postgres/0002_cluster.sql"),
+];
 
 /// The newest PostgreSQL schema version this build knows.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -120,6 +123,49 @@ impl Connector {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
             }
         });
+        Ok(client)
+    }
+
+    /// Opens a connection that `LISTEN`s on `channels` and counts each
+    /// notification in `events`; when it closes, everyone waiting is woken
+    /// (they poll, and the listener is reconnected on next use).
+    pub fn connect_listener(
+        &self,
+        channels: &[&str],
+        events: Arc<Events>,
+    ) -> Result<Client, StorageError> {
+        let _enter = self.runtime().enter();
+        let deadline = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let (client, mut connection) =
+            futures_executor::block_on(tokio::time::timeout(deadline, self.config.connect(NoTls)))
+                .map_err(|_| StorageError::Unreachable {
+                    target: self.target.clone(),
+                    reason: format!("no answer within {deadline:?}"),
+                })?
+                .map_err(|e| StorageError::Unreachable {
+                    target: self.target.clone(),
+                    reason: e.to_string(),
+                })?;
+        self.runtime().spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => events.notified(n.channel()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "PostgreSQL listener connection closed");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            events.notified("");
+        });
+        let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
+        self.block_on(client.batch_execute(&listen))?;
         Ok(client)
     }
 
@@ -206,4 +252,28 @@ pub fn migrate(connector: &Connector, client: &mut Client) -> Result<(), Storage
         tx.commit().await?;
         Ok::<_, StorageError>(())
     })
+}
+
+/// For a read-only process: the schema must exist at exactly this build's
+/// version (a reader never migrates).
+pub fn check_schema(connector: &Connector, client: &Client) -> Result<(), StorageError> {
+    let found: i32 = connector.block_on(async {
+        let rows = client
+            .query("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await?;
+        Ok::<_, tokio_postgres::Error>(rows.first().map_or(0, |r| r.get(0)))
+    })?;
+    if found > PG_SCHEMA_VERSION {
+        return Err(StorageError::SchemaTooNew {
+            found: found.into(),
+            supported: PG_SCHEMA_VERSION.into(),
+        });
+    }
+    if found < PG_SCHEMA_VERSION {
+        return Err(StorageError::Corrupt(format!(
+            "schema version {found}: a read-only server needs version {PG_SCHEMA_VERSION}; \
+             start a writing server once to migrate"
+        )));
+    }
+    Ok(())
 }

@@ -1,23 +1,31 @@
-//! The PostgreSQL backend: the log in one PostgreSQL database, the schema
-//! of `migrations/postgres/` (spec/storage.md, "PostgreSQL backend").
+//! The PostgreSQL backend, in cluster mode: PostgreSQL holds what must be
+//! transactional, an object store ([`Objects`]) what is immutable and
+//! public. Several `attestlog-server` processes may open the same database
+//! and bucket (spec/storage.md, "Cluster mode"; `migrations/postgres/`).
 //!
-//! # Contract (as [`Backend`] requires)
-//! - [`Backend::append`] is one READ COMMITTED transaction that starts with
-//!   a compare-and-swap on the one-row `log_head` table and then inserts
-//!   the whole batch (`append.rs`); a writer whose `batch.previous` is no
-//!   longer the head gets [`StorageError::CheckpointConflict`] and writes
-//!   nothing. Primary keys refuse any overwrite of an entry, dedup key or
-//!   checkpoint.
-//! - Crash safety: COMMIT returns after PostgreSQL flushed its WAL
-//!   (`synchronous_commit` on, the default), and [`Log`](super::Log)
-//!   answers a submitter only after `append` returned. A crash of either
-//!   side before COMMIT leaves the database at the previous batch.
-//!   [`PostgresBackend::open`] checks the entries are exactly those the
-//!   latest checkpoint covers and that `log_head` agrees with it.
+//! # Contract
+//! - PostgreSQL: sequencing (`seq_head`, locked by every sequencing
+//!   transaction), entries (integrated and not yet), the leaf-hash and
+//!   claim-id dedup index, the search index, `log_head` (the integrated
+//!   size and root, moved by compare-and-swap), every checkpoint,
+//!   cosignatures, and the integrator `lease`.
+//! - The object store: hash tiles, entry bundles (C2SP paths, create-only)
+//!   and the published `checkpoint`.
+//! - [`Cluster::sequence`] (`sequence.rs`) is any frontend's write; the
+//!   integrator's is [`Backend::append`] (`append.rs`): objects first, then
+//!   the head CAS fenced by the lease epoch (`lease.rs`), then the bucket
+//!   checkpoint. A reader's view is `log_head` and the objects it names,
+//!   which exist before the head names them.
+//! - Reads: checkpoints, entries, dedup and search from PostgreSQL; tiles
+//!   and bundles from the object store at the width of the size asked
+//!   (cached in memory: every object is immutable).
 //! - Reads share one connection (tokio-postgres pipelines concurrent
-//!   queries on it); appends and cosignatures use a second one behind a
-//!   mutex. A closed connection is replaced on next use, so the server
-//!   recovers once PostgreSQL is back.
+//!   queries on it); sequencing, the integrator's commit and cosignatures
+//!   use a second one behind a mutex; a third `LISTEN`s. A closed
+//!   connection is replaced on next use, so the process recovers by itself
+//!   once PostgreSQL is back; until then calls fail with a typed error that
+//!   HTTP answers with 503.
+//! - A read-only backend (`--read-only`) never migrates and never writes.
 //!
 //! # Driver: tokio-postgres
 //! The maintained pure-Rust driver under both `postgres` and `sqlx`'s
@@ -27,78 +35,124 @@
 //! wrapper is not usable here because its calls panic inside a tokio
 //! runtime, and the backend is also called from async code; instead the
 //! connections run on a private runtime (`conn.rs`). Plain TCP only
-//! (`NoTls`): `sslmode=require` fails to connect; TLS comes with the
-//! object-storage session.
+//! (`NoTls`): `sslmode=require` fails to connect; TLS is future work.
 
 mod append;
 mod conn;
+mod import;
+mod lease;
 mod read;
+mod recent;
+mod sequence;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
 pub use conn::{CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
+pub use import::Heads;
+pub use lease::{LEASE_TTL, RENEW_AFTER};
 
-use super::StoredTile;
-use super::{Backend, Hash, LogStore, SearchKind, SequencedBatch, SignedCheckpoint, StorageError};
+use super::objects::Objects;
+use super::{
+    Appended, Backend, Cluster, Event, Hash, LogStore, NewEntry, SearchKind, SequencedBatch,
+    SignedCheckpoint, StorageError, StoredTile,
+};
 
-/// The log in one PostgreSQL database. See the module documentation.
+/// How often a dropped listener connection is retried at most.
+const LISTENER_RETRY: Duration = Duration::from_secs(1);
+
+/// A log in one PostgreSQL database and one object store. See the module
+/// documentation.
 pub struct PostgresBackend {
     // Field order: the clients drop before the runtime their I/O runs on.
     writer: Mutex<Option<Client>>,
     readers: conn::Slot,
+    /// The `LISTEN` connection and when it was last (re)opened.
+    listener: Mutex<(Option<Client>, Option<Instant>)>,
     connector: conn::Connector,
+    objects: Arc<Objects>,
+    tile_cache: read::TileCache,
+    /// Entries this process sequenced, for its integrations.
+    recent: recent::RecentEntries,
+    /// Writes the bucket's `checkpoint`; `None` when read-only.
+    publisher: Option<recent::CheckpointPublisher>,
+    lease: lease::Lease,
+    events: Arc<lease::Events>,
+    read_only: bool,
 }
 
 impl LogStore {
-    /// Opens the log in the PostgreSQL database at `url`, creating its
-    /// schema the first time.
-    pub fn open_postgres(url: &str) -> Result<Self, StorageError> {
-        let backend = PostgresBackend::open(url)?;
+    /// Opens the log in the PostgreSQL database at `url` with its objects
+    /// in `objects` (`s3://...` or `file:///...`), creating the schema the
+    /// first time unless `read_only`.
+    pub fn open_postgres(url: &str, objects: &str, read_only: bool) -> Result<Self, StorageError> {
+        let backend = PostgresBackend::open(url, objects, read_only)?;
         let target = backend.connector.target().to_string();
         let log = Self::with_backend(Box::new(backend))?;
-        tracing::info!(size = log.tree_size(), %target, "opened PostgreSQL log store");
+        tracing::info!(size = log.tree_size(), %target, objects, read_only, "opened PostgreSQL log store");
         Ok(log)
     }
 }
 
 impl PostgresBackend {
-    /// Connects to `url`, applies migrations and checks that the entries
-    /// are exactly the ones the latest checkpoint covers.
-    pub fn open(url: &str) -> Result<Self, StorageError> {
+    /// Connects to `url` and opens `objects`, applies migrations (unless
+    /// `read_only`: then the schema must be current) and checks that the
+    /// sequencing and integration heads agree with the entries.
+    pub fn open(url: &str, objects: &str, read_only: bool) -> Result<Self, StorageError> {
         let connector = conn::Connector::new(url)?;
+        let objects = Arc::new(Objects::open(objects)?);
         let mut writer = connector.connect()?;
-        conn::migrate(&connector, &mut writer)?;
+        if read_only {
+            conn::check_schema(&connector, &writer)?;
+        } else {
+            conn::migrate(&connector, &mut writer)?;
+        }
         let readers = conn::Slot::new(connector.connect()?);
         let backend = PostgresBackend {
             writer: Mutex::new(Some(writer)),
             readers,
+            listener: Mutex::new((None, None)),
             connector,
+            publisher: (!read_only)
+                .then(|| recent::CheckpointPublisher::start(Arc::clone(&objects))),
+            objects,
+            tile_cache: read::TileCache::default(),
+            recent: recent::RecentEntries::default(),
+            lease: lease::Lease::new(),
+            events: Arc::new(lease::Events::default()),
+            read_only,
         };
         backend.check_consistent()?;
+        backend.ensure_listener();
         Ok(backend)
     }
 
+    /// The object store (for tools and tests).
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// One statement, so one snapshot: another process may sequence or
+    /// publish meanwhile (two servers starting at once on an empty log).
     fn check_consistent(&self) -> Result<(), StorageError> {
         let c = self.readers.get(&self.connector)?;
-        let (entries, head): (i64, Option<i64>) = self.connector.block_on(async {
-            let e = c
-                .query_one("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", &[])
-                .await?
-                .get(0);
-            let h = c.query_one("SELECT size FROM log_head", &[]).await?.get(0);
-            Ok::<_, tokio_postgres::Error>((e, h))
-        })?;
-        let latest = self.latest_checkpoint()?.map(|c| c.size as i64);
-        let fine = latest == head
-            && match latest {
-                None => entries == 0,
-                Some(size) => size == entries,
-            };
-        if !fine {
+        let (entries, next, head, latest): (i64, i64, Option<i64>, Option<i64>) =
+            self.connector.block_on(async {
+                let r = c
+                    .query_one(
+                        "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries), \
+                                (SELECT next_idx FROM seq_head), (SELECT size FROM log_head), \
+                                (SELECT c.size FROM log_head h JOIN checkpoints c ON c.size = h.size)",
+                        &[],
+                    )
+                    .await?;
+                Ok::<_, tokio_postgres::Error>((r.get(0), r.get(1), r.get(2), r.get(3)))
+            })?;
+        if entries != next || latest != head || head.unwrap_or(0) > next {
             return Err(StorageError::Corrupt(format!(
-                "{entries} entries, latest checkpoint {latest:?}, log_head {head:?}"
+                "{entries} entries, seq_head {next}, log_head {head:?}, its checkpoint {latest:?}"
             )));
         }
         Ok(())
@@ -111,6 +165,9 @@ impl PostgresBackend {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
         let mut slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
             *slot = Some(self.connector.connect()?);
@@ -121,16 +178,40 @@ impl PostgresBackend {
         }
         r
     }
+
+    /// (Re)opens the `LISTEN` connection if it is gone, at most once per
+    /// [`LISTENER_RETRY`]; without it waits fall back to polling.
+    fn ensure_listener(&self) {
+        let mut l = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        if l.0.as_ref().is_some_and(|c| !c.is_closed()) {
+            return;
+        }
+        if l.1.is_some_and(|at| at.elapsed() < LISTENER_RETRY) {
+            return;
+        }
+        l.1 = Some(Instant::now());
+        let channels = [sequence::SEQUENCED_CHANNEL, lease::INTEGRATED_CHANNEL];
+        match self
+            .connector
+            .connect_listener(&channels, Arc::clone(&self.events))
+        {
+            Ok(c) => l.0 = Some(c),
+            Err(e) => {
+                l.0 = None;
+                tracing::warn!(error = %e, "cannot LISTEN for log notifications; polling");
+            }
+        }
+    }
 }
 
 impl Backend for PostgresBackend {
     fn append(&self, batch: &SequencedBatch<'_>) -> Result<(), StorageError> {
-        self.with_writer(|c| self.connector.block_on(append::append(c, batch)))
+        self.publish(batch)
     }
 
     fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StorageError> {
         self.checkpoint_row(
-            "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+            "SELECT c.size, c.root, c.note FROM log_head h JOIN checkpoints c ON c.size = h.size",
             None,
         )
     }
@@ -149,16 +230,30 @@ impl Backend for PostgresBackend {
         self.read_entry(index)
     }
 
-    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError> {
-        self.read_bundle(start, end)
+    fn entry_bundle(
+        &self,
+        start: u64,
+        end: u64,
+        tree_size: u64,
+    ) -> Result<(Vec<u8>, usize), StorageError> {
+        self.read_bundle(start, end, tree_size)
     }
 
-    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.read_tile(level, index)?.map(|t| t.hashes))
+    fn tile(&self, level: u8, index: u64, tree_size: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .read_tile(level, index, tree_size)?
+            .map(|t| t.hashes.clone()))
     }
 
-    fn tile_with_mid(&self, level: u8, index: u64) -> Result<Option<StoredTile>, StorageError> {
-        self.read_tile(level, index)
+    fn tile_with_mid(
+        &self,
+        level: u8,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Option<StoredTile>, StorageError> {
+        Ok(self
+            .read_tile(level, index, tree_size)?
+            .map(|t| StoredTile::clone(&t)))
     }
 
     fn find_leaves(&self, leaf_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
@@ -200,5 +295,91 @@ impl Backend for PostgresBackend {
 
     fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError> {
         self.read_latest_cosigned()
+    }
+
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        Some(self)
+    }
+}
+
+impl Cluster for PostgresBackend {
+    fn sequence(
+        &self,
+        batch: &[NewEntry],
+        claims: &[Option<Hash>],
+    ) -> Result<Vec<Appended>, StorageError> {
+        let out = self.with_writer(|c| {
+            self.connector
+                .block_on(sequence::sequence(c, batch, claims))
+        })?;
+        self.recent.insert(
+            batch
+                .iter()
+                .zip(&out)
+                .filter(|(_, a)| !a.duplicate)
+                .map(|(e, a)| (a.index, e.bytes.clone())),
+        );
+        Ok(out)
+    }
+
+    fn sequenced_size(&self) -> Result<u64, StorageError> {
+        let c = self.readers.get(&self.connector)?;
+        let next: i64 = self
+            .connector
+            .block_on(c.query_one("SELECT next_idx FROM seq_head", &[]))?
+            .get(0);
+        Ok(next as u64)
+    }
+
+    fn sequenced_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        if let Some(cached) = self.recent.range(from, to) {
+            return Ok(cached);
+        }
+        let c = self.readers.get(&self.connector)?;
+        self.connector.block_on(sequence::entries(&c, from, to))
+    }
+
+    fn lease(&self) -> Result<bool, StorageError> {
+        if self.read_only {
+            return Ok(false);
+        }
+        if self.lease.fresh().is_some() {
+            return Ok(true);
+        }
+        let was = self.lease.epoch();
+        let r = self.with_writer(|c| self.connector.block_on(self.lease.acquire(c)));
+        let now = match r {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                self.lease.forget();
+                return Err(e);
+            }
+        };
+        if now.is_some() && now != was {
+            tracing::info!(epoch = now, holder = %self.lease.holder, "integrator lease acquired");
+        }
+        Ok(now.is_some())
+    }
+
+    fn release_lease(&self) {
+        if self.read_only || self.lease.epoch().is_none() {
+            return;
+        }
+        if let Err(e) = self.with_writer(|c| self.connector.block_on(self.lease.release(c))) {
+            tracing::warn!(error = %e, "could not release the integrator lease; it expires by itself");
+        }
+    }
+
+    fn events(&self, event: Event) -> u64 {
+        self.events.count(event)
+    }
+
+    fn wait(&self, event: Event, seen: u64, timeout: Duration) {
+        self.ensure_listener();
+        self.events.wait(event, seen, timeout);
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
     }
 }

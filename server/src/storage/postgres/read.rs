@@ -4,17 +4,41 @@
 //! only grow), so each single-statement read is consistent on its own.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
+use attestlog::tlog::tiles::{encode_entry_bundle, parse_entry_bundle, TileKind};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::append::object_path;
+use super::sequence::hash_of;
 use super::PostgresBackend;
+use crate::storage::tiles::{hashes_at_level, mid_hashes, TILE_WIDTH};
 use crate::storage::{Hash, SearchKind, SignedCheckpoint, StorageError, StoredTile};
 
-fn hash_of(bytes: Vec<u8>, what: &str) -> Result<Hash, StorageError> {
-    bytes
-        .try_into()
-        .map_err(|_| StorageError::Corrupt(format!("{what} is not 32 bytes")))
+/// Most tile objects kept in memory (at most 8.7 KiB each with `mid`,
+/// ~36 MiB); past that the cache is simply cleared.
+const TILE_CACHE_MAX: usize = 4096;
+
+/// Tile objects read from the object store, by path. They never change.
+#[derive(Default)]
+pub struct TileCache {
+    map: RwLock<HashMap<String, Arc<StoredTile>>>,
+}
+
+impl TileCache {
+    fn get(&self, path: &str) -> Option<Arc<StoredTile>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(path).cloned()
+    }
+
+    fn put(&self, path: String, tile: Arc<StoredTile>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= TILE_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(path, tile);
+    }
 }
 
 impl PostgresBackend {
@@ -53,50 +77,68 @@ impl PostgresBackend {
         Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
     }
 
+    /// Entries `[start, end)` from the bundle object of a tree of
+    /// `tree_size` (the width that size has), as a bundle.
     pub(super) fn read_bundle(
         &self,
         start: u64,
         end: u64,
+        tree_size: u64,
     ) -> Result<(Vec<u8>, usize), StorageError> {
-        let (Ok(lo), Ok(hi)) = (i64::try_from(start), i64::try_from(end)) else {
+        let index = start / TILE_WIDTH;
+        let count = tree_size.saturating_sub(index * TILE_WIDTH).min(TILE_WIDTH);
+        if count == 0 || end <= start {
+            return Ok((Vec::new(), 0));
+        }
+        let path = object_path(TileKind::Entries, index, count);
+        let Some(bytes) = self.objects.get(&path)? else {
             return Ok((Vec::new(), 0));
         };
-        let rows = self.query(
-            "SELECT data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            &[&lo, &hi],
-        )?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let data: &[u8] = r.try_get(0)?;
-            let len = u16::try_from(data.len()).map_err(|_| {
-                StorageError::Corrupt(format!("entry in bundle at {start} is over 65,535 bytes"))
-            })?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(data);
-        }
-        Ok((out, rows.len()))
+        let all = parse_entry_bundle(&bytes)
+            .map_err(|e| StorageError::Corrupt(format!("object {path}: {e}")))?;
+        let lo = (start - index * TILE_WIDTH) as usize;
+        let hi = ((end - index * TILE_WIDTH) as usize).min(all.len());
+        let picked = all.get(lo..hi).unwrap_or_default();
+        let out = encode_entry_bundle(picked)
+            .map_err(|e| StorageError::Corrupt(format!("object {path}: {e}")))?;
+        Ok((out, picked.len()))
     }
 
+    /// Tile `(level, index)` of a tree of `tree_size`, from the object
+    /// store through the in-memory cache (every tile object is immutable,
+    /// a partial one has its width in its path), with its `mid`.
     pub(super) fn read_tile(
         &self,
         level: u8,
         index: u64,
-    ) -> Result<Option<StoredTile>, StorageError> {
-        let Ok(idx) = i64::try_from(index) else {
+        tree_size: u64,
+    ) -> Result<Option<Arc<StoredTile>>, StorageError> {
+        let count = hashes_at_level(tree_size, level)
+            .saturating_sub(index.saturating_mul(TILE_WIDTH))
+            .min(TILE_WIDTH);
+        if count == 0 {
+            return Ok(None);
+        }
+        let path = object_path(TileKind::Hashes { level }, index, count);
+        if let Some(t) = self.tile_cache.get(&path) {
+            return Ok(Some(t));
+        }
+        let Some(hashes) = self.objects.get(&path)? else {
             return Ok(None);
         };
-        let rows = self.query(
-            "SELECT hashes, mid FROM tiles WHERE level = $1 AND idx = $2",
-            &[&i16::from(level), &idx],
-        )?;
-        rows.first()
-            .map(|r| {
-                Ok(StoredTile {
-                    hashes: r.try_get(0)?,
-                    mid: Some(r.try_get(1)?),
-                })
-            })
-            .transpose()
+        if hashes.len() as u64 != 32 * count {
+            return Err(StorageError::Corrupt(format!(
+                "object {path} is {} bytes, expected {}",
+                hashes.len(),
+                32 * count
+            )));
+        }
+        let tile = Arc::new(StoredTile {
+            mid: Some(mid_hashes(&hashes)),
+            hashes,
+        });
+        self.tile_cache.put(path, Arc::clone(&tile));
+        Ok(Some(tile))
     }
 
     /// Runs a `SELECT key, idx ... WHERE key = ANY($1)` for all `keys` in
@@ -114,7 +156,7 @@ impl PostgresBackend {
         for r in self.query(sql, &[&arg])? {
             let key: Vec<u8> = r.try_get(0)?;
             let idx: i64 = r.try_get(1)?;
-            found.insert(hash_of(key, "dedup key")?, idx as u64);
+            found.insert(hash_of(&key, "dedup key")?, idx as u64);
         }
         Ok(keys.iter().map(|k| found.get(k).copied()).collect())
     }

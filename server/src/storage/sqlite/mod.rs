@@ -19,6 +19,7 @@
 
 mod conn;
 mod dedup;
+mod export;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -193,7 +194,12 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn entry_bundle(&self, start: u64, end: u64) -> Result<(Vec<u8>, usize), StorageError> {
+    fn entry_bundle(
+        &self,
+        start: u64,
+        end: u64,
+        _tree_size: u64,
+    ) -> Result<(Vec<u8>, usize), StorageError> {
         let (lo, hi) = (to_i64(start, "index")?, to_i64(end, "index")?);
         self.readers.with(|c| {
             let mut st = c.prepare_cached(
@@ -218,7 +224,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+    fn tile(&self, level: u8, index: u64, _: u64) -> Result<Option<Vec<u8>>, StorageError> {
         let idx = to_i64(index, "tile index")?;
         self.readers.with(|c| {
             let mut st =
@@ -227,7 +233,12 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn tile_with_mid(&self, level: u8, index: u64) -> Result<Option<StoredTile>, StorageError> {
+    fn tile_with_mid(
+        &self,
+        level: u8,
+        index: u64,
+        _: u64,
+    ) -> Result<Option<StoredTile>, StorageError> {
         let idx = to_i64(index, "tile index")?;
         self.readers.with(|c| {
             let mut st =

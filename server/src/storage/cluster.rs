@@ -1,0 +1,294 @@
+//! Cluster mode: several processes write one log (spec/storage.md,
+//! "Cluster mode"). A backend that supports it ([`Backend::cluster`])
+//! separates the two halves of an append:
+//!
+//! 1. **Sequencing** ([`Cluster::sequence`]): any frontend dedups a batch
+//!    and gives its new entries the next dense indices, in ONE transaction
+//!    that commits them durably (entries, dedup and search rows). Nothing of
+//!    the tree is computed.
+//! 2. **Integration** ([`Log::integrate`]): the one process holding the
+//!    integrator lease ([`Cluster::lease`]) reads the sequenced entries in
+//!    index order, grows the tiles with [`TreeEdge::append`] (the same code
+//!    as the single-writer path), signs the new head, and hands the result
+//!    to [`Backend::append`], which writes tiles and bundles create-only to
+//!    the object store and then moves the head by a compare-and-swap fenced
+//!    by the lease epoch.
+//!
+//! [`Log::append_batch`] on such a backend sequences, then integrates
+//! itself if it holds the lease, else wakes the integrator and waits (a
+//! notification, with a short poll as fallback) until the published tree
+//! covers every index of its batch: zero merge delay, bounded by
+//! [`INTEGRATION_WAIT`]. Readers and non-integrating frontends keep their
+//! in-memory head current with [`Log::refresh`].
+
+use std::time::{Duration, Instant};
+
+use attestlog::tlog::merkle;
+
+use super::growth::TreeEdge;
+use super::{
+    Appended, Backend, BatchEntry, BatchOutcome, CheckpointSigner, Hash, Log, NewEntry,
+    SequencedBatch, SignedCheckpoint, StorageError,
+};
+
+/// How long a submitter waits for its entries to be integrated before the
+/// answer is 503 `integration_timeout` (the entries stay sequenced and are
+/// integrated later; a resubmission is answered as a duplicate). Below the
+/// HTTP request timeout.
+pub const INTEGRATION_WAIT: Duration = Duration::from_secs(20);
+/// Most entries one integration takes (later ones go in the next).
+pub const MAX_INTEGRATE: u64 = 65_536;
+/// The poll fallback when no notification arrives.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// What a process can wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A frontend committed a sequencing transaction.
+    Sequenced,
+    /// The integrator moved the published head.
+    Integrated,
+}
+
+/// The shared-sequencing operations of a cluster backend.
+pub trait Cluster: Send + Sync {
+    /// Dedups `batch` (claim ids by position in `claims`) against the log,
+    /// including entries sequenced but not integrated yet, and within the
+    /// batch (`dedup::assign`), and commits its new entries at the next
+    /// dense indices in one transaction, which also wakes the integrator
+    /// ([`Event::Sequenced`]). One [`Appended`] per input.
+    fn sequence(
+        &self,
+        batch: &[NewEntry],
+        claims: &[Option<Hash>],
+    ) -> Result<Vec<Appended>, StorageError>;
+
+    /// How many entries are sequenced (the next index to assign).
+    fn sequenced_size(&self) -> Result<u64, StorageError>;
+
+    /// The bytes of the sequenced entries `[from, to)`, in index order;
+    /// [`StorageError::Corrupt`] if any is missing.
+    fn sequenced_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError>;
+
+    /// Acquires or renews the integrator lease; `true` while this process
+    /// holds it. The epoch it holds fences [`Backend::append`].
+    fn lease(&self) -> Result<bool, StorageError>;
+
+    /// Gives the lease up (graceful shutdown), so another process takes
+    /// over at once rather than after the lease expires.
+    fn release_lease(&self);
+
+    /// A counter of `event` notifications received so far.
+    fn events(&self, event: Event) -> u64;
+
+    /// Blocks until the counter of `event` differs from `seen` or `timeout`
+    /// has passed (the poll fallback: a missed notification costs at most
+    /// `timeout`).
+    fn wait(&self, event: Event, seen: u64, timeout: Duration);
+
+    /// A read-only process never sequences nor integrates.
+    fn read_only(&self) -> bool;
+}
+
+impl<B: Backend> Log<B> {
+    /// [`Log::append_batch`] on a cluster backend: sequence, then integrate
+    /// or wait until the published tree covers every index of the batch.
+    pub(super) fn append_shared(
+        &self,
+        cluster: &dyn Cluster,
+        batch: &[NewEntry],
+        claims: &[Option<Hash>],
+        signer: &dyn CheckpointSigner,
+    ) -> Result<BatchOutcome, StorageError> {
+        if cluster.read_only() {
+            return Err(StorageError::ReadOnly);
+        }
+        let out = match batch.is_empty() {
+            true => Vec::new(),
+            false => cluster.sequence(batch, claims)?,
+        };
+        if !out.is_empty() {
+            let need = out.iter().map(|a| a.index + 1).max().unwrap_or(0);
+            self.wait_integrated(cluster, need, Some(signer))?;
+        }
+        let st = self.state();
+        Ok(BatchOutcome {
+            entries: out,
+            tree_size: st.tree.size(),
+            root: st.tree.root(),
+            checkpoint: st.checkpoint.clone(),
+        })
+    }
+
+    /// Returns once the published tree holds `need` entries: integrating
+    /// them itself while it holds the lease (with a signer), else waiting
+    /// for the integrator's notification or the poll.
+    pub(super) fn wait_integrated(
+        &self,
+        cluster: &dyn Cluster,
+        need: u64,
+        signer: Option<&dyn CheckpointSigner>,
+    ) -> Result<(), StorageError> {
+        let deadline = Instant::now() + INTEGRATION_WAIT;
+        loop {
+            let seen = cluster.events(Event::Integrated);
+            if self.tree_size() >= need && self.state().checkpoint.is_some() {
+                return Ok(());
+            }
+            if let Some(signer) = signer {
+                if cluster.lease()? {
+                    match self.integrate(signer) {
+                        // Another integrator moved the head, or took the
+                        // lease: catch up and look again.
+                        Err(
+                            StorageError::CheckpointConflict { .. }
+                            | StorageError::LeaseLost { .. },
+                        ) => {}
+                        Err(e) => {
+                            // Leave the lease to a process that may reach
+                            // the services; the entries stay sequenced.
+                            cluster.release_lease();
+                            return Err(e);
+                        }
+                        Ok(_) => continue,
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StorageError::IntegrationTimeout {
+                    index: need.saturating_sub(1),
+                    waited: INTEGRATION_WAIT,
+                });
+            }
+            cluster.wait(Event::Integrated, seen, POLL.min(deadline - now));
+            self.refresh()?;
+        }
+    }
+
+    /// Integrates the sequenced entries not yet in the tree (at most
+    /// [`MAX_INTEGRATE`]): grows the tiles, signs, and commits through
+    /// [`Backend::append`] (objects, then the fenced head CAS). For the
+    /// lease holder; anyone else's append is refused by the fence. Returns
+    /// the published size. On an empty log with no checkpoint, signs the
+    /// empty tree first.
+    pub fn integrate(&self, signer: &dyn CheckpointSigner) -> Result<u64, StorageError> {
+        let cluster = self
+            .backend
+            .cluster()
+            .ok_or_else(|| StorageError::Corrupt("integrate needs a cluster backend".into()))?;
+        if cluster.read_only() {
+            return Err(StorageError::ReadOnly);
+        }
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // An integrator that has a head works from it: if another one moved
+        // the head meanwhile, the CAS below refuses and this catches up.
+        if self.state().checkpoint.is_none() {
+            self.refresh()?;
+        }
+        let (mut tree, previous) = {
+            let st = self.state();
+            (st.tree.clone(), st.checkpoint.clone())
+        };
+        let from = tree.size();
+        let next = cluster.sequenced_size()?;
+        if next <= from && previous.is_some() {
+            return Ok(from);
+        }
+        let to = next.min(from + MAX_INTEGRATE);
+        let data = cluster.sequenced_entries(from, to)?;
+        let leaves: Vec<Hash> = data.iter().map(|d| merkle::leaf_hash(d)).collect();
+        let tiles = tree.append(leaves.iter().copied());
+        let checkpoint = Self::sign(signer, &tree)?;
+        let entries = data
+            .iter()
+            .zip(&leaves)
+            .enumerate()
+            .map(|(i, (bytes, leaf_hash))| BatchEntry {
+                index: from + i as u64,
+                bytes,
+                leaf_hash,
+                claim_id: None,
+                search_keys: &[],
+            })
+            .collect();
+        let appended = self.backend.append(&SequencedBatch {
+            previous: previous.as_ref(),
+            entries,
+            tiles,
+            checkpoint: &checkpoint,
+        });
+        if let Err(e @ StorageError::CheckpointConflict { .. }) = appended {
+            self.refresh()?;
+            return Err(e);
+        }
+        appended?;
+        self.publish(tree, checkpoint);
+        Ok(to)
+    }
+
+    /// Makes `tree` and `checkpoint` the published state unless a larger one
+    /// is already published (a refresh may have run meanwhile).
+    fn publish(&self, tree: TreeEdge, checkpoint: SignedCheckpoint) {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if st
+            .checkpoint
+            .as_ref()
+            .is_none_or(|c| c.size < checkpoint.size)
+        {
+            st.tree = tree;
+            st.checkpoint = Some(checkpoint);
+        }
+    }
+
+    /// The edge at `size` (published): grown from the current edge by the
+    /// entries in between when they are few (one PostgreSQL read, no tile
+    /// objects), else loaded from the tiles.
+    fn follow(&self, size: u64) -> Result<TreeEdge, StorageError> {
+        let (mut tree, has_checkpoint) = {
+            let st = self.state();
+            (st.tree.clone(), st.checkpoint.is_some())
+        };
+        let from = tree.size();
+        match self.backend.cluster() {
+            Some(c) if has_checkpoint && from < size && size - from <= MAX_INTEGRATE => {
+                let data = c.sequenced_entries(from, size)?;
+                tree.append(data.iter().map(|d| merkle::leaf_hash(d)));
+                Ok(tree)
+            }
+            _ => TreeEdge::load(size, &self.backend),
+        }
+    }
+
+    /// Catches the in-memory head up with the backend's published head (a
+    /// cluster backend: another process may have integrated). Loads the
+    /// right edge from the tiles of the new size and checks its root. Does
+    /// nothing on a single-writer backend.
+    pub fn refresh(&self) -> Result<(), StorageError> {
+        if self.backend.cluster().is_none() {
+            return Ok(());
+        }
+        let Some(head) = self.backend.latest_checkpoint()? else {
+            return Ok(());
+        };
+        let current = self.state().checkpoint.as_ref().map(|c| c.size);
+        if current.is_some_and(|size| size >= head.size) {
+            return Ok(());
+        }
+        let tree = self.follow(head.size)?;
+        if tree.root() != head.root {
+            return Err(StorageError::Corrupt(format!(
+                "the tiles' root at size {} differs from the published checkpoint's",
+                head.size
+            )));
+        }
+        let cosigned = self.backend.latest_cosigned()?;
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if cosigned.as_ref().map(|c| c.0) > st.cosigned.as_ref().map(|c| c.0) {
+            st.cosigned = cosigned;
+        }
+        drop(st);
+        self.publish(tree, head);
+        Ok(())
+    }
+}

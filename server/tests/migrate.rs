@@ -1,0 +1,416 @@
+//! `attestlog-server migrate` with real processes: a SQLite log filled over
+//! HTTP with simulated-NSM entries (plus a legacy pair of entries of one
+//! claim id) is moved into PostgreSQL and SeaweedFS, served by the postgres
+//! backend, and `attestlog monitor`, which followed the SQLite log, accepts
+//! the moved log as consistent. Refused cases answer their codes.
+
+mod common;
+mod postgres_common;
+#[path = "common/seaweed.rs"]
+mod seaweed;
+
+use std::path::Path;
+use std::process::Command;
+
+use attestlog::claim::{entry_claim_id, Entry};
+use attestlog::nitro::CoseParts;
+use attestlog::tlog::note::NoteSigner;
+use attestlog_server::storage::{PostgresBackend, SqliteBackend};
+use common::*;
+use postgres_common::TestDb;
+use reqwest::blocking::Client;
+
+/// The order n of the P-384 group, big-endian.
+const P384_N: [u8; 48] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
+    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
+];
+
+/// `entry` with its signature (r, s) replaced by (r, n - s): another valid
+/// entry of the same claim, which only a log from before claim dedup holds.
+fn twin(entry: &[u8]) -> Vec<u8> {
+    let e = Entry::decode(entry).expect("entry");
+    let mut parts = CoseParts::from_nsm_bytes(e.attestation).expect("NSM encoding");
+    let s = &mut parts.signature[48..];
+    let mut borrow = 0i16;
+    for i in (0..48).rev() {
+        let d = i16::from(P384_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        s[i] = d.rem_euclid(256) as u8;
+    }
+    Entry::encode(e.statement, &parts.encode().expect("encode")).expect("entry")
+}
+
+/// Runs `attestlog-server migrate`; (exit code, stdout, stderr).
+fn migrate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+        .arg("migrate")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run migrate");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// `attestlog monitor --once`: the exit code and its JSON reports.
+fn monitor(url: &str, vkey: &str, state: &Path, root: &Path) -> (i32, Vec<serde_json::Value>) {
+    let out = Command::new(attestlog_bin())
+        .args(["monitor", "--once", "--log", url, "--key", vkey, "--state"])
+        .arg(state)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("monitor");
+    eprintln!("monitor: {}", String::from_utf8_lossy(&out.stderr));
+    let reports = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), reports)
+}
+
+/// What a reader fetches: checkpoint, every bundle and level-0 tile, and
+/// a search, for a log of `size` entries.
+fn snapshot(client: &Client, url: &str, size: u64) -> Vec<(String, Vec<u8>)> {
+    let mut paths = vec!["checkpoint".to_string()];
+    for n in 0..size.div_ceil(256) {
+        let w = (size - n * 256).min(256);
+        let suffix = if w == 256 {
+            String::new()
+        } else {
+            format!(".p/{w}")
+        };
+        paths.push(format!("tile/entries/{n:03}{suffix}"));
+        paths.push(format!("tile/0/{n:03}{suffix}"));
+    }
+    let artifact = hex::encode(sha256(b"artifact 7"));
+    paths.push(format!("v1/search?artifact_sha256={artifact}"));
+    paths
+        .into_iter()
+        .map(|p| {
+            let body = get_bytes(client, format!("{url}/{p}"));
+            (p, body)
+        })
+        .collect()
+}
+
+#[test]
+fn a_sqlite_log_moves_to_postgres_and_s3_and_the_monitor_finds_it_consistent() {
+    let weed = seaweed::shared();
+    weed.set_env();
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let key_file = src.join("log.key");
+    let client = Client::new();
+
+    // 300 real entries over HTTP from 4 submitters (two bundles, a partial).
+    let mut server = Server::start(&src, &root, &["--batch-max-age", "5"]);
+    let vkey = server.verifier_key.clone();
+    let entries: Vec<Vec<u8>> = (0..300).map(|n| entry(&nsm, n)).collect();
+    std::thread::scope(|s| {
+        for part in entries.chunks(75) {
+            let (client, url) = (&client, &server.url);
+            s.spawn(move || {
+                for e in part {
+                    let (status, answer) = submit_to(client, url, e).unwrap();
+                    assert_eq!(status, 200, "{answer}");
+                }
+            });
+        }
+    });
+    let state = dir.path().join("monitor");
+    let (code, _) = monitor(&server.url, &vkey, &state, &root);
+    assert_eq!(code, 0, "the monitor follows the SQLite log");
+    server.terminate();
+
+    // A legacy log: the twin of entry 7 logged beside it, as before claim
+    // dedup (its claim-index row removed, then appended straight).
+    let logged_7 = {
+        let conn = rusqlite::Connection::open(src.join("log.db")).unwrap();
+        let (idx, data): (i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT idx, data FROM entries WHERE data = ?1",
+                [&entries[7]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        conn.execute("DELETE FROM claim_index WHERE idx = ?1", [idx])
+            .unwrap();
+        data
+    };
+    let twin_7 = twin(&logged_7);
+    assert_eq!(
+        entry_claim_id(&twin_7).unwrap(),
+        entry_claim_id(&logged_7).unwrap()
+    );
+    smuggle(&src, &signer, std::slice::from_ref(&twin_7));
+    let size = 301;
+    let server = Server::start(&src, &root, &[]);
+    let before = snapshot(&client, &server.url, size);
+    let (code, _) = monitor(&server.url, &vkey, &state, &root);
+    assert_eq!(code, 0, "the monitor follows the SQLite log to {size}");
+    drop(server);
+
+    let db = TestDb::create();
+    let objects = weed.url();
+    let to = ["--to", db.url.as_str(), "--objects", objects.as_str()];
+    let from_arg = format!("sqlite:{}", src.display());
+    let from = ["--from", from_arg.as_str()];
+
+    // Refused: a key that did not sign the source's checkpoints.
+    let other = dir.path().join("other");
+    write_key(&other, &NoteSigner::generate(TEST_ORIGIN).unwrap());
+    let other_key = other.join("log.key");
+    let (code, _, err) = migrate(
+        &[
+            &from[..],
+            &to[..],
+            &["--key-file", other_key.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: log_key_mismatch: "), "{err}");
+    // Refused: a destination some server already wrote to.
+    let used = TestDb::create();
+    let used_objects = format!("file://{}/used", dir.path().display());
+    {
+        let pg = Server::start(
+            &dir.path().join("used-key"),
+            &root,
+            &["--storage", &used.url, "--objects", &used_objects],
+        );
+        assert_eq!(
+            submit_to(&client, &pg.url, &entry(&nsm, 999)).unwrap().0,
+            200
+        );
+    }
+    let (code, _, err) =
+        migrate(&[&from[..], &["--to", &used.url, "--objects", &used_objects]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: destination_not_empty: "), "{err}");
+    // Refused: an empty database but a store holding another log's objects.
+    let fresh = TestDb::create();
+    let (code, _, err) =
+        migrate(&[&from[..], &["--to", &fresh.url, "--objects", &used_objects]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: destination_not_empty: "), "{err}");
+    // Refused: the source is not sqlite:DIR.
+    let (code, _, err) = migrate(&[&["--from", "postgres://x/y"][..], &to[..]].concat());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: source_url_invalid: "), "{err}");
+
+    // The move.
+    let (code, out, err) = migrate(&[&from[..], &to[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("migrated {size} entries")),
+        "{out}"
+    );
+    // Again: nothing left to do, and nothing changes.
+    let (code, out, err) = migrate(&[&from[..], &to[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(resumed)"), "{out}");
+
+    // Served by the postgres backend: byte for byte what SQLite served
+    // (the checkpoint too: Ed25519 signing is deterministic), and the
+    // monitor that followed the SQLite log accepts it.
+    let key_arg = key_file.to_str().unwrap();
+    let pg_args = [
+        "--storage",
+        &db.url,
+        "--objects",
+        &objects,
+        "--key-file",
+        key_arg,
+    ];
+    let pg = Server::start(&dir.path().join("pg"), &root, &pg_args);
+    assert_eq!(pg.verifier_key, vkey);
+    assert_eq!(snapshot(&client, &pg.url, size), before);
+    let (code, reports) = monitor(&pg.url, &vkey, &state, &root);
+    assert_eq!(code, 0, "{reports:?}");
+    // The moved log grows, and the monitor follows it there.
+    let (status, answer) = submit_to(&client, &pg.url, &entry(&nsm, 1000)).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["index"], size);
+    let (code, reports) = monitor(&pg.url, &vkey, &state, &root);
+    assert_eq!(code, 0, "{reports:?}");
+    // Straight from the bucket: the same bundle as the SQLite log served.
+    let bucket = PostgresBackend::open(&db.url, &objects, true).unwrap();
+    assert_eq!(
+        bucket.objects().get("tile/entries/000").unwrap().unwrap(),
+        before[1].1
+    );
+}
+
+#[test]
+fn an_interrupted_copy_is_finished_by_running_migrate_again() {
+    let weed = seaweed::shared();
+    weed.set_env();
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, _) = dev_nsm(dir.path());
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let entries: Vec<Vec<u8>> = (0..40).map(|n| entry(&nsm, n)).collect();
+    smuggle(&src, &signer, &entries);
+
+    // A run killed after the copy's COMMIT, before any integration: all
+    // entries sequenced, no checkpoint, so it does not look complete.
+    let db = TestDb::create();
+    let objects = weed.url();
+    {
+        let dest = PostgresBackend::open(&db.url, &objects, false).unwrap();
+        let source = SqliteBackend::open(&src.join("log.db")).unwrap();
+        let snapshot = dest.import(&source).unwrap().expect("empty destination");
+        assert_eq!(snapshot.unwrap().size, 40);
+        let heads = dest.heads().unwrap();
+        assert_eq!((heads.sequenced, heads.integrated), (40, None));
+        // A second copy into it is refused: it is not empty any more.
+        assert!(dest.import(&source).unwrap().is_none());
+    }
+    let from_arg = format!("sqlite:{}", src.display());
+    let (code, out, err) = migrate(&["--from", &from_arg, "--to", &db.url, "--objects", &objects]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("migrated 40 entries") && out.contains("(resumed)"),
+        "{out}"
+    );
+    let dest = PostgresBackend::open(&db.url, &objects, true).unwrap();
+    let heads = dest.heads().unwrap();
+    assert_eq!((heads.sequenced, heads.integrated), (40, Some(40)));
+
+    // A half-done destination of ANOTHER log is refused.
+    let other = dir.path().join("other");
+    let other_signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&other, &other_signer);
+    smuggle(&other, &other_signer, &entries[..39]);
+    smuggle(&other, &other_signer, &[entry(&nsm, 77)]);
+    let other_arg = format!("sqlite:{}", other.display());
+    let (code, _, err) = migrate(&["--from", &other_arg, "--to", &db.url, "--objects", &objects]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: destination_not_empty: "), "{err}");
+}
+
+/// A log larger than one integration step (`MAX_INTEGRATE`), and a
+/// migrate process SIGKILLed at a seeded random point: the destination
+/// never looks complete unless it is, and running migrate again finishes
+/// the same copy.
+#[test]
+fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
+    use attestlog_server::storage::cluster::MAX_INTEGRATE;
+    use attestlog_server::storage::{Log, NewEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let n = MAX_INTEGRATE + 300;
+    {
+        // Bytes no server would accept, appended straight (as `smuggle`):
+        // storage does not care, and it is fast.
+        let store = attestlog_server::storage::LogStore::open(&src.join("log.db")).unwrap();
+        let sign = |size: u64, root: [u8; 32]| {
+            use attestlog::tlog::checkpoint::Checkpoint;
+            let body = Checkpoint {
+                origin: TEST_ORIGIN.into(),
+                size,
+                root_hash: root,
+                extensions: vec![],
+            }
+            .to_body();
+            signer.sign(&body).map_err(|e| e.to_string())
+        };
+        for chunk in (0..n).collect::<Vec<u64>>().chunks(8192) {
+            let batch: Vec<NewEntry> = chunk
+                .iter()
+                .map(|i| NewEntry::new(format!("entry {i}").into_bytes(), vec![]))
+                .collect();
+            store.append_batch(&batch, &sign).unwrap();
+        }
+        assert_eq!(store.tree_size(), n);
+    }
+    let seed = std::env::var("ATTESTLOG_MIGRATE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(now_ms);
+    let kill_after = std::time::Duration::from_millis(200 + seed % 6000);
+    eprintln!("seed {seed} (ATTESTLOG_MIGRATE_SEED replays it): SIGKILL after {kill_after:?}");
+
+    let db = TestDb::create();
+    let objects = format!("file://{}/objects", dir.path().display());
+    let from_arg = format!("sqlite:{}", src.display());
+    let args = [
+        "migrate",
+        "--from",
+        &from_arg,
+        "--to",
+        &db.url,
+        "--objects",
+        &objects,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(kill_after);
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    // What the killed run left: not complete-looking unless complete.
+    let state = postgres_common::query_on(
+        &db.url,
+        "SELECT CASE WHEN to_regclass('seq_head') IS NULL THEN 'no schema' ELSE \
+         (SELECT next_idx::text FROM seq_head) || ' ' || \
+         COALESCE((SELECT size::text FROM log_head), 'none') END",
+    );
+    eprintln!("killed run (finished: {finished}) left: {state:?}");
+    let published: Option<u64> = state[0].split(' ').nth(1).and_then(|s| s.parse().ok());
+    if published == Some(n) {
+        eprintln!("the killed run had finished integrating");
+    } else {
+        assert!(published.is_none_or(|p| p < n), "{state:?}");
+    }
+
+    let (code, out, err) = migrate(&args[1..]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("migrated {n} entries")), "{out}");
+    // Same entries, same tree, same checkpoint bytes.
+    let source = Log::with_backend(SqliteBackend::open(&src.join("log.db")).unwrap()).unwrap();
+    let moved = Log::with_backend(PostgresBackend::open(&db.url, &objects, true).unwrap()).unwrap();
+    assert_eq!(moved.tree_size(), n);
+    assert_eq!(
+        moved.checkpoint_at(n).unwrap().unwrap(),
+        source.latest_checkpoint().unwrap().unwrap()
+    );
+    for i in (0..n).step_by(4099).chain([n - 1]) {
+        assert_eq!(
+            moved.entry(i).unwrap(),
+            source.entry(i).unwrap(),
+            "entry {i}"
+        );
+    }
+    for (index, width) in [
+        (MAX_INTEGRATE / 256, None),
+        (n / 256, Some((n % 256) as u16)),
+    ] {
+        assert_eq!(
+            moved.entry_bundle(index, width).unwrap(),
+            source.entry_bundle(index, width).unwrap()
+        );
+        assert_eq!(
+            moved.hash_tile(0, index, width).unwrap(),
+            source.hash_tile(0, index, width).unwrap()
+        );
+    }
+}

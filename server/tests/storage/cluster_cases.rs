@@ -1,0 +1,203 @@
+//! Cases of the cluster backend (PostgreSQL + object store), where several
+//! `Log`s share one storage: a failed signing leaves the entries sequenced
+//! for the next integration, two writers build one dense tree, a stale
+//! integrator is fenced off, and the object store holds exactly what the
+//! log serves, at the C2SP paths.
+
+use super::*;
+use attestlog_server::storage::objects::CHECKPOINT;
+
+fn cluster_of<B: Backend>(log: &Log<B>) -> &dyn attestlog_server::storage::Cluster {
+    log.backend().cluster().expect("a cluster backend")
+}
+
+pub fn failing_sign_publishes_nothing_and_the_entries_wait<
+    H: Harness<Backend = PostgresBackend>,
+>() {
+    let (_dir, path, store) = tmp_store::<H>();
+    append_range(&store, 0, 200);
+    let (size, root, cp) = (
+        store.tree_size(),
+        store.root_hash(),
+        store.latest_checkpoint().unwrap(),
+    );
+    let batch: Vec<NewEntry> = (200..300).map(new_entry).collect();
+    let fail = |_: u64, _: Hash| -> Result<String, String> { Err("HSM offline".into()) };
+    match store.append_batch(&batch, &fail) {
+        Err(e @ StorageError::Sign(_)) => assert!(e.to_string().contains("HSM offline"), "{e}"),
+        other => panic!("expected Sign error, got {other:?}"),
+    }
+    // Nothing is published: not the size, the checkpoint, a tile or a
+    // search hit beyond it.
+    let check = |store: &Log<H::Backend>| {
+        assert_eq!((store.tree_size(), store.root_hash()), (size, root));
+        assert_eq!(store.latest_checkpoint().unwrap(), cp);
+        assert_eq!(store.entry(200).unwrap(), None);
+        assert_eq!(store.checkpoint_at(300).unwrap(), None);
+        assert_eq!(store.hash_tile(0, 0, Some(201)).unwrap(), None);
+        let key = (200u64 % 7).to_be_bytes();
+        let hits = store.search(SearchKind::Commit, &key, 1000).unwrap();
+        assert!(hits.iter().all(|&i| i < 200), "{hits:?}");
+    };
+    check(&store);
+    drop(store);
+    let store = H::open(&path);
+    check(&store);
+    // The entries were sequenced durably at 200..300: the same batch again
+    // is all duplicates at those indices, published by this append.
+    let out = store.append_batch(&batch, &sign).unwrap();
+    for (k, a) in out.entries.iter().enumerate() {
+        assert_eq!((a.index, a.duplicate), (200 + k as u64, true));
+    }
+    assert_eq!(out.tree_size, 300);
+    let leaves: Vec<Hash> = (0..300).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    assert_eq!(store.root_hash(), ref_root(&leaves));
+    check_tiles(&store, &leaves);
+}
+
+pub fn two_writers_share_one_dense_tree<H: Harness<Backend = PostgresBackend>>() {
+    let (_dir, path, a) = tmp_store::<H>();
+    let b = H::open(&path);
+    a.ensure_checkpoint(&sign).unwrap();
+    b.ensure_checkpoint(&sign).unwrap();
+    assert_eq!(
+        a.latest_checkpoint().unwrap(),
+        b.latest_checkpoint().unwrap()
+    );
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let writers: Vec<_> = [(Arc::clone(&a), 0u64), (Arc::clone(&b), 1000u64)]
+        .into_iter()
+        .map(|(log, base)| {
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for round in 0..8u64 {
+                    let batch: Vec<NewEntry> =
+                        (0..25).map(|k| new_entry(base + round * 25 + k)).collect();
+                    let out = log.append_batch(&batch, &sign).unwrap();
+                    let cp = out.checkpoint.unwrap();
+                    for (e, a) in batch.iter().zip(&out.entries) {
+                        assert!(!a.duplicate);
+                        assert!(a.index < cp.size);
+                        let p = log.inclusion_proof(a.index, cp.size).unwrap();
+                        assert!(verify_inclusion(a.index, cp.size, e.leaf_hash, &p, cp.root));
+                        got.push((a.index, e.bytes.clone()));
+                    }
+                }
+                // Let the other writer integrate at once instead of after
+                // the lease expires.
+                cluster_of(&log).release_lease();
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, Vec<u8>)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    all.sort();
+    // Dense, each entry once, and one tree that both see.
+    for (i, (index, _)) in all.iter().enumerate() {
+        assert_eq!(*index, i as u64);
+    }
+    let leaves: Vec<Hash> = all.iter().map(|(_, bytes)| rfc_leaf(bytes)).collect();
+    a.refresh().unwrap();
+    b.refresh().unwrap();
+    for log in [&a, &b] {
+        assert_eq!((log.tree_size(), log.root_hash()), (400, ref_root(&leaves)));
+        assert_eq!(log.entry(399).unwrap().as_ref(), Some(&all[399].1));
+    }
+    // No two checkpoints of the same size differ (the table has one per size),
+    // and each is consistent with the final tree.
+    let final_root = ref_root(&leaves);
+    for size in 1..=400u64 {
+        if let Some(cp) = a.checkpoint_at(size).unwrap() {
+            assert_eq!(cp.root, ref_root(&leaves[..size as usize]));
+            let p = a.consistency_proof(size, 400).unwrap();
+            assert!(verify_consistency(size, 400, cp.root, final_root, &p));
+        }
+    }
+}
+
+pub fn a_stale_integrator_is_fenced<H: Harness<Backend = PostgresBackend>>() {
+    let (_dir, path, a) = tmp_store::<H>();
+    append_range(&a, 0, 10); // a holds the lease
+    let b = H::open(&path);
+    // a pauses past its lease; b takes it over (a new epoch).
+    postgres_common::query_on(&pg_url(&path), "UPDATE lease SET expires_at = '-infinity'");
+    assert!(cluster_of(&b).lease().unwrap());
+    let entry = new_entry(10);
+    let out = cluster_of(&b)
+        .sequence(std::slice::from_ref(&entry), &[None])
+        .unwrap();
+    assert_eq!(out[0].index, 10);
+    // a still believes it holds the lease: its integration is refused by
+    // the fence, and nothing moves.
+    match a.integrate(&sign) {
+        Err(e @ StorageError::LeaseLost { .. }) => assert_eq!(e.code(), "lease_lost"),
+        other => panic!("expected lease_lost, got {other:?}"),
+    }
+    assert_eq!(b.latest_checkpoint().unwrap().unwrap().size, 10);
+    assert_eq!(a.tree_size(), 10);
+    // The holder integrates; a follows.
+    assert_eq!(b.integrate(&sign).unwrap(), 11);
+    a.refresh().unwrap();
+    assert_eq!(
+        a.latest_checkpoint().unwrap(),
+        b.latest_checkpoint().unwrap()
+    );
+    let leaves: Vec<Hash> = (0..11).map(|i| rfc_leaf(&entry_bytes(i))).collect();
+    assert_eq!(a.root_hash(), ref_root(&leaves));
+}
+
+pub fn objects_are_at_the_c2sp_paths<H: Harness<Backend = PostgresBackend>>() {
+    let (_dir, _path, store) = tmp_store::<H>();
+    append_range(&store, 0, 300);
+    append_range(&store, 300, 513);
+    let objects = store.backend().objects();
+    let get = |p: &str| {
+        objects
+            .get(p)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{p} missing"))
+    };
+    // Full tiles and bundles, and the partial ones of the current size.
+    assert_eq!(
+        get("tile/0/000"),
+        store.hash_tile(0, 0, None).unwrap().unwrap()
+    );
+    assert_eq!(
+        get("tile/0/001"),
+        store.hash_tile(0, 1, None).unwrap().unwrap()
+    );
+    assert_eq!(
+        get("tile/0/002.p/1"),
+        store.hash_tile(0, 2, Some(1)).unwrap().unwrap()
+    );
+    assert_eq!(
+        get("tile/1/000.p/2"),
+        store.hash_tile(1, 0, Some(2)).unwrap().unwrap()
+    );
+    assert_eq!(
+        get("tile/entries/001"),
+        store.entry_bundle(1, None).unwrap().unwrap()
+    );
+    assert_eq!(
+        get("tile/entries/002.p/1"),
+        store.entry_bundle(2, Some(1)).unwrap().unwrap()
+    );
+    // The partial tile of an earlier integration is still there, and is a
+    // prefix of the full one.
+    let p = get("tile/0/001.p/44");
+    assert_eq!(&get("tile/0/001")[..p.len()], &p[..]);
+    // The published checkpoint becomes the latest (written by a thread of
+    // its own, off the submission path).
+    let latest = store.latest_checkpoint().unwrap().unwrap().note;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while objects.get(CHECKPOINT).unwrap().map(String::from_utf8) != Some(Ok(latest.clone())) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bucket checkpoint is stale"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
