@@ -54,6 +54,8 @@ impl PostgresBackend {
             .ok_or(StorageError::LeaseLost { epoch: -1 })?;
         let objects = self.objects_of(batch)?;
         self.objects.put_immutable(objects)?;
+        // Written and immutable: proofs at the new size need not GET them.
+        self.cache_tiles(&batch.tiles);
 
         let cp = batch.checkpoint;
         let new_size = i64_of(cp.size, "size")?;
