@@ -18,7 +18,8 @@
 //! 3. Queue the bucket's `checkpoint` object for the publisher thread
 //!    (`recent.rs`: conditional, only ever larger, retried). Killed before
 //!    it is written: PostgreSQL already serves the new head; the object
-//!    catches up at the next integration.
+//!    catches up at the next integration, or when a process takes the
+//!    lease (it queues the head's checkpoint).
 //!
 //! Every checkpoint handed out is read from PostgreSQL after step 2, and
 //! every object it needs was written in step 1: a crash never leaves a

@@ -350,6 +350,11 @@ impl Cluster for PostgresBackend {
         };
         if now.is_some() && now != was {
             tracing::info!(epoch = now, holder = %self.lease.holder, "integrator lease acquired");
+            // A predecessor may have died between moving the head and
+            // writing the bucket's checkpoint: make sure it is current.
+            if let (Some(p), Ok(Some(cp))) = (&self.publisher, self.latest_checkpoint()) {
+                p.publish(cp.size, &cp.note);
+            }
         }
         Ok(now.is_some())
     }
