@@ -132,19 +132,21 @@ impl PostgresBackend {
         &self.objects
     }
 
+    /// One statement, so one snapshot: other processes may be writing.
     fn check_consistent(&self) -> Result<(), StorageError> {
         let c = self.readers.get(&self.connector)?;
-        let (entries, next, head): (i64, i64, Option<i64>) = self.connector.block_on(async {
+        type Row = (i64, i64, Option<i64>, Option<i64>);
+        let (entries, next, head, latest): Row = self.connector.block_on(async {
             let r = c
                 .query_one(
                     "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries), \
-                            (SELECT next_idx FROM seq_head), (SELECT size FROM log_head)",
+                            (SELECT next_idx FROM seq_head), h.size, c.size \
+                     FROM log_head h LEFT JOIN checkpoints c ON c.size = h.size",
                     &[],
                 )
                 .await?;
-            Ok::<_, tokio_postgres::Error>((r.get(0), r.get(1), r.get(2)))
+            Ok::<_, tokio_postgres::Error>((r.get(0), r.get(1), r.get(2), r.get(3)))
         })?;
-        let latest = self.latest_checkpoint()?.map(|c| c.size as i64);
         if entries != next || latest != head || head.unwrap_or(0) > next {
             return Err(StorageError::Corrupt(format!(
                 "{entries} entries, seq_head {next}, log_head {head:?}, its checkpoint {latest:?}"
