@@ -15,9 +15,8 @@
 #     --seconds S        seconds per wrk run (5)
 #     --storage KIND     sqlite (default) or postgres (PostgreSQL 15 at
 #                        127.0.0.1:5432, a fresh database per log, dropped after)
-#     --objects KIND     with postgres: none (default, tiles in PostgreSQL), s3
-#                        (SeaweedFS `weed mini` on loopback) or file; needs a
-#                        server with --objects (issue 10)
+#     --objects KIND     with postgres: s3 (default: SeaweedFS `weed mini` on
+#                        loopback) or file (a folder)
 #     --frontends K      write frontends sharing the log (1; >1 needs postgres)
 #     --dir DIR          keep the work files in DIR (default: a temp dir, removed);
 #                        a log already filled at DIR/read is reused (10M runs)
@@ -41,7 +40,7 @@ WRITE_ENTRIES=20000
 CONCURRENCY=64
 SECONDS_PER_RUN=5
 STORAGE=sqlite
-OBJECTS=none
+OBJECTS=
 FRONTENDS=1
 WORK=""
 BUILD=1
@@ -62,7 +61,13 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 case "$STORAGE" in sqlite|postgres) ;; *) echo "bench: --storage is sqlite or postgres" >&2; exit 2 ;; esac
-case "$OBJECTS" in none|s3|file) ;; *) echo "bench: --objects is none, s3 or file" >&2; exit 2 ;; esac
+if [[ -z $OBJECTS ]]; then
+    if [[ $STORAGE == postgres ]]; then OBJECTS=s3; else OBJECTS=none; fi
+fi
+case "$OBJECTS" in none|s3|file) ;; *) echo "bench: --objects is s3 or file" >&2; exit 2 ;; esac
+if [[ $STORAGE == postgres && $OBJECTS == none ]]; then
+    echo "bench: --storage postgres keeps tiles in an object store: --objects s3 or file" >&2; exit 2
+fi
 if [[ $STORAGE == sqlite && ( $OBJECTS != none || $FRONTENDS != 1 ) ]]; then
     echo "bench: --objects and --frontends > 1 need --storage postgres" >&2; exit 2
 fi
@@ -260,7 +265,7 @@ if [[ -e $READ/log/log.key ]]; then
 else
     echo "== filling a log with $ENTRIES entries of $ENTRY_BYTES bytes" >&2
     fill_args=()
-    [[ $STORAGE == postgres ]] && fill_args=(--storage "${STORAGE_ARGS[1]}")
+    [[ $STORAGE == postgres ]] && fill_args=("${STORAGE_ARGS[@]}")
     "$BIN/attestlog-loadgen" --dir "$READ" fill --entries "$ENTRIES" --entry-bytes "$ENTRY_BYTES" \
         "${fill_args[@]}" >"$WORK/fill.txt"
 fi

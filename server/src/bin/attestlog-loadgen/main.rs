@@ -80,8 +80,12 @@ enum Mode {
         entry_bytes: usize,
         /// Fill this PostgreSQL log (`postgres://...`) instead of SQLite;
         /// the signing key still goes to DIR/log/log.key.
-        #[arg(long)]
+        #[arg(long, requires = "objects")]
         storage: Option<String>,
+        /// With --storage: the log's object store (`s3://BUCKET` with the
+        /// AWS_* variables, or `file:///DIR`).
+        #[arg(long, requires = "storage")]
+        objects: Option<String>,
     },
     P384 {
         #[arg(long, default_value_t = 3)]
@@ -252,9 +256,11 @@ async fn main() -> anyhow::Result<()> {
             entries,
             entry_bytes,
             storage,
+            objects,
         } => {
+            let cluster = storage.zip(objects);
             tokio::task::spawn_blocking(move || {
-                read::fill(&dir.join("log"), storage.as_deref(), entries, entry_bytes)
+                read::fill(&dir.join("log"), cluster, entries, entry_bytes)
             })
             .await?
         }

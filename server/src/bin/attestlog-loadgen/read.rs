@@ -16,13 +16,13 @@ use crate::{dir_bytes, fold_wal, metric, ServerProcess};
 /// Entries appended per batch while filling.
 const FILL_BATCH: u64 = 4096;
 
-/// Fills a log (SQLite at `dir/log.db`, or the PostgreSQL database at
-/// `storage`) with `entries` synthetic entries directly through the storage
+/// Fills a log (SQLite at `dir/log.db`, or the PostgreSQL database and
+/// object store of `cluster`) with `entries` synthetic entries directly through the storage
 /// layer, signing with a new key at `dir/log.key` (mode 0600) that the
 /// server will load. Prints the disk bytes per entry of a SQLite log.
 pub fn fill(
     dir: &Path,
-    storage: Option<&str>,
+    cluster: Option<(String, String)>,
     entries: u64,
     entry_bytes: usize,
 ) -> anyhow::Result<()> {
@@ -39,8 +39,8 @@ pub fn fill(
             .open(&key_path)?;
         writeln!(f, "{}", signer.private_key_text())?;
     }
-    let store = match storage {
-        Some(url) => LogStore::open_postgres(url)?,
+    let store = match &cluster {
+        Some((url, objects)) => LogStore::open_postgres(url, objects, false)?,
         None => LogStore::open(&dir.join("log.db"))?,
     };
     anyhow::ensure!(store.tree_size() == 0, "the log to fill is not empty");
@@ -70,7 +70,7 @@ pub fn fill(
         "fill: {entries} entries of {entry_bytes} bytes in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    if storage.is_none() {
+    if cluster.is_none() {
         fold_wal(&dir.join("log.db"))?;
         let disk = dir_bytes(dir);
         println!(
