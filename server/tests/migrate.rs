@@ -414,3 +414,25 @@ fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
         );
     }
 }
+
+/// A log that signed only its empty tree moves too (checkpoint at 0).
+#[test]
+fn a_log_with_only_the_empty_checkpoint_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let store = attestlog_server::storage::LogStore::open(&src.join("log.db")).unwrap();
+    store.ensure_checkpoint(&signer).unwrap();
+    let before = store.latest_checkpoint().unwrap().unwrap();
+    drop(store);
+    let db = TestDb::create();
+    let objects = format!("file://{}/objects", dir.path().display());
+    let from_arg = format!("sqlite:{}", src.display());
+    let (code, out, err) = migrate(&["--from", &from_arg, "--to", &db.url, "--objects", &objects]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("migrated 0 entries"), "{out}");
+    let moved = PostgresBackend::open(&db.url, &objects, true).unwrap();
+    use attestlog_server::storage::Backend;
+    assert_eq!(moved.latest_checkpoint().unwrap(), Some(before));
+}
