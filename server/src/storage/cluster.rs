@@ -241,23 +241,33 @@ impl<B: Backend> Log<B> {
         }
     }
 
-    /// The edge at `size` (published): grown from the current edge by the
-    /// entries in between when they are few (one PostgreSQL read, no tile
-    /// objects), else loaded from the tiles.
-    fn follow(&self, size: u64) -> Result<TreeEdge, StorageError> {
+    /// The edge at `size` (published, with root `root`): grown from the
+    /// current edge by the entries in between when they are few (one
+    /// PostgreSQL read, no tile objects; the grown tiles are handed to the
+    /// backend's cache once the root matched), else loaded from the tiles.
+    fn follow(&self, size: u64, root: &Hash) -> Result<TreeEdge, StorageError> {
         let (mut tree, has_checkpoint) = {
             let st = self.state();
             (st.tree.clone(), st.checkpoint.is_some())
         };
         let from = tree.size();
-        match self.backend.cluster() {
+        let tree = match self.backend.cluster() {
             Some(c) if has_checkpoint && from < size && size - from <= MAX_INTEGRATE => {
                 let data = c.sequenced_entries(from, size)?;
-                tree.append(data.iter().map(|d| merkle::leaf_hash(d)));
-                Ok(tree)
+                let tiles = tree.append(data.iter().map(|d| merkle::leaf_hash(d)));
+                if tree.root() == *root {
+                    self.backend.tiles_known(&tiles);
+                }
+                tree
             }
-            _ => TreeEdge::load(size, &self.backend),
+            _ => TreeEdge::load(size, &self.backend)?,
+        };
+        if tree.root() != *root {
+            return Err(StorageError::Corrupt(format!(
+                "the tree's root at size {size} differs from the published checkpoint's"
+            )));
         }
+        Ok(tree)
     }
 
     /// Catches the in-memory head up with the backend's published head (a
@@ -275,13 +285,7 @@ impl<B: Backend> Log<B> {
         if current.is_some_and(|size| size >= head.size) {
             return Ok(());
         }
-        let tree = self.follow(head.size)?;
-        if tree.root() != head.root {
-            return Err(StorageError::Corrupt(format!(
-                "the tiles' root at size {} differs from the published checkpoint's",
-                head.size
-            )));
-        }
+        let tree = self.follow(head.size, &head.root)?;
         let cosigned = self.backend.latest_cosigned()?;
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         if cosigned.as_ref().map(|c| c.0) > st.cosigned.as_ref().map(|c| c.0) {

@@ -64,6 +64,11 @@ const CHECKPOINT_ATTEMPTS: usize = 8;
 /// Largest checkpoint object read back (a note with many cosignatures).
 const MAX_CHECKPOINT_BYTES: usize = 1 << 16;
 
+/// The largest object read: a full bundle of 256 entries of 65,535 bytes,
+/// each with its 2-byte length (a tile is 8 KiB). Larger is refused before
+/// its body is read.
+const MAX_OBJECT_BYTES: u64 = 256 * (2 + 65_535);
+
 /// The name of the published checkpoint object.
 pub const CHECKPOINT: &str = "checkpoint";
 
@@ -188,6 +193,10 @@ impl Objects {
     async fn get_async(&self, path: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let location = ObjectPath::from(path);
         match self.store.get(&location).await {
+            Ok(r) if r.meta.size > MAX_OBJECT_BYTES => Err(StorageError::Corrupt(format!(
+                "object {path} in {} is {} bytes, over the {MAX_OBJECT_BYTES} any tile or bundle can be",
+                self.target, r.meta.size
+            ))),
             Ok(r) => Ok(Some(
                 r.bytes()
                     .await
@@ -254,6 +263,12 @@ impl Objects {
                         e_tag: r.meta.e_tag.clone(),
                         version: r.meta.version.clone(),
                     };
+                    if r.meta.size > MAX_CHECKPOINT_BYTES as u64 {
+                        return Err(StorageError::Corrupt(format!(
+                            "{CHECKPOINT} in {} is over {MAX_CHECKPOINT_BYTES} bytes",
+                            self.target
+                        )));
+                    }
                     let bytes = r
                         .bytes()
                         .await

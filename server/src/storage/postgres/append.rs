@@ -18,7 +18,8 @@
 //! 3. Queue the bucket's `checkpoint` object for the publisher thread
 //!    (`recent.rs`: conditional, only ever larger, retried). Killed before
 //!    it is written: PostgreSQL already serves the new head; the object
-//!    catches up at the next integration.
+//!    catches up at the next integration, or when a process takes the
+//!    lease (it queues the head's checkpoint).
 //!
 //! Every checkpoint handed out is read from PostgreSQL after step 2, and
 //! every object it needs was written in step 1: a crash never leaves a
@@ -54,6 +55,8 @@ impl PostgresBackend {
             .ok_or(StorageError::LeaseLost { epoch: -1 })?;
         let objects = self.objects_of(batch)?;
         self.objects.put_immutable(objects)?;
+        // Written and immutable: proofs at the new size need not GET them.
+        self.cache_tiles(&batch.tiles);
 
         let cp = batch.checkpoint;
         let new_size = i64_of(cp.size, "size")?;

@@ -134,22 +134,21 @@ impl PostgresBackend {
         &self.objects
     }
 
-    /// One statement, so one snapshot: another process may sequence or
-    /// publish meanwhile (two servers starting at once on an empty log).
+    /// One statement, so one snapshot: other processes may be writing.
     fn check_consistent(&self) -> Result<(), StorageError> {
         let c = self.readers.get(&self.connector)?;
-        let (entries, next, head, latest): (i64, i64, Option<i64>, Option<i64>) =
-            self.connector.block_on(async {
-                let r = c
-                    .query_one(
-                        "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries), \
-                                (SELECT next_idx FROM seq_head), (SELECT size FROM log_head), \
-                                (SELECT c.size FROM log_head h JOIN checkpoints c ON c.size = h.size)",
-                        &[],
-                    )
-                    .await?;
-                Ok::<_, tokio_postgres::Error>((r.get(0), r.get(1), r.get(2), r.get(3)))
-            })?;
+        type Row = (i64, i64, Option<i64>, Option<i64>);
+        let (entries, next, head, latest): Row = self.connector.block_on(async {
+            let r = c
+                .query_one(
+                    "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries), \
+                            (SELECT next_idx FROM seq_head), h.size, c.size \
+                     FROM log_head h LEFT JOIN checkpoints c ON c.size = h.size",
+                    &[],
+                )
+                .await?;
+            Ok::<_, tokio_postgres::Error>((r.get(0), r.get(1), r.get(2), r.get(3)))
+        })?;
         if entries != next || latest != head || head.unwrap_or(0) > next {
             return Err(StorageError::Corrupt(format!(
                 "{entries} entries, seq_head {next}, log_head {head:?}, its checkpoint {latest:?}"
@@ -291,6 +290,10 @@ impl Backend for PostgresBackend {
         self.read_latest_cosigned()
     }
 
+    fn tiles_known(&self, tiles: &[super::TileWrite]) {
+        self.cache_tiles(tiles);
+    }
+
     fn cluster(&self) -> Option<&dyn Cluster> {
         Some(self)
     }
@@ -351,6 +354,11 @@ impl Cluster for PostgresBackend {
         };
         if now.is_some() && now != was {
             tracing::info!(epoch = now, holder = %self.lease.holder, "integrator lease acquired");
+            // A predecessor may have died between moving the head and
+            // writing the bucket's checkpoint: make sure it is current.
+            if let (Some(p), Ok(Some(cp))) = (&self.publisher, self.latest_checkpoint()) {
+                p.publish(cp.size, &cp.note);
+            }
         }
         Ok(now.is_some())
     }

@@ -14,7 +14,7 @@ use super::append::object_path;
 use super::sequence::hash_of;
 use super::PostgresBackend;
 use crate::storage::tiles::{hashes_at_level, mid_hashes, TILE_WIDTH};
-use crate::storage::{Hash, SearchKind, SignedCheckpoint, StorageError, StoredTile};
+use crate::storage::{Hash, SearchKind, SignedCheckpoint, StorageError, StoredTile, TileWrite};
 
 /// Most tile objects kept in memory (at most 8.7 KiB each with `mid`,
 /// ~36 MiB); past that the cache is simply cleared.
@@ -107,6 +107,20 @@ impl PostgresBackend {
     /// Tile `(level, index)` of a tree of `tree_size`, from the object
     /// store through the in-memory cache (every tile object is immutable,
     /// a partial one has its width in its path), with its `mid`.
+    /// Puts tiles the log computed (see [`crate::storage::Backend::tiles_known`]) in the
+    /// cache under their object paths.
+    pub(super) fn cache_tiles(&self, tiles: &[TileWrite]) {
+        for t in tiles {
+            let count = (t.hashes.len() / 32) as u64;
+            let path = object_path(TileKind::Hashes { level: t.level }, t.index, count);
+            let tile = StoredTile {
+                hashes: t.hashes.clone(),
+                mid: Some(t.mid.clone()),
+            };
+            self.tile_cache.put(path, Arc::new(tile));
+        }
+    }
+
     pub(super) fn read_tile(
         &self,
         level: u8,
