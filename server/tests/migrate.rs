@@ -382,9 +382,11 @@ fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
         assert!(published.is_none_or(|p| p < n), "{state:?}");
     }
 
+    let started = std::time::Instant::now();
     let (code, out, err) = migrate(&args[1..]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&format!("migrated {n} entries")), "{out}");
+    eprintln!("rerun: {:.1}s: {out}", started.elapsed().as_secs_f64());
     // Same entries, same tree, same checkpoint bytes.
     let source = Log::with_backend(SqliteBackend::open(&src.join("log.db")).unwrap()).unwrap();
     let moved = Log::with_backend(PostgresBackend::open(&db.url, &objects, true).unwrap()).unwrap();
