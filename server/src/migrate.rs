@@ -275,7 +275,8 @@ fn prove<S: Backend>(
     })?;
     let sizes = std::iter::successors(Some(1u64), |s| s.checked_mul(2))
         .take_while(|s| *s < n)
-        .chain([n]);
+        .chain([n])
+        .filter(|s| *s > 0);
     for first in sizes {
         let old_root = source.root_at(first)?;
         let proof = moved.consistency_proof(first, head.size)?;

@@ -382,9 +382,11 @@ fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
         assert!(published.is_none_or(|p| p < n), "{state:?}");
     }
 
+    let started = std::time::Instant::now();
     let (code, out, err) = migrate(&args[1..]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&format!("migrated {n} entries")), "{out}");
+    eprintln!("rerun: {:.1}s: {out}", started.elapsed().as_secs_f64());
     // Same entries, same tree, same checkpoint bytes.
     let source = Log::with_backend(SqliteBackend::open(&src.join("log.db")).unwrap()).unwrap();
     let moved = Log::with_backend(PostgresBackend::open(&db.url, &objects, true).unwrap()).unwrap();
@@ -413,4 +415,26 @@ fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
             source.hash_tile(0, index, width).unwrap()
         );
     }
+}
+
+/// A log that signed only its empty tree moves too (checkpoint at 0).
+#[test]
+fn a_log_with_only_the_empty_checkpoint_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let store = attestlog_server::storage::LogStore::open(&src.join("log.db")).unwrap();
+    store.ensure_checkpoint(&signer).unwrap();
+    let before = store.latest_checkpoint().unwrap().unwrap();
+    drop(store);
+    let db = TestDb::create();
+    let objects = format!("file://{}/objects", dir.path().display());
+    let from_arg = format!("sqlite:{}", src.display());
+    let (code, out, err) = migrate(&["--from", &from_arg, "--to", &db.url, "--objects", &objects]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("migrated 0 entries"), "{out}");
+    let moved = PostgresBackend::open(&db.url, &objects, true).unwrap();
+    use attestlog_server::storage::Backend;
+    assert_eq!(moved.latest_checkpoint().unwrap(), Some(before));
 }

@@ -75,6 +75,8 @@ pub struct Cluster {
     /// The frontends' URLs for the submitters (`None` while down).
     pub urls: RwLock<Vec<Option<String>>>,
     pub client: Client,
+    /// Submissions answered with an error so far.
+    pub refusals: AtomicU64,
 }
 
 impl Cluster {
@@ -100,6 +102,7 @@ impl Cluster {
             signer_vkey: signer.verifier_key_text(),
             frontends: Mutex::new(vec![None, None]),
             urls: RwLock::new(vec![None, None]),
+            refusals: AtomicU64::new(0),
             client: Client::builder()
                 .timeout(Duration::from_secs(40))
                 .build()
@@ -206,6 +209,9 @@ impl Cluster {
                             }
                             let e = self.entry(n);
                             let outcome = self.submit(&e, t + n as usize);
+                            if matches!(outcome, Outcome::Refused(..)) {
+                                self.refusals.fetch_add(1, Ordering::Relaxed);
+                            }
                             if !matches!(outcome, Outcome::Acked(_)) {
                                 // As a client would: back off before the next one.
                                 std::thread::sleep(Duration::from_millis(100));

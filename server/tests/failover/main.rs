@@ -115,8 +115,14 @@ fn outage(test: &str, stop: fn(&Cluster), resume: fn(&Cluster)) {
         let load = s.spawn(|| c.load(0, 100_000, 3, &stop_load));
         std::thread::sleep(Duration::from_millis(rng.between(500, 2000)));
         stop(&c);
+        let before = c.refusals.load(Ordering::Relaxed);
         let down_for = Duration::from_millis(rng.between(1000, 4000));
         std::thread::sleep(down_for);
+        // Down until at least one submission met the outage.
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while c.refusals.load(Ordering::Relaxed) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         resume(&c);
         recovers(&c, 500_000);
         std::thread::sleep(Duration::from_millis(rng.between(500, 1500)));
