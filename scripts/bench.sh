@@ -163,8 +163,8 @@ storage_args() { # name -> STORAGE_ARGS, the server arguments of a fresh log cal
 }
 # Arguments of a server that only reads an existing log (several may run).
 reader_args() {
-    if [[ $STORAGE == postgres ]] && "$BIN/attestlog-server" --help | grep -q -- '--read-only'; then
-        echo --read-only
+    if [[ $STORAGE == postgres ]]; then
+        echo --read-only --verifier-key "$(field verifier_key "$WORK/fill.txt")"
     fi
 }
 
@@ -266,6 +266,7 @@ else
     echo "== filling a log with $ENTRIES entries of $ENTRY_BYTES bytes" >&2
     fill_args=()
     [[ $STORAGE == postgres ]] && fill_args=("${STORAGE_ARGS[@]}")
+    OBJ_BEFORE=$(du -sb "$WORK/weed" 2>/dev/null | cut -f1 || echo 0)
     "$BIN/attestlog-loadgen" --dir "$READ" fill --entries "$ENTRIES" --entry-bytes "$ENTRY_BYTES" \
         "${fill_args[@]}" >"$WORK/fill.txt"
 fi
@@ -274,6 +275,8 @@ if [[ $STORAGE == sqlite ]]; then
     [[ -n $FILL_DISK ]] || FILL_DISK=$(du -sb "$READ/log" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
 else
     FILL_DISK=$(pg_bytes "${DATABASES[-1]}" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
+    OBJ_AFTER=$(du -sb "$WORK/weed" 2>/dev/null | cut -f1 || echo 0)
+    OBJ_DISK=$(awk -v a="${OBJ_BEFORE:-0}" -v b="$OBJ_AFTER" -v n="$ENTRIES" 'BEGIN{printf "%.0f", (b-a)/n}')
 fi
 # shellcheck disable=SC2046
 start_server "$READ/log" "$WORK/read-server.log" "${STORAGE_ARGS[@]}" $(reader_args)
@@ -378,6 +381,9 @@ echo "| Server RSS after the write run | $WRITE_RSS MB | |"
 echo "| Server RSS after the read runs at $ENTRIES (peak) | $READ_RSS MB ($READ_HWM MB) | ≤ 200 MB at 10M |"
 echo "| Disk per entry, real $REAL_BYTES B entries with search keys | $REAL_DISK B ($((REAL_DISK - REAL_BYTES)) beyond the entry) | ≤ 1.1 × entry + 100 B = $(awk -v e="$REAL_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
 echo "| Disk per entry, synthetic $ENTRY_BYTES B entries, no search keys | $FILL_DISK B ($((FILL_DISK - ENTRY_BYTES)) beyond the entry) | ≤ $(awk -v e="$ENTRY_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
+if [[ $STORAGE == postgres ]]; then
+    echo "| Of which: PostgreSQL per entry / bucket per entry (SeaweedFS data directory, the fill's growth) | $FILL_DISK B / ${OBJ_DISK:-?} B | |"
+fi
 echo "| Server CPU per request: healthz / checkpoint / tile / bundle / inclusion / consistency | $(for k in healthz checkpoint tile bundle inclusion consistency; do printf '%s / ' "$(cat "$WORK/cpu-$k")"; done | sed 's| / $||') µs | |"
 echo "| nginx, same tile / bundle | $NGINX_TILE / $NGINX_BUNDLE /s, $(cat "$WORK/cpu-nginx-tile") / $(cat "$WORK/cpu-nginx-bundle") µs CPU per request | |"
 echo "| /healthz | $HEALTHZ /s | |"

@@ -39,6 +39,8 @@ pub fn fill(
             .open(&key_path)?;
         writeln!(f, "{}", signer.private_key_text())?;
     }
+    // A read-only replica pins the log's verifier key (scripts/bench.sh).
+    crate::metric("verifier_key", signer.verifier_key_text());
     let store = match &cluster {
         Some((url, objects)) => LogStore::open_postgres(url, objects, false)?,
         None => LogStore::open(&dir.join("log.db"))?,
