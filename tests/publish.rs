@@ -39,21 +39,7 @@ fn stdout(out: &Output) -> String {
 /// A host and enclave build of `commit` into `<tmp>/<name>`, the host
 /// getting `extra` arguments.
 fn host_build(w: &World, commit: &str, name: &str, extra: &[&str]) -> Output {
-    let sock = w.tmp.path().join(format!("{name}.sock"));
-    let host = w
-        .host_command(&sock, commit, &w.tmp.path().join(name))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed().as_secs() < 60, "host never listened");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let enclave = w.enclave_command(&sock).output().unwrap();
-    let host = host.wait_with_output().unwrap();
+    let (host, enclave) = w.split_build_with(commit, name, extra);
     assert!(
         enclave.status.success() || !host.status.success(),
         "enclave: {}",

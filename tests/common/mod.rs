@@ -272,9 +272,15 @@ impl World {
     /// over the Unix socket `<name>.sock`, writing to `<tmp>/<name>`; returns
     /// (host, enclave) output.
     pub fn split_build(&self, commit: &str, name: &str) -> (Output, Output) {
+        self.split_build_with(commit, name, &[])
+    }
+
+    /// [`Self::split_build`] with `extra` arguments for the host.
+    pub fn split_build_with(&self, commit: &str, name: &str, extra: &[&str]) -> (Output, Output) {
         let sock = self.tmp.path().join(format!("{name}.sock"));
         let host = self
             .host_command(&sock, commit, &self.tmp.path().join(name))
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
