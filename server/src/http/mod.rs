@@ -52,7 +52,9 @@ pub struct AppState {
 
 impl AppState {
     /// The checkpoint to publish: the latest signed one, or with witnesses
-    /// the latest cosigned one.
+    /// the latest cosigned one. Read from the log's in-memory state (a lock
+    /// held for a clone, never across I/O), so async handlers call it
+    /// directly.
     pub fn published_checkpoint(&self) -> Result<Option<String>, crate::storage::StorageError> {
         if self.witnesses.is_some() {
             Ok(self.store.latest_cosigned()?.map(|(_, note)| note))
