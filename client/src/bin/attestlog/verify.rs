@@ -164,10 +164,7 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
     let outcome = verify(&args, &digest);
     let (entries, written, failure) = match outcome {
         Ok((entries, written)) => {
-            let failure = match entries.iter().any(|(_, r)| r.is_ok()) {
-                true => None,
-                false => Some(first_refusal(&entries)),
-            };
+            let failure = verdict(&entries).err();
             (entries, written, failure)
         }
         Err(f) => (Vec::new(), None, Some(f)),
@@ -194,18 +191,7 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
         }
         println!("{}", json_safe(&out));
     } else {
-        let several = entries.len() > 1 || args.log.is_some();
-        for (index, result) in &entries {
-            match (result, index) {
-                (Ok(v), _) => print_valid(v),
-                (Err(f), Some(i)) if several => println!(
-                    "entry {i}: refused: {}: {}",
-                    safe(&f.check),
-                    safe(&f.reason)
-                ),
-                _ => {}
-            }
-        }
+        print_verdicts(&entries, entries.len() > 1 || args.log.is_some());
         if let Some(path) = &written {
             println!("bundle: {}", safe(&path.display().to_string()));
         }
@@ -214,6 +200,30 @@ pub fn run(args: VerifyArgs) -> Result<(), Failure> {
 }
 
 type Verdicts = Vec<(Option<u64>, Result<Verdict, Failure>)>;
+
+/// Valid when one entry verified; otherwise [`first_refusal`].
+fn verdict(entries: &Verdicts) -> Result<(), Failure> {
+    match entries.iter().any(|(_, r)| r.is_ok()) {
+        true => Ok(()),
+        false => Err(first_refusal(entries)),
+    }
+}
+
+/// The `valid:` lines of each verified entry and, with `several`, an
+/// `entry N: refused:` line for each refused one.
+fn print_verdicts(entries: &Verdicts, several: bool) {
+    for (index, result) in entries {
+        match (result, index) {
+            (Ok(v), _) => print_valid(v),
+            (Err(f), Some(i)) if several => println!(
+                "entry {i}: refused: {}: {}",
+                safe(&f.check),
+                safe(&f.reason)
+            ),
+            _ => {}
+        }
+    }
+}
 
 /// The refusal to report when no entry verified: the lowest index's.
 fn first_refusal(entries: &Verdicts) -> Failure {
@@ -318,19 +328,6 @@ pub fn check_from_log(
     digest: &[u8; 32],
 ) -> Result<(), Failure> {
     let (entries, _) = from_log(verifier, log, digest, None)?;
-    for (index, result) in &entries {
-        match (result, index) {
-            (Ok(v), _) => print_valid(v),
-            (Err(f), Some(i)) => println!(
-                "entry {i}: refused: {}: {}",
-                safe(&f.check),
-                safe(&f.reason)
-            ),
-            (Err(_), None) => {}
-        }
-    }
-    match entries.iter().any(|(_, r)| r.is_ok()) {
-        true => Ok(()),
-        false => Err(first_refusal(&entries)),
-    }
+    print_verdicts(&entries, true);
+    verdict(&entries)
 }
