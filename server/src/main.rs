@@ -302,10 +302,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sequencer: Some(sequencer),
         origin: args.origin.clone(),
         verifier_key: verifier_key.clone(),
-        submit_policy: SubmitPolicy {
-            allow_debug: args.allow_debug,
-            max_clock_skew: Duration::from_secs(args.max_clock_skew),
-        },
+        submit_policy: args.submit_policy(),
         metrics,
         witnesses: witnesses.clone(),
     });
@@ -347,6 +344,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!(size = store.tree_size(), "stopped cleanly");
     Ok(())
+}
+
+impl Args {
+    /// What the server refuses beyond what the library verifies (a
+    /// read-only replica refuses every submission before it applies).
+    fn submit_policy(&self) -> SubmitPolicy {
+        SubmitPolicy {
+            allow_debug: self.allow_debug,
+            max_clock_skew: Duration::from_secs(self.max_clock_skew),
+        }
+    }
 }
 
 fn trust_roots(paths: &[PathBuf]) -> anyhow::Result<TrustRoots> {
@@ -397,10 +405,7 @@ async fn run_reader(args: Args, storage: Storage, serve_config: ServeConfig) -> 
         sequencer: None,
         origin: args.origin.clone(),
         verifier_key: verifier_key.clone(),
-        submit_policy: SubmitPolicy {
-            allow_debug: args.allow_debug,
-            max_clock_skew: Duration::from_secs(args.max_clock_skew),
-        },
+        submit_policy: args.submit_policy(),
         metrics,
         witnesses: None,
     });
