@@ -84,6 +84,16 @@ pub struct SequencedBatch<'a> {
     pub checkpoint: &'a SignedCheckpoint,
 }
 
+/// [`Backend::search`]'s `after` and `limit` as SQL integers: `idx > after`
+/// (`-1` for no `after`) and `LIMIT limit`. Indices are below 2^63, so an
+/// `after` beyond that leaves nothing and a larger limit means all.
+pub(crate) fn search_bounds(after: Option<u64>, limit: usize) -> (i64, i64) {
+    (
+        after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX)),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    )
+}
+
 /// A storage engine for one log. See the module documentation.
 pub trait Backend: Send + Sync {
     /// Commits `batch` atomically if the latest stored checkpoint is still

@@ -182,8 +182,7 @@ impl PostgresBackend {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let (after, limit) = crate::storage::backend::search_bounds(after, limit);
         let kind = kind.code() as i16;
         let rows = self.query(
             "SELECT idx FROM search WHERE kind = $1 AND key = $2 AND idx > $3 \

@@ -281,9 +281,7 @@ impl Backend for SqliteBackend {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<u64>, StorageError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Indices are below 2^63: an `after` beyond that leaves nothing.
-        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let (after, limit) = super::backend::search_bounds(after, limit);
         self.readers.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT idx FROM search WHERE kind = ?1 AND key = ?2 AND idx > ?3 \
