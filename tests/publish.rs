@@ -538,7 +538,7 @@ fn webhook_tag_pushes_publish_under_the_tag() {
     let sock = w.tmp.path().join("hook.sock");
     let out = w.tmp.path().join("hook-out");
     let image = format!("{}/e2e/hook", reg.addr);
-    let host = |oci_ref: &str| {
+    let host = |oci_ref: &str, extra: &[&str]| {
         let mut cmd = Command::new(builder_bin());
         cmd.arg("host")
             .arg("--listen-unix")
@@ -547,14 +547,20 @@ fn webhook_tag_pushes_publish_under_the_tag() {
             .arg(&out)
             .args(["--webhook-listen", "127.0.0.1:0", "--webhook-secret-file"])
             .arg(&secret_file)
-            .args(["--publish", "oci", "--oci-ref", oci_ref, "--"])
+            .args(["--publish", "oci", "--oci-ref", oci_ref])
+            .args(extra)
+            .arg("--")
             .args(w.enclave_argv(&sock));
         cmd
     };
-    let bad = host(&format!("{image}:v1")).output().unwrap();
+    let bad = host(&format!("{image}:v1"), &[]).output().unwrap();
     assert_fails_with(&bad, "publish_target");
+    // The pushed tag is the release tag: a fixed one is refused too.
+    let bad = host(&image, &["--release-tag", "v9"]).output().unwrap();
+    assert_fails_with(&bad, "publish_target");
+    assert!(!out.exists(), "a refused start built something");
 
-    let mut child = host(&image).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = host(&image, &[]).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let hook = webhook_url(&mut lines);
     let repo = w.repo.display().to_string();
