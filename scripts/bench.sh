@@ -142,7 +142,8 @@ start_objects() { # name -> OBJECTS_URL (SeaweedFS started once, stopped at exit
                     -master.port="$(free_port)" -volume.port="$(free_port)" -filer.port="$(free_port)" \
                     -admin.port="$(free_port)" -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
                     >"$WORK/weed.log" 2>&1 &
-                PIDS+=($!)
+                WEED_PID=$!
+                PIDS+=("$WEED_PID")
                 for _ in $(seq 100); do curl -s "http://127.0.0.1:$S3_PORT/" >/dev/null && break; sleep 0.2; done
                 export AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ACCESS_KEY_ID=bench \
                     AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
@@ -211,6 +212,7 @@ wrk_rate() { # name url [lua] -> requests/s; fails on any non-2xx answer or sock
     [[ $STORAGE == postgres ]] && pids+=($(psql -At -h 127.0.0.1 -U postgres -d postgres \
         -c "SELECT pid FROM pg_stat_activity WHERE datname = '${DATABASES[-1]}'"))
     [[ $name == nginx* ]] && pids=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
+    [[ $name == bucket* ]] && pids=("$WEED_PID")
     before=$(cpu_ticks "${pids[@]}")
     wrk "${args[@]}" "$url" >"$out" 2>&1 || { cat "$out" >&2; die "wrk $name failed"; }
     if grep -qE 'Non-2xx|Socket errors' "$out"; then cat "$out" >&2; die "wrk $name: errors"; fi
@@ -343,6 +345,17 @@ EOF
 echo "== wrk -t2 -c$CONCURRENCY -d${SECONDS_PER_RUN}s against nginx and the server" >&2
 NGINX_TILE=$(wrk_rate nginx-tile "$N/$TILE")
 NGINX_BUNDLE=$(wrk_rate nginx-bundle "$N/$BUNDLE")
+# Straight from the bucket: SeaweedFS's S3 port answers unsigned GETs (weed
+# mini without -s3.config allows anonymous access), as a public-read bucket
+# behind a CDN would; the same bytes as the server's.
+if [[ $STORAGE == postgres && $OBJECTS == s3 ]]; then
+    BKT="$AWS_ENDPOINT_URL/bench-read"
+    for p in "$TILE" "$BUNDLE"; do
+        cmp -s <(curl -sf "$BKT/$p") <(curl -sf "$S/$p") || die "the bucket and the server differ on $p"
+    done
+    BUCKET_TILE=$(wrk_rate bucket-tile "$BKT/$TILE")
+    BUCKET_BUNDLE=$(wrk_rate bucket-bundle "$BKT/$BUNDLE")
+fi
 HEALTHZ=$(wrk_rate healthz "$S/healthz")
 TILE_RATE=$(wrk_rate tile "$S/$TILE")
 BUNDLE_RATE=$(wrk_rate bundle "$S/$BUNDLE")
@@ -387,5 +400,8 @@ fi
 echo "| Server CPU per request: healthz / checkpoint / tile / bundle / inclusion / consistency | $(for k in healthz checkpoint tile bundle inclusion consistency; do printf '%s / ' "$(cat "$WORK/cpu-$k")"; done | sed 's| / $||') µs | |"
 echo "| nginx, same tile / bundle | $NGINX_TILE / $NGINX_BUNDLE /s, $(cat "$WORK/cpu-nginx-tile") / $(cat "$WORK/cpu-nginx-bundle") µs CPU per request | |"
 echo "| /healthz | $HEALTHZ /s | |"
+if [[ -n ${BUCKET_TILE:-} ]]; then
+    echo "| Straight from the bucket (SeaweedFS S3, unsigned GET), same tile / bundle | $BUCKET_TILE / $BUCKET_BUNDLE /s, $(cat "$WORK/cpu-bucket-tile") / $(cat "$WORK/cpu-bucket-bundle") µs of SeaweedFS CPU per request | |"
+fi
 echo
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
