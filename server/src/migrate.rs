@@ -30,6 +30,14 @@
 //!   the SOURCE's tiles must be proved consistent with the moved log's
 //!   latest checkpoint by a consistency proof from the moved log, checked
 //!   with the client's verifier (`attestlog::tlog::merkle`).
+//! - **Mark**: once proved, the source is marked as moved
+//!   ([`SqliteBackend::mark_moved`]: the destination without any password,
+//!   the size and root moved), and a server refuses to open it again
+//!   (`log_moved`): two logs growing under one key fork. A rerun keeps the
+//!   mark. `--undo` removes it only while the moved log's latest checkpoint
+//!   is still the moved one (`destination_grew` otherwise): it signed
+//!   nothing the old log lacks, so going back forks nothing as long as the
+//!   moved log's servers stay stopped.
 //! - **Crash safety: resumable.** The copy is all or nothing; integration
 //!   steps are each atomic. A destination whose entries are all copied but
 //!   not yet all integrated has a published size below the source's (or no
@@ -45,7 +53,7 @@ use attestlog::tlog::merkle::{self, RootBuilder};
 use attestlog::tlog::note::NoteVerifierKey;
 
 use crate::keys::{self, KeyError, SignedHistory};
-use crate::storage::postgres::{Heads, LEASE_TTL};
+use crate::storage::postgres::{describe_url, Heads, LEASE_TTL};
 use crate::storage::{
     Backend, Log, PostgresBackend, SignedCheckpoint, SqliteBackend, StorageError,
 };
@@ -79,6 +87,13 @@ pub enum MigrateError {
         second: u64,
         reason: String,
     },
+    #[error("the log at {0} was not moved: nothing to undo")]
+    NotMoved(String),
+    #[error(
+        "the moved log is at size {size}, not the moved size {moved}: it has been served since, \
+         so the old log must stay retired"
+    )]
+    DestinationGrew { size: u64, moved: u64 },
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error("{0}")]
@@ -97,6 +112,8 @@ impl MigrateError {
             MigrateError::LeaseHeld => "lease_held",
             MigrateError::RootMismatch { .. } => "migrated_root_mismatch",
             MigrateError::Inconsistent { .. } => "consistency_proof_invalid",
+            MigrateError::NotMoved(_) => "not_moved",
+            MigrateError::DestinationGrew { .. } => "destination_grew",
             MigrateError::Key(e) => e.code(),
             MigrateError::Storage(e) => e.code(),
         }
@@ -128,8 +145,8 @@ pub struct Moved {
     pub resumed: bool,
 }
 
-/// Runs the migration; see the module documentation.
-pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
+/// The source's folder and database file (which must exist).
+fn source_db(plan: &Plan) -> Result<(PathBuf, PathBuf), MigrateError> {
     let dir = match plan.from.strip_prefix("sqlite:") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => return Err(MigrateError::SourceUrl(plan.from.clone())),
@@ -138,6 +155,21 @@ pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
     if !db.is_file() {
         return Err(MigrateError::SourceMissing(db.display().to_string()));
     }
+    Ok((dir, db))
+}
+
+/// How the mark names the destination: no password.
+fn destination(plan: &Plan) -> Result<String, MigrateError> {
+    Ok(format!(
+        "postgres://{} with {}",
+        describe_url(&plan.to)?,
+        plan.objects
+    ))
+}
+
+/// Runs the migration; see the module documentation.
+pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
+    let (dir, db) = source_db(plan)?;
     let source = Log::with_backend(SqliteBackend::open(&db)?)?;
     let latest = source
         .latest_checkpoint()?
@@ -207,12 +239,39 @@ pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
         .objects()
         .publish_checkpoint(moved.size, &moved.note)?;
     cluster.release_lease();
+    source.backend().mark_moved(&destination(plan)?, &latest)?;
     Ok(Moved {
         entries: latest.size,
         source: latest,
         checkpoint: moved,
         resumed,
     })
+}
+
+/// `migrate --undo`: removes the source's moved mark, only while the moved
+/// log's latest checkpoint is still the one moved (same size and root).
+/// Returns the size the old log is back at.
+pub fn undo(plan: &Plan) -> Result<u64, MigrateError> {
+    let (_, db) = source_db(plan)?;
+    let source = SqliteBackend::open(&db)?;
+    let mark = source
+        .moved()?
+        .ok_or_else(|| MigrateError::NotMoved(plan.from.clone()))?;
+    let dest = PostgresBackend::open(&plan.to, &plan.objects, true)?;
+    let head = dest
+        .latest_checkpoint()?
+        .ok_or(MigrateError::RootMismatch { size: mark.size })?;
+    if head.size != mark.size {
+        return Err(MigrateError::DestinationGrew {
+            size: head.size,
+            moved: mark.size,
+        });
+    }
+    if head.root != mark.root {
+        return Err(MigrateError::RootMismatch { size: mark.size });
+    }
+    source.unmark_moved()?;
+    Ok(mark.size)
 }
 
 /// A destination this command may finish: exactly the source's number of
@@ -310,6 +369,10 @@ pub struct MigrateArgs {
     /// The source log's signing key. Default: DIR/log.key.
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// Take a finished move back: let servers open the source again. Only
+    /// while the moved log has signed nothing new; stop its servers first.
+    #[arg(long)]
+    undo: bool,
 }
 
 /// `attestlog-server migrate ...` (`args` without the program name's
@@ -323,6 +386,22 @@ pub fn cli_main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         objects: args.objects,
         key_file: args.key_file,
     };
+    if args.undo {
+        return match undo(&plan) {
+            Ok(size) => {
+                println!(
+                    "unmarked {}: servers may open it again at size {size}; \
+                     never start the moved log's servers again",
+                    plan.from
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", e.code());
+                1
+            }
+        };
+    }
     match migrate(&plan) {
         Ok(m) => {
             println!(

@@ -58,6 +58,48 @@ fn migrate(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Starts `attestlog-server` on the SQLite log in `dir`, expecting it to
+/// refuse at once: (exit code, stderr); (-1, ..) if it was still running
+/// after 30 s (it is then killed).
+fn serve_once(dir: &Path, root: &Path) -> (i32, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            TEST_ORIGIN,
+            "--trust-root",
+        ])
+        .arg(root)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run attestlog-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (-1, "still serving after 30 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    (code, err)
+}
+
 /// `attestlog monitor --once`: the exit code and its JSON reports.
 fn monitor(url: &str, vkey: &str, state: &Path, root: &Path) -> (i32, Vec<serde_json::Value>) {
     let out = Command::new(attestlog_bin())
@@ -220,6 +262,31 @@ fn a_sqlite_log_moves_to_postgres_and_s3_and_the_monitor_finds_it_consistent() {
     let (code, out, err) = migrate(&[&from[..], &to[..]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("(resumed)"), "{out}");
+    // The old log is retired: a server refuses to open it (a second writer
+    // under the same key would fork the log), and the mark names the
+    // destination without its password.
+    let (code, err) = serve_once(&src, &root);
+    assert_ne!(code, 0);
+    assert!(err.contains("log_moved"), "{err}");
+    let mark = SqliteBackend::open(&src.join("log.db"))
+        .unwrap()
+        .moved()
+        .unwrap()
+        .expect("the source is marked");
+    assert_eq!(mark.size, size);
+    assert!(mark.destination.contains(&objects), "{mark:?}");
+    assert!(!mark.destination.contains("postgres@"), "{mark:?}");
+    // --undo while the moved log is still at the moved size takes it back.
+    let undo = ["--undo"];
+    let (code, out, err) = migrate(&[&from[..], &to[..], &undo[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("unmarked "), "{out}");
+    drop(Server::start(&src, &root, &[]));
+    let (code, _, err) = migrate(&[&from[..], &to[..], &undo[..]].concat());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: not_moved: "), "{err}");
+    let (code, _, err) = migrate(&[&from[..], &to[..]].concat());
+    assert_eq!(code, 0, "moved again: {err}");
 
     // Served by the postgres backend: byte for byte what SQLite served
     // (the checkpoint too: Ed25519 signing is deterministic), and the
@@ -244,6 +311,11 @@ fn a_sqlite_log_moves_to_postgres_and_s3_and_the_monitor_finds_it_consistent() {
     assert_eq!(answer["index"], size);
     let (code, reports) = monitor(&pg.url, &vkey, &state, &root);
     assert_eq!(code, 0, "{reports:?}");
+    // Once the moved log has grown, the move cannot be taken back.
+    let (code, _, err) = migrate(&[&from[..], &to[..], &undo[..]].concat());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: destination_grew: "), "{err}");
+    assert_eq!(serve_once(&src, &root).0, 1, "still retired");
     // Straight from the bucket: the same bundle as the SQLite log served.
     let bucket = PostgresBackend::open(&db.url, &objects, true).unwrap();
     assert_eq!(

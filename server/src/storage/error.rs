@@ -82,6 +82,17 @@ pub enum StorageError {
 
     #[error("this server is read-only")]
     ReadOnly,
+
+    #[error(
+        "this log was moved to {destination} at size {size} ({moved_at}); serve the moved log: \
+         appending here too would fork it under the same key (`attestlog-server migrate --undo` \
+         takes the move back while the moved log has signed nothing new)"
+    )]
+    LogMoved {
+        destination: String,
+        size: u64,
+        moved_at: String,
+    },
 }
 
 impl StorageError {
@@ -107,6 +118,7 @@ impl StorageError {
             StorageError::LeaseLost { .. } => "lease_lost",
             StorageError::IntegrationTimeout { .. } => "integration_timeout",
             StorageError::ReadOnly => "read_only",
+            StorageError::LogMoved { .. } => "log_moved",
         }
     }
 

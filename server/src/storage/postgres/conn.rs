@@ -184,6 +184,13 @@ impl Drop for Connector {
     }
 }
 
+/// `host:port/db` of a `postgres://` URL, without its password: how a
+/// database is named in messages and in the mark `migrate` leaves.
+pub fn describe_url(url: &str) -> Result<String, StorageError> {
+    let config = Config::from_str(url).map_err(|e| StorageError::BadUrl(e.to_string()))?;
+    Ok(describe(&config))
+}
+
 fn describe(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),

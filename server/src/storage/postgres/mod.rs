@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-pub use conn::{CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
+pub use conn::{describe_url, CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
 pub use import::Heads;
 pub use lease::{LEASE_TTL, RENEW_AFTER};
 

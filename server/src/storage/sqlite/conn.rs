@@ -1,5 +1,5 @@
 //! SQLite plumbing: connection settings, schema migrations, the reader pool.
-//! Unchanged file format: WAL, `synchronous=FULL`, `migrations/0001..0004`.
+//! Unchanged file format: WAL, `synchronous=FULL`, `migrations/0001..0005`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/0002_cosigned.sql"),
     include_str!("../../../../migrations/0003_tile_mid.sql"),
     include_str!("../../../../migrations/0004_claim_id.sql"),
+    include_str!("../../../../migrations/0005_moved.sql"),
 ];
 
 /// The schema version that adds `claim_index`; after its script the rows for

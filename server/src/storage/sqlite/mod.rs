@@ -20,6 +20,7 @@
 mod conn;
 mod dedup;
 mod export;
+mod moved;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -27,6 +28,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use conn::SCHEMA_VERSION;
+pub use moved::MovedMark;
 
 use super::{Backend, Hash, SearchKind, SequencedBatch, SignedCheckpoint, StorageError};
 use super::{LogStore, StoredTile};
@@ -42,9 +44,18 @@ pub struct SqliteBackend {
 
 impl LogStore {
     /// Opens or creates the SQLite log at `path` (a real file: WAL needs
-    /// one) and the log on it.
+    /// one) and the log on it, to serve and append to: a log that
+    /// `migrate` moved elsewhere is refused ([`StorageError::LogMoved`]).
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let log = Self::with_backend(Box::new(SqliteBackend::open(path)?))?;
+        let backend = SqliteBackend::open(path)?;
+        if let Some(mark) = backend.moved()? {
+            return Err(StorageError::LogMoved {
+                destination: mark.destination,
+                size: mark.size,
+                moved_at: mark.moved_at,
+            });
+        }
+        let log = Self::with_backend(Box::new(backend))?;
         tracing::info!(size = log.tree_size(), path = %path.display(), "opened log store");
         Ok(log)
     }
