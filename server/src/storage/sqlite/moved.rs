@@ -16,7 +16,7 @@
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{checkpoint_row, hash_of, SqliteBackend, LATEST_CHECKPOINT};
+use super::{checkpoint_row, hash_of, to_i64, SqliteBackend, LATEST_CHECKPOINT};
 use crate::storage::{Hash, SignedCheckpoint, StorageError};
 
 /// Where and when a log was moved.
@@ -49,8 +49,7 @@ impl SqliteBackend {
                 found: latest.map(|c| c.size),
             });
         }
-        let size = i64::try_from(moved.size)
-            .map_err(|_| StorageError::Corrupt(format!("size {} is over i64", moved.size)))?;
+        let size = to_i64(moved.size, "size")?;
         tx.execute(
             "INSERT INTO moved (id, destination, size, root, moved_at) \
              VALUES (1, ?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')) \
