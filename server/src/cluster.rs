@@ -4,8 +4,11 @@
 //! - A frontend (with a signer) competes for the integrator lease every
 //!   [`RENEW_AFTER`]; while it holds it, it integrates whatever any frontend
 //!   sequenced, woken by `attestlog_sequenced` notifications (with a short
-//!   poll as fallback), and renews the lease. While another process holds
-//!   it, it only follows the published head.
+//!   poll as fallback), renews the lease, and copies the head's partial
+//!   tiles and checkpoint to the bucket at most every
+//!   [`FLUSH_EVERY`](crate::storage::postgres::FLUSH_EVERY) (and once more
+//!   when it stops). While another process holds it, it only follows the
+//!   published head.
 //! - A reader (`--read-only`, no signer) follows the published head:
 //!   [`LogStore::refresh`] on every `attestlog_integrated` notification,
 //!   and at least every [`FOLLOW_POLL`].
@@ -62,13 +65,19 @@ impl Worker {
         })
     }
 
-    /// Stops the worker and releases the lease if held.
+    /// Stops the worker, flushes the bucket if this process holds the
+    /// lease, and releases the lease.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         if let Some(c) = self.store.backend().cluster() {
+            if c.holds_lease() {
+                if let Err(e) = c.flush(true) {
+                    tracing::warn!(error = %e, "could not flush the bucket's head at stop");
+                }
+            }
             c.release_lease();
         }
     }
@@ -92,7 +101,12 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
             (true, Some(signer)) => {
                 let seen = cluster.events(Event::Sequenced);
                 let behind = match store.integrate(signer) {
-                    Ok(size) => cluster.sequenced_size().is_ok_and(|next| next > size),
+                    Ok(size) => {
+                        if let Err(e) = cluster.flush(false) {
+                            tracing::warn!(error = %e, "bucket flush failed; retrying");
+                        }
+                        cluster.sequenced_size().is_ok_and(|next| next > size)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "integration failed; leaving the lease to others for a while");
                         cluster.release_lease();

@@ -233,11 +233,9 @@ pub fn migrate(plan: &Plan) -> Result<Moved, MigrateError> {
         tracing::info!(size, of = latest.size, "integrated");
     }
     let moved = prove(&source, &log, &latest, &key)?;
-    // The bucket's checkpoint is best effort inside an integration; here
-    // it must be there.
-    log.backend()
-        .objects()
-        .publish_checkpoint(moved.size, &moved.note)?;
+    // The bucket's partial tiles and checkpoint follow integrations within
+    // a second; here they must be there before the move is declared done.
+    cluster.flush(true)?;
     cluster.release_lease();
     source.backend().mark_moved(&destination(plan)?, &latest)?;
     Ok(Moved {

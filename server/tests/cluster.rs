@@ -192,6 +192,17 @@ fn two_frontends_and_a_reader_share_one_log() {
         weed.set_env();
         Objects::open(&bucket).unwrap()
     };
+    // The bucket's partial tiles and checkpoint are flushed off the
+    // submission path (within a second), the checkpoint last.
+    let served = get_bytes(&client, format!("{}/checkpoint", reader.url));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while objects.get("checkpoint").unwrap().as_ref() != Some(&served) {
+        assert!(
+            Instant::now() < deadline,
+            "the bucket's checkpoint is stale"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let path = format!("tile/0/000.p/{total}");
     assert_eq!(
         objects.get(&path).unwrap().expect("tile in the bucket"),
@@ -202,16 +213,6 @@ fn two_frontends_and_a_reader_share_one_log() {
         objects.get(&path).unwrap().expect("bundle in the bucket"),
         get_bytes(&client, format!("{}/{path}", reader.url))
     );
-    // The bucket's checkpoint is written off the submission path.
-    let served = get_bytes(&client, format!("{}/checkpoint", reader.url));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while objects.get("checkpoint").unwrap().as_ref() != Some(&served) {
-        assert!(
-            Instant::now() < deadline,
-            "the bucket's checkpoint is stale"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     // The reader refuses submissions.
     let (status, answer) = submit_to(&client, &reader.url, &entry(&nsm, 99)).unwrap();
     assert_eq!(
@@ -260,9 +261,11 @@ fn a_reader_needs_the_verifier_key_and_a_cluster_log() {
     assert!(line.starts_with("error: verifier_key_required: "), "{line}");
 }
 
-/// A frontend whose object store is unreachable answers 503
-/// `storage_unavailable`; the entry stays sequenced, and a frontend that
-/// reaches the bucket integrates it: nothing is lost, and a resubmission is
+/// A frontend whose object store is unreachable keeps answering while the
+/// tree's new tiles are partial (the hot edge is in PostgreSQL), and
+/// answers 503 `storage_unavailable` once an integration must write a
+/// completed tile; the entry stays sequenced, and a frontend that reaches
+/// the bucket integrates it: nothing is lost, and a resubmission is
 /// answered as a duplicate at the same index.
 #[test]
 fn an_unreachable_object_store_is_503_and_a_healthy_frontend_takes_over() {
@@ -294,6 +297,16 @@ fn an_unreachable_object_store_is_503_and_a_healthy_frontend_takes_over() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
+    for n in 0..255 {
+        let (status, answer) = submit_to(&client, &broken.url, &entry(&nsm, 1000 + n)).unwrap();
+        assert_eq!(
+            (status, &answer["index"]),
+            (200, &Value::from(n)),
+            "{answer}"
+        );
+    }
+    // Entry 255 completes tile 0 and bundle 0: objects the bucket must hold
+    // before the head may move.
     let e = entry(&nsm, 7);
     let (status, answer) = submit_to(&client, &broken.url, &e).unwrap();
     assert_eq!(
@@ -313,13 +326,13 @@ fn an_unreachable_object_store_is_503_and_a_healthy_frontend_takes_over() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         (&answer["index"], &answer["duplicate"]),
-        (&Value::from(0), &Value::Bool(true)),
+        (&Value::from(255), &Value::Bool(true)),
         "{answer}"
     );
     let (status, answer) = submit_to(&client, &healthy.url, &entry(&nsm, 8)).unwrap();
     assert_eq!(
         (status, &answer["index"]),
-        (200, &Value::from(1)),
+        (200, &Value::from(256)),
         "{answer}"
     );
     drop(broken);

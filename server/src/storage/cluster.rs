@@ -74,6 +74,10 @@ pub trait Cluster: Send + Sync {
     /// holds it. The epoch it holds fences [`Backend::append`].
     fn lease(&self) -> Result<bool, StorageError>;
 
+    /// Whether this process holds a lease it has not seen expire (no round
+    /// trip).
+    fn holds_lease(&self) -> bool;
+
     /// Gives the lease up (graceful shutdown), so another process takes
     /// over at once rather than after the lease expires.
     fn release_lease(&self);
@@ -85,6 +89,13 @@ pub trait Cluster: Send + Sync {
     /// has passed (the poll fallback: a missed notification costs at most
     /// `timeout`).
     fn wait(&self, event: Event, seen: u64, timeout: Duration);
+
+    /// Copies the published head's partial tiles, partial bundle and
+    /// checkpoint to the object store, so that it alone is a complete
+    /// tlog-tiles log (`postgres/flush.rs`); unless `force`, at most once
+    /// per [`FLUSH_EVERY`](super::postgres::FLUSH_EVERY). For the lease
+    /// holder: while it holds the lease, after it stops, after a migration.
+    fn flush(&self, force: bool) -> Result<(), StorageError>;
 
     /// A read-only process never sequences nor integrates.
     fn read_only(&self) -> bool;

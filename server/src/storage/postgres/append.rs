@@ -4,37 +4,42 @@
 //! what is new is the tree that covers them.
 //!
 //! # Write order, and what a SIGKILL at each step leaves
-//! 1. Tiles and entry bundles of the new size, create-only, to the object
-//!    store. Killed here: some objects exist for a size no checkpoint
-//!    names. They are a deterministic function of the dense sequence, so
-//!    the next integrator writes the very same bytes (create-only accepts
-//!    identical bytes) and nothing refers to them meanwhile.
-//! 2. One transaction: lock the `lease` row `FOR SHARE` where holder and
-//!    epoch are ours (0 rows: the lease moved on → `lease_lost`, nothing
-//!    written); `UPDATE log_head` compare-and-swap from `batch.previous`
-//!    (0 rows → `checkpoint_conflict`); `INSERT` the checkpoint; `NOTIFY
-//!    attestlog_integrated`; COMMIT. Killed before COMMIT: the head did not
-//!    move, the next integrator redoes step 1 (same bytes) and 2.
-//! 3. Queue the bucket's `checkpoint` object for the publisher thread
-//!    (`recent.rs`: conditional, only ever larger, retried). Killed before
-//!    it is written: PostgreSQL already serves the new head; the object
-//!    catches up at the next integration, or when a process takes the
-//!    lease (it queues the head's checkpoint).
+//! 1. The tiles and entry bundles the batch COMPLETES (256 wide), create-
+//!    only, to the object store. Killed here: some objects exist for a size
+//!    no checkpoint names. They are a deterministic function of the dense
+//!    sequence, so the next integrator writes the very same bytes
+//!    (create-only accepts identical bytes) and nothing refers to them
+//!    meanwhile.
+//! 2. One transaction, its statements pipelined: lock the `lease` row
+//!    `FOR SHARE` where holder and epoch are ours (0 rows: the lease moved
+//!    on → `lease_lost`, rolled back); `UPDATE log_head` compare-and-swap
+//!    from `batch.previous` (0 rows → `checkpoint_conflict`, rolled back);
+//!    `INSERT` the checkpoint; upsert the batch's partial tiles into
+//!    `hot_tiles` and delete the rows of the tiles it completed (the hot
+//!    edge: exactly the partial tiles of the new head); `NOTIFY
+//!    attestlog_integrated`; COMMIT. Killed before COMMIT: nothing moved,
+//!    the next integrator redoes step 1 (same bytes) and 2.
+//! 3. Nothing else: the bucket's partial tiles, partial bundle and
+//!    `checkpoint` follow within [`FLUSH_EVERY`](super::flush::FLUSH_EVERY)
+//!    (`flush.rs`), so a busy log writes O(1/256) objects per entry.
 //!
 //! Every checkpoint handed out is read from PostgreSQL after step 2, and
-//! every object it needs was written in step 1: a crash never leaves a
-//! published checkpoint without its tiles. The `FOR SHARE` lock makes a
-//! concurrent lease takeover wait for this transaction (and vice versa), so
-//! an integrator whose epoch is gone can never move the head; and the CAS
-//! on the head alone already forbids two heads of the same size.
+//! every tile it needs is either a full object written in step 1 or a
+//! `hot_tiles` row committed with it: a crash never leaves a published
+//! checkpoint without its tiles. The `FOR SHARE` lock makes a concurrent
+//! lease takeover wait for this transaction (and vice versa), so an
+//! integrator whose epoch is gone can never move the head; and the CAS on
+//! the head alone already forbids two heads of the same size.
 
 use attestlog::tlog::tiles::{encode_entry_bundle, TileKind, TilePath};
+
+use tokio_postgres::types::ToSql;
 
 use super::lease::INTEGRATED_CHANNEL;
 use super::sequence::i64_of;
 use super::PostgresBackend;
 use crate::storage::tiles::TILE_WIDTH;
-use crate::storage::{Cluster, SequencedBatch, StorageError};
+use crate::storage::{Cluster, SequencedBatch, StorageError, TileWrite};
 
 /// The object path of a tile or bundle holding `count` items (1..=256).
 pub fn object_path(kind: TileKind, index: u64, count: u64) -> String {
@@ -54,34 +59,63 @@ impl PostgresBackend {
             .epoch()
             .ok_or(StorageError::LeaseLost { epoch: -1 })?;
         let objects = self.objects_of(batch)?;
-        self.objects.put_immutable(objects)?;
-        // Written and immutable: proofs at the new size need not GET them.
+        if !objects.is_empty() {
+            self.objects.put_immutable(objects)?;
+        }
+        // Written and immutable: proofs at the new size need not read them.
         self.cache_tiles(&batch.tiles);
 
         let cp = batch.checkpoint;
         let new_size = i64_of(cp.size, "size")?;
         let prev_size = batch.previous.map(|p| i64_of(p.size, "size")).transpose()?;
         let prev_root = batch.previous.map(|p| &p.root[..]);
+        let hot = HotRows::of(&batch.tiles)?;
         let holder = self.lease.holder.clone();
         self.with_writer(|client| {
             self.connector.block_on(async {
+                let root = &cp.root[..];
+                let fence: [&(dyn ToSql + Sync); 2] = [&holder, &epoch];
+                let head: [&(dyn ToSql + Sync); 4] = [&new_size, &root, &prev_size, &prev_root];
+                let checkpoint: [&(dyn ToSql + Sync); 3] = [&new_size, &root, &cp.note];
+                let upsert: [&(dyn ToSql + Sync); 4] = [&hot.level, &hot.idx, &hot.hashes, &hot.mid];
+                let delete: [&(dyn ToSql + Sync); 2] = [&hot.full_level, &hot.full_idx];
                 let tx = client.transaction().await?;
-                let fenced = tx
-                    .query_opt(
+                // One pipeline: the statements go out together and run in
+                // order; the answers decide between COMMIT and rollback.
+                let (fenced, moved, inserted, ..) = tokio::try_join!(
+                    tx.query_opt(
                         "SELECT epoch FROM lease WHERE holder = $1 AND epoch = $2 FOR SHARE",
-                        &[&holder, &epoch],
-                    )
-                    .await?;
+                        &fence,
+                    ),
+                    tx.execute(
+                        "UPDATE log_head SET size = $1, root = $2 \
+                         WHERE size IS NOT DISTINCT FROM $3 AND root IS NOT DISTINCT FROM $4",
+                        &head,
+                    ),
+                    tx.execute(
+                        // A stale integrator's size may exist: its UPDATE
+                        // matched nothing and the answer is the conflict
+                        // below, not a unique violation.
+                        "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) \
+                         ON CONFLICT (size) DO NOTHING",
+                        &checkpoint,
+                    ),
+                    tx.execute(
+                        "INSERT INTO hot_tiles (level, idx, hashes, mid) \
+                         SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[], $4::bytea[]) \
+                         ON CONFLICT (level, idx) DO UPDATE \
+                         SET hashes = excluded.hashes, mid = excluded.mid",
+                        &upsert,
+                    ),
+                    tx.execute(
+                        "DELETE FROM hot_tiles WHERE (level, idx) IN \
+                         (SELECT * FROM UNNEST($1::smallint[], $2::bigint[]))",
+                        &delete,
+                    ),
+                )?;
                 if fenced.is_none() {
                     return Err(StorageError::LeaseLost { epoch });
                 }
-                let moved = tx
-                    .execute(
-                        "UPDATE log_head SET size = $1, root = $2 \
-                         WHERE size IS NOT DISTINCT FROM $3 AND root IS NOT DISTINCT FROM $4",
-                        &[&new_size, &&cp.root[..], &prev_size, &prev_root],
-                    )
-                    .await?;
                 if moved != 1 {
                     let found: Option<i64> =
                         tx.query_one("SELECT size FROM log_head", &[]).await?.get(0);
@@ -90,11 +124,11 @@ impl PostgresBackend {
                         found: found.map(|s| s as u64),
                     });
                 }
-                tx.execute(
-                    "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3)",
-                    &[&new_size, &&cp.root[..], &cp.note],
-                )
-                .await?;
+                if inserted != 1 {
+                    return Err(StorageError::Corrupt(format!(
+                        "a checkpoint of size {new_size} was stored before the head reached it"
+                    )));
+                }
                 tx.batch_execute(&format!("NOTIFY {INTEGRATED_CHANNEL}"))
                     .await?;
                 tx.commit().await?;
@@ -107,13 +141,11 @@ impl PostgresBackend {
             }
         })?;
         self.recent.integrated(cp.size);
-        if let Some(p) = &self.publisher {
-            p.publish(cp.size, &cp.note);
-        }
         Ok(())
     }
 
-    /// The tiles and bundles `batch` creates, as `(path, bytes)`.
+    /// The full tiles and full bundles `batch` completes, as
+    /// `(path, bytes)`; its partial tiles go to `hot_tiles` instead.
     fn objects_of(
         &self,
         batch: &SequencedBatch<'_>,
@@ -121,9 +153,9 @@ impl PostgresBackend {
         let mut out: Vec<(String, Vec<u8>)> = batch
             .tiles
             .iter()
+            .filter(|t| is_full(t))
             .map(|t| {
-                let count = (t.hashes.len() / 32) as u64;
-                let path = object_path(TileKind::Hashes { level: t.level }, t.index, count);
+                let path = object_path(TileKind::Hashes { level: t.level }, t.index, TILE_WIDTH);
                 (path, t.hashes.clone())
             })
             .collect();
@@ -131,24 +163,62 @@ impl PostgresBackend {
             return Ok(out);
         };
         let (from, to) = (first.index, last.index + 1);
-        // The partial bundle the batch extends starts before it.
+        // The first bundle the batch touches starts before it; only bundles
+        // that end inside the batch are written.
         let start = from / TILE_WIDTH * TILE_WIDTH;
+        let full_end = to / TILE_WIDTH * TILE_WIDTH;
+        if full_end <= start {
+            return Ok(out);
+        }
         let earlier = self.sequenced_entries(start, from)?;
         let all: Vec<&[u8]> = earlier
             .iter()
             .map(Vec::as_slice)
             .chain(batch.entries.iter().map(|e| e.bytes))
+            .take((full_end - start) as usize)
             .collect();
         for (n, chunk) in all.chunks(TILE_WIDTH as usize).enumerate() {
             let index = start / TILE_WIDTH + n as u64;
             let bytes = encode_entry_bundle(chunk)
                 .map_err(|e| StorageError::Corrupt(format!("bundle {index}: {e}")))?;
-            out.push((
-                object_path(TileKind::Entries, index, chunk.len() as u64),
-                bytes,
-            ));
+            out.push((object_path(TileKind::Entries, index, TILE_WIDTH), bytes));
         }
-        debug_assert_eq!(start + all.len() as u64, to);
         Ok(out)
     }
+}
+
+/// The `hot_tiles` changes of one batch, as PostgreSQL arrays: the partial
+/// tiles to upsert and the completed tiles whose rows go.
+#[derive(Default)]
+struct HotRows<'a> {
+    level: Vec<i16>,
+    idx: Vec<i64>,
+    hashes: Vec<&'a [u8]>,
+    mid: Vec<&'a [u8]>,
+    full_level: Vec<i16>,
+    full_idx: Vec<i64>,
+}
+
+impl<'a> HotRows<'a> {
+    fn of(tiles: &'a [TileWrite]) -> Result<Self, StorageError> {
+        let mut rows = HotRows::default();
+        for t in tiles {
+            let idx = i64_of(t.index, "tile index")?;
+            if is_full(t) {
+                rows.full_level.push(i16::from(t.level));
+                rows.full_idx.push(idx);
+            } else {
+                rows.level.push(i16::from(t.level));
+                rows.idx.push(idx);
+                rows.hashes.push(&t.hashes);
+                rows.mid.push(&t.mid);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// A tile of 256 hashes: immutable, an object of its own.
+pub fn is_full(t: &TileWrite) -> bool {
+    t.hashes.len() as u64 == 32 * TILE_WIDTH
 }

@@ -40,6 +40,7 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../../migrations/postgres/0002_cluster.sql"),
+    include_str!("../../../../migrations/postgres/0003_hot_edge.sql"),
 ];
 
 /// The newest PostgreSQL schema version this build knows.

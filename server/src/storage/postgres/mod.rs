@@ -39,6 +39,7 @@
 
 mod append;
 mod conn;
+mod flush;
 mod import;
 mod lease;
 mod read;
@@ -51,6 +52,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 pub use conn::{describe_url, CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
+pub use flush::FLUSH_EVERY;
 pub use import::Heads;
 pub use lease::{LEASE_TTL, RENEW_AFTER};
 
@@ -76,8 +78,8 @@ pub struct PostgresBackend {
     tile_cache: read::TileCache,
     /// Entries this process sequenced, for its integrations.
     recent: recent::RecentEntries,
-    /// Writes the bucket's `checkpoint`; `None` when read-only.
-    publisher: Option<recent::CheckpointPublisher>,
+    /// When the bucket's copy of the hot edge was last written.
+    flusher: flush::Flusher,
     lease: lease::Lease,
     events: Arc<lease::Events>,
     read_only: bool,
@@ -115,8 +117,7 @@ impl PostgresBackend {
             readers,
             listener: Mutex::new((None, None)),
             connector,
-            publisher: (!read_only)
-                .then(|| recent::CheckpointPublisher::start(Arc::clone(&objects))),
+            flusher: flush::Flusher::default(),
             objects,
             tile_cache: read::TileCache::default(),
             recent: recent::RecentEntries::default(),
@@ -360,13 +361,15 @@ impl Cluster for PostgresBackend {
         };
         if now.is_some() && now != was {
             tracing::info!(epoch = now, holder = %self.lease.holder, "integrator lease acquired");
-            // A predecessor may have died between moving the head and
-            // writing the bucket's checkpoint: make sure it is current.
-            if let (Some(p), Ok(Some(cp))) = (&self.publisher, self.latest_checkpoint()) {
-                p.publish(cp.size, &cp.note);
-            }
+            // A predecessor may have died before flushing its last heads
+            // to the bucket: the next flush runs at once.
+            self.flusher.reset();
         }
         Ok(now.is_some())
+    }
+
+    fn holds_lease(&self) -> bool {
+        !self.read_only && self.lease.epoch().is_some()
     }
 
     fn release_lease(&self) {
@@ -385,6 +388,10 @@ impl Cluster for PostgresBackend {
     fn wait(&self, event: Event, seen: u64, timeout: Duration) {
         self.ensure_listener();
         self.events.wait(event, seen, timeout);
+    }
+
+    fn flush(&self, force: bool) -> Result<(), StorageError> {
+        self.flush_bucket(force).map(drop)
     }
 
     fn read_only(&self) -> bool {

@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::append::object_path;
-use super::sequence::hash_of;
+use super::sequence::{self, hash_of};
 use super::PostgresBackend;
 use crate::storage::tiles::{hashes_at_level, mid_hashes, TILE_WIDTH};
 use crate::storage::{Hash, SearchKind, SignedCheckpoint, StorageError, StoredTile, TileWrite};
@@ -77,8 +77,9 @@ impl PostgresBackend {
         Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// Entries `[start, end)` from the bundle object of a tree of
-    /// `tree_size` (the width that size has), as a bundle.
+    /// Entries `[start, end)` of a tree of `tree_size`, as a bundle: from
+    /// the full bundle object, or, for the partial bundle of that size,
+    /// from `entries` (the bucket's copy of it may not be flushed yet).
     pub(super) fn read_bundle(
         &self,
         start: u64,
@@ -89,6 +90,15 @@ impl PostgresBackend {
         let count = tree_size.saturating_sub(index * TILE_WIDTH).min(TILE_WIDTH);
         if count == 0 || end <= start {
             return Ok((Vec::new(), 0));
+        }
+        let end = end.min(index * TILE_WIDTH + count);
+        if count < TILE_WIDTH {
+            let c = self.readers.get(&self.connector)?;
+            let rows = self.connector.block_on(sequence::entries(&c, start, end))?;
+            let picked: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+            let out = encode_entry_bundle(&picked)
+                .map_err(|e| StorageError::Corrupt(format!("entries [{start}, {end}): {e}")))?;
+            return Ok((out, picked.len()));
         }
         let path = object_path(TileKind::Entries, index, count);
         let Some(bytes) = self.objects.get(&path)? else {
@@ -104,9 +114,6 @@ impl PostgresBackend {
         Ok((out, picked.len()))
     }
 
-    /// Tile `(level, index)` of a tree of `tree_size`, from the object
-    /// store through the in-memory cache (every tile object is immutable,
-    /// a partial one has its width in its path), with its `mid`.
     /// Puts tiles the log computed (see [`crate::storage::Backend::tiles_known`]) in the
     /// cache under their object paths.
     pub(super) fn cache_tiles(&self, tiles: &[TileWrite]) {
@@ -121,6 +128,14 @@ impl PostgresBackend {
         }
     }
 
+    /// Tile `(level, index)` of a tree of `tree_size`, with its `mid`, at
+    /// least as wide as that tree has it. A full tile is an object, read
+    /// through the in-memory cache. A partial one is, in order: the
+    /// `hot_tiles` row while it is the head's partial tile (it may have
+    /// grown since: wider is allowed); the full object once the tile is
+    /// complete (its row is deleted in the transaction that completes it,
+    /// after the object was written); the object at that width (flushed,
+    /// or written by a schema-2 integrator).
     pub(super) fn read_tile(
         &self,
         level: u8,
@@ -133,6 +148,54 @@ impl PostgresBackend {
         if count == 0 {
             return Ok(None);
         }
+        if count < TILE_WIDTH {
+            let path = object_path(TileKind::Hashes { level }, index, count);
+            if let Some(t) = self.tile_cache.get(&path) {
+                return Ok(Some(t));
+            }
+            if let Some(t) = self.hot_tile(level, index, count)? {
+                return Ok(Some(Arc::new(t)));
+            }
+            if let Some(t) = self.tile_object(level, index, TILE_WIDTH)? {
+                return Ok(Some(t));
+            }
+        }
+        self.tile_object(level, index, count)
+    }
+
+    /// The `hot_tiles` row of `(level, index)` if it holds `count` hashes
+    /// or more.
+    fn hot_tile(
+        &self,
+        level: u8,
+        index: u64,
+        count: u64,
+    ) -> Result<Option<StoredTile>, StorageError> {
+        let (lvl, idx) = (i16::from(level), i64::try_from(index).unwrap_or(i64::MAX));
+        let rows = self.query(
+            "SELECT hashes, mid FROM hot_tiles WHERE level = $1 AND idx = $2",
+            &[&lvl, &idx],
+        )?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let hashes: Vec<u8> = r.try_get(0)?;
+        if (hashes.len() as u64) < 32 * count {
+            return Ok(None);
+        }
+        Ok(Some(StoredTile {
+            hashes,
+            mid: Some(r.try_get(1)?),
+        }))
+    }
+
+    /// The tile object of `count` hashes, through the cache.
+    fn tile_object(
+        &self,
+        level: u8,
+        index: u64,
+        count: u64,
+    ) -> Result<Option<Arc<StoredTile>>, StorageError> {
         let path = object_path(TileKind::Hashes { level }, index, count);
         if let Some(t) = self.tile_cache.get(&path) {
             return Ok(Some(t));

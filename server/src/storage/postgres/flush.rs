@@ -1,0 +1,147 @@
+//! The bucket's copy of the hot edge: [`PostgresBackend::flush_bucket`].
+//!
+//! An integration writes only the tiles and bundles it completes to the
+//! object store; the head's partial tiles live in PostgreSQL (`hot_tiles`,
+//! committed with the head) and its partial bundle in `entries`. So that
+//! the bucket alone stays a complete C2SP tlog-tiles log, the lease holder
+//! copies them there at most once per [`FLUSH_EVERY`] (and at once when it
+//! takes the lease, stops, or finishes a migration):
+//!
+//! 1. ONE statement reads the head's checkpoint and every `hot_tiles` row,
+//!    so the rows are exactly the partial tiles of that head (both change
+//!    in the same transaction). A row whose width does not match the head
+//!    is [`StorageError::Corrupt`]. A level whose partial tile has no row
+//!    was written as an object by a schema-2 integrator and is there.
+//! 2. The partial tiles and the partial bundle (entries
+//!    `[size - size % 256, size)`), create-only at their width paths.
+//! 3. Then the `checkpoint` object (`Objects::publish_checkpoint`: only
+//!    ever larger). A bucket reader that sees a checkpoint therefore finds
+//!    every tile and bundle it needs; the bucket lags PostgreSQL by at most
+//!    about [`FLUSH_EVERY`] while an integrator runs.
+//!
+//! A flush is idempotent (same bytes at the same paths) and may be run by
+//! any process; a failure is reported and retried at the next call.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use attestlog::tlog::tiles::{encode_entry_bundle, TileKind};
+
+use super::append::object_path;
+use super::sequence::hash_of;
+use super::PostgresBackend;
+use crate::storage::tiles::{hashes_at_level, TILE_WIDTH};
+use crate::storage::{Cluster, SignedCheckpoint, StorageError};
+
+/// How often at most the bucket's partial tiles, partial bundle and
+/// checkpoint are rewritten while the log grows.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// What the last flush of this process wrote.
+#[derive(Default)]
+pub struct Flusher {
+    /// Held for a whole flush, so two never interleave.
+    last: Mutex<Option<(u64, Instant)>>,
+}
+
+impl Flusher {
+    /// The next flush runs whatever the time (a new lease holder's first).
+    pub fn reset(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl PostgresBackend {
+    /// Copies the head's partial tiles, partial bundle and checkpoint to
+    /// the bucket (see the module documentation) unless the last flush was
+    /// less than [`FLUSH_EVERY`] ago and `force` is false. Returns the size
+    /// the bucket's checkpoint now has, `None` for a log without one or a
+    /// flush not due.
+    pub fn flush_bucket(&self, force: bool) -> Result<Option<u64>, StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        let mut last = self.flusher.last.lock().unwrap_or_else(|e| e.into_inner());
+        if !force && last.is_some_and(|(_, at)| at.elapsed() < FLUSH_EVERY) {
+            return Ok(None);
+        }
+        let Some((head, tiles)) = self.hot_edge()? else {
+            return Ok(None);
+        };
+        if last.is_some_and(|(size, _)| size == head.size) {
+            *last = Some((head.size, Instant::now()));
+            return Ok(Some(head.size));
+        }
+        let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
+        for (level, index, hashes) in tiles {
+            let count = hashes_at_level(head.size, level);
+            let width = count % TILE_WIDTH;
+            if width == 0 || index != count / TILE_WIDTH || hashes.len() as u64 != 32 * width {
+                return Err(StorageError::Corrupt(format!(
+                    "hot tile level {level} index {index} holds {} bytes, not the partial tile of size {}",
+                    hashes.len(),
+                    head.size
+                )));
+            }
+            objects.push((
+                object_path(TileKind::Hashes { level }, index, width),
+                hashes,
+            ));
+        }
+        let width = head.size % TILE_WIDTH;
+        if width != 0 {
+            let start = head.size - width;
+            let entries = self.sequenced_entries(start, head.size)?;
+            let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            let bundle = encode_entry_bundle(&refs)
+                .map_err(|e| StorageError::Corrupt(format!("bundle at {start}: {e}")))?;
+            objects.push((
+                object_path(TileKind::Entries, start / TILE_WIDTH, width),
+                bundle,
+            ));
+        }
+        if !objects.is_empty() {
+            self.objects.put_immutable(objects)?;
+        }
+        self.objects.publish_checkpoint(head.size, &head.note)?;
+        *last = Some((head.size, Instant::now()));
+        Ok(Some(head.size))
+    }
+
+    /// The published head and every `hot_tiles` row `(level, index,
+    /// hashes)`, read in one statement (one snapshot).
+    #[allow(clippy::type_complexity)]
+    fn hot_edge(
+        &self,
+    ) -> Result<Option<(SignedCheckpoint, Vec<(u8, u64, Vec<u8>)>)>, StorageError> {
+        let c = self.readers.get(&self.connector)?;
+        let rows = self.connector.block_on(c.query(
+            "SELECT c.size, c.root, c.note, t.level, t.idx, t.hashes \
+             FROM log_head h JOIN checkpoints c ON c.size = h.size \
+             LEFT JOIN hot_tiles t ON true ORDER BY t.level",
+            &[],
+        ))?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let head = SignedCheckpoint {
+            size: first.try_get::<_, i64>(0)? as u64,
+            root: hash_of(first.try_get(1)?, "checkpoint root")?,
+            note: first.try_get(2)?,
+        };
+        let mut tiles = Vec::new();
+        for r in &rows {
+            let (Some(level), Some(index), Some(hashes)) = (
+                r.try_get::<_, Option<i16>>(3)?,
+                r.try_get::<_, Option<i64>>(4)?,
+                r.try_get::<_, Option<Vec<u8>>>(5)?,
+            ) else {
+                continue;
+            };
+            let level = u8::try_from(level)
+                .map_err(|_| StorageError::Corrupt(format!("hot tile level {level}")))?;
+            tiles.push((level, index as u64, hashes));
+        }
+        Ok(Some((head, tiles)))
+    }
+}
