@@ -41,6 +41,20 @@ use super::PostgresBackend;
 use crate::storage::tiles::TILE_WIDTH;
 use crate::storage::{Cluster, SequencedBatch, StorageError, TileWrite};
 
+/// The statements of the head transaction (prepared once per connection).
+const FENCE: &str = "SELECT epoch FROM lease WHERE holder = $1 AND epoch = $2 FOR SHARE";
+const MOVE_HEAD: &str = "UPDATE log_head SET size = $1, root = $2 \
+     WHERE size IS NOT DISTINCT FROM $3 AND root IS NOT DISTINCT FROM $4";
+/// A stale integrator's size may exist: its head UPDATE matched nothing and
+/// the answer is `checkpoint_conflict`, not a unique violation.
+const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) \
+     ON CONFLICT (size) DO NOTHING";
+const UPSERT_HOT: &str = "INSERT INTO hot_tiles (level, idx, hashes, mid) \
+     SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[], $4::bytea[]) \
+     ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes, mid = excluded.mid";
+const DELETE_HOT: &str = "DELETE FROM hot_tiles WHERE (level, idx) IN \
+     (SELECT * FROM UNNEST($1::smallint[], $2::bigint[]))";
+
 /// The object path of a tile or bundle holding `count` items (1..=256).
 pub fn object_path(kind: TileKind, index: u64, count: u64) -> String {
     TilePath {
@@ -77,41 +91,25 @@ impl PostgresBackend {
                 let fence: [&(dyn ToSql + Sync); 2] = [&holder, &epoch];
                 let head: [&(dyn ToSql + Sync); 4] = [&new_size, &root, &prev_size, &prev_root];
                 let checkpoint: [&(dyn ToSql + Sync); 3] = [&new_size, &root, &cp.note];
-                let upsert: [&(dyn ToSql + Sync); 4] = [&hot.level, &hot.idx, &hot.hashes, &hot.mid];
+                let upsert: [&(dyn ToSql + Sync); 4] =
+                    [&hot.level, &hot.idx, &hot.hashes, &hot.mid];
                 let delete: [&(dyn ToSql + Sync); 2] = [&hot.full_level, &hot.full_idx];
+                let (q_fence, q_head, q_checkpoint, q_upsert, q_delete) = tokio::try_join!(
+                    client.prepare(FENCE),
+                    client.prepare(MOVE_HEAD),
+                    client.prepare(INSERT_CHECKPOINT),
+                    client.prepare(UPSERT_HOT),
+                    client.prepare(DELETE_HOT),
+                )?;
                 let tx = client.transaction().await?;
                 // One pipeline: the statements go out together and run in
                 // order; the answers decide between COMMIT and rollback.
                 let (fenced, moved, inserted, ..) = tokio::try_join!(
-                    tx.query_opt(
-                        "SELECT epoch FROM lease WHERE holder = $1 AND epoch = $2 FOR SHARE",
-                        &fence,
-                    ),
-                    tx.execute(
-                        "UPDATE log_head SET size = $1, root = $2 \
-                         WHERE size IS NOT DISTINCT FROM $3 AND root IS NOT DISTINCT FROM $4",
-                        &head,
-                    ),
-                    tx.execute(
-                        // A stale integrator's size may exist: its UPDATE
-                        // matched nothing and the answer is the conflict
-                        // below, not a unique violation.
-                        "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3) \
-                         ON CONFLICT (size) DO NOTHING",
-                        &checkpoint,
-                    ),
-                    tx.execute(
-                        "INSERT INTO hot_tiles (level, idx, hashes, mid) \
-                         SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[], $4::bytea[]) \
-                         ON CONFLICT (level, idx) DO UPDATE \
-                         SET hashes = excluded.hashes, mid = excluded.mid",
-                        &upsert,
-                    ),
-                    tx.execute(
-                        "DELETE FROM hot_tiles WHERE (level, idx) IN \
-                         (SELECT * FROM UNNEST($1::smallint[], $2::bigint[]))",
-                        &delete,
-                    ),
+                    tx.query_opt(&q_fence, &fence),
+                    tx.execute(&q_head, &head),
+                    tx.execute(&q_checkpoint, &checkpoint),
+                    tx.execute(&q_upsert, &upsert),
+                    tx.execute(&q_delete, &delete),
                 )?;
                 if fenced.is_none() {
                     return Err(StorageError::LeaseLost { epoch });

@@ -11,13 +11,14 @@
 //! Every call is bounded by [`QUERY_TIMEOUT`], every connect by
 //! [`CONNECT_TIMEOUT`]: no socket waits forever.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 
 use super::lease::Events;
 
@@ -102,7 +103,7 @@ impl Connector {
     }
 
     /// Opens one connection; its I/O task runs on the private runtime.
-    pub fn connect(&self) -> Result<Client, StorageError> {
+    pub fn connect(&self) -> Result<Conn, StorageError> {
         let _enter = self.runtime().enter();
         let unreachable = |reason: String| StorageError::Unreachable {
             target: self.target.clone(),
@@ -124,7 +125,7 @@ impl Connector {
                 tracing::warn!(error = %e, "PostgreSQL connection closed");
             }
         });
-        Ok(client)
+        Ok(Conn::new(client))
     }
 
     /// Opens a connection that `LISTEN`s on `channels` and counts each
@@ -203,22 +204,73 @@ fn describe(config: &Config) -> String {
     format!("{host}:{port}/{db}")
 }
 
+/// A connection with its prepared statements. The fixed statements of the
+/// hot paths are prepared once per connection ([`Conn::prepare`]) and then
+/// only bound and executed: one round trip and no parsing or planning per
+/// execution, where an unprepared query costs a prepare round trip (its own
+/// implicit transaction) and a fresh plan every time. The cache is keyed by
+/// the SQL text, which is a `&'static str`: a bounded set.
+pub struct Conn {
+    client: Client,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    pub fn new(client: Client) -> Self {
+        Conn {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `sql` prepared on this connection (prepared now the first time).
+    pub async fn prepare(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.cached(sql) {
+            return Ok(s);
+        }
+        let s = self.client.prepare(sql).await?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn cached(&self, sql: &'static str) -> Option<Statement> {
+        let map = self.statements.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(sql).cloned()
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
 /// A connection that is replaced by a new one when it has closed (the
 /// server restarted or the network dropped), so the backend recovers by
 /// itself once PostgreSQL is back.
 pub struct Slot {
-    client: Mutex<Arc<Client>>,
+    client: Mutex<Arc<Conn>>,
 }
 
 impl Slot {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Conn) -> Self {
         Slot {
             client: Mutex::new(Arc::new(client)),
         }
     }
 
-    /// The live client, reconnecting first if it closed.
-    pub fn get(&self, connector: &Connector) -> Result<Arc<Client>, StorageError> {
+    /// The live connection, reconnecting first if it closed.
+    pub fn get(&self, connector: &Connector) -> Result<Arc<Conn>, StorageError> {
         let mut c = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if c.is_closed() {
             *c = Arc::new(connector.connect()?);

@@ -117,8 +117,8 @@ impl PostgresBackend {
         let c = self.readers.get(&self.connector)?;
         let rows = self.connector.block_on(c.query(
             "SELECT c.size, c.root, c.note, t.level, t.idx, t.hashes \
-             FROM log_head h JOIN checkpoints c ON c.size = h.size \
-             LEFT JOIN hot_tiles t ON true ORDER BY t.level",
+             FROM checkpoints c LEFT JOIN hot_tiles t ON true \
+             WHERE c.size = (SELECT size FROM log_head) ORDER BY t.level",
             &[],
         ))?;
         let Some(first) = rows.first() else {

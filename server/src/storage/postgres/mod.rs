@@ -69,7 +69,7 @@ const LISTENER_RETRY: Duration = Duration::from_secs(1);
 /// documentation.
 pub struct PostgresBackend {
     // Field order: the clients drop before the runtime their I/O runs on.
-    writer: Mutex<Option<Client>>,
+    writer: Mutex<Option<conn::Conn>>,
     readers: conn::Slot,
     /// The `LISTEN` connection and when it was last (re)opened.
     listener: Mutex<(Option<Client>, Option<Instant>)>,
@@ -143,8 +143,9 @@ impl PostgresBackend {
             let r = c
                 .query_one(
                     "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM entries), \
-                            (SELECT next_idx FROM seq_head), h.size, c.size \
-                     FROM log_head h LEFT JOIN checkpoints c ON c.size = h.size",
+                            (SELECT next_idx FROM seq_head), (SELECT size FROM log_head), \
+                            (SELECT size FROM checkpoints \
+                             WHERE size = (SELECT size FROM log_head))",
                     &[],
                 )
                 .await?;
@@ -163,7 +164,7 @@ impl PostgresBackend {
     /// interrupted transaction can never be continued.
     fn with_writer<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StorageError>,
+        f: impl FnOnce(&mut conn::Conn) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         if self.read_only {
             return Err(StorageError::ReadOnly);
@@ -211,7 +212,10 @@ impl Backend for PostgresBackend {
 
     fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StorageError> {
         self.checkpoint_row(
-            "SELECT c.size, c.root, c.note FROM log_head h JOIN checkpoints c ON c.size = h.size",
+            // A scalar subquery, not a join: the planner then looks the
+            // head's row up by primary key instead of hashing every
+            // checkpoint.
+            "SELECT size, root, note FROM checkpoints WHERE size = (SELECT size FROM log_head)",
             None,
         )
     }
@@ -257,17 +261,11 @@ impl Backend for PostgresBackend {
     }
 
     fn find_leaves(&self, leaf_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
-        self.lookup(
-            "SELECT leaf_hash, idx FROM leaf_index WHERE leaf_hash = ANY($1)",
-            leaf_hashes,
-        )
+        self.lookup(sequence::FIND_LEAVES, leaf_hashes)
     }
 
     fn find_claims(&self, claim_ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
-        self.lookup(
-            "SELECT claim_id, idx FROM claim_index WHERE claim_id = ANY($1)",
-            claim_ids,
-        )
+        self.lookup(sequence::FIND_CLAIMS, claim_ids)
     }
 
     fn search(
@@ -330,7 +328,10 @@ impl Cluster for PostgresBackend {
         let c = self.readers.get(&self.connector)?;
         let next: i64 = self
             .connector
-            .block_on(c.query_one("SELECT next_idx FROM seq_head", &[]))?
+            .block_on(async {
+                let statement = c.prepare("SELECT next_idx FROM seq_head").await?;
+                c.query_one(&statement, &[]).await
+            })?
             .get(0);
         Ok(next as u64)
     }

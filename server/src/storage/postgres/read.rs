@@ -42,14 +42,22 @@ impl TileCache {
 }
 
 impl PostgresBackend {
-    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StorageError> {
+    /// One read on the shared reader connection, as a prepared statement.
+    fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StorageError> {
         let c = self.readers.get(&self.connector)?;
-        self.connector.block_on(c.query(sql, params))
+        self.connector.block_on(async {
+            let statement = c.prepare(sql).await?;
+            c.query(&statement, params).await
+        })
     }
 
     pub(super) fn checkpoint_row(
         &self,
-        sql: &str,
+        sql: &'static str,
         size: Option<i64>,
     ) -> Result<Option<SignedCheckpoint>, StorageError> {
         let rows = match &size {
@@ -218,11 +226,11 @@ impl PostgresBackend {
         Ok(Some(tile))
     }
 
-    /// Runs a `SELECT key, idx ... WHERE key = ANY($1)` for all `keys` in
+    /// Runs a `SELECT key, idx` lookup (`sequence::FIND_*`) for all `keys` in
     /// one round trip and answers in the order of `keys`.
     pub(super) fn lookup(
         &self,
-        sql: &str,
+        sql: &'static str,
         keys: &[Hash],
     ) -> Result<Vec<Option<u64>>, StorageError> {
         if keys.is_empty() {

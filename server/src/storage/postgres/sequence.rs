@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 
 use attestlog::tlog::merkle;
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::conn::Conn;
 
 use crate::storage::dedup::{assign, Assigned};
 use crate::storage::{Appended, BatchEntry, Hash, NewEntry, StorageError};
@@ -38,6 +40,19 @@ pub fn hash_of(bytes: &[u8], what: &str) -> Result<Hash, StorageError> {
         .try_into()
         .map_err(|_| StorageError::Corrupt(format!("{what} is not 32 bytes")))
 }
+
+/// Dedup lookups, one row `(key, idx)` per key found. Each key is a
+/// correlated scalar subquery, which PostgreSQL runs as a primary-key
+/// lookup whatever its statistics say: the obvious `key = ANY($1)` is
+/// planned as a sequential scan while the table is young and unanalyzed,
+/// which is exactly when a new log takes its first heavy load.
+pub const FIND_LEAVES: &str = "SELECT k, i FROM (SELECT k, \
+     (SELECT idx FROM leaf_index WHERE leaf_hash = k) AS i \
+     FROM UNNEST($1::bytea[]) AS u(k) OFFSET 0) s WHERE i IS NOT NULL";
+/// As [`FIND_LEAVES`], for claim ids.
+pub const FIND_CLAIMS: &str = "SELECT k, i FROM (SELECT k, \
+     (SELECT idx FROM claim_index WHERE claim_id = k) AS i \
+     FROM UNNEST($1::bytea[]) AS u(k) OFFSET 0) s WHERE i IS NOT NULL";
 
 /// Column vectors of the new entries, ready to bind as PostgreSQL arrays.
 #[derive(Default)]
@@ -72,45 +87,74 @@ fn columns<'a>(entries: &[BatchEntry<'a>]) -> Result<Columns<'a>, StorageError> 
     Ok(c)
 }
 
+/// The claim lookup of a sequencing transaction: `(claim id, idx, data)`
+/// of the entry logged under each claim id found (its bytes give the
+/// logged leaf hash). Correlated scalar subqueries, as [`FIND_LEAVES`].
+const FIND_CLAIM_ENTRIES: &str = "SELECT k, i, (SELECT data FROM entries WHERE idx = i) \
+     FROM (SELECT k, (SELECT idx FROM claim_index WHERE claim_id = k) AS i \
+           FROM UNNEST($1::bytea[]) AS u(k) OFFSET 0) s WHERE i IS NOT NULL";
+const LOCK_SEQ_HEAD: &str = "SELECT next_idx FROM seq_head FOR UPDATE";
+const INSERT_ENTRIES: &str =
+    "INSERT INTO entries (idx, data) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])";
+const INSERT_LEAVES: &str =
+    "INSERT INTO leaf_index (leaf_hash, idx) SELECT * FROM UNNEST($1::bytea[], $2::bigint[])";
+const INSERT_CLAIMS: &str =
+    "INSERT INTO claim_index (claim_id, idx) SELECT * FROM UNNEST($1::bytea[], $2::bigint[])";
+const INSERT_SEARCH: &str = "INSERT INTO search (kind, key, idx) \
+     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bigint[]) ON CONFLICT DO NOTHING";
+const MOVE_SEQ_HEAD: &str = "UPDATE seq_head SET next_idx = $1";
+
 /// Dedups and sequences `batch` in one transaction; see the module doc.
+/// Two pipelines: the lock and the lookups, then every write.
 pub async fn sequence(
-    client: &mut Client,
+    client: &mut Conn,
     batch: &[NewEntry],
     claims: &[Option<Hash>],
 ) -> Result<Vec<Appended>, StorageError> {
-    let tx = client.transaction().await?;
-    let next: i64 = tx
-        .query_one("SELECT next_idx FROM seq_head FOR UPDATE", &[])
-        .await?
-        .get(0);
+    let (
+        lock,
+        find_leaves,
+        find_claims,
+        ins_entries,
+        ins_leaves,
+        ins_claims,
+        ins_search,
+        move_head,
+    ) = tokio::try_join!(
+        client.prepare(LOCK_SEQ_HEAD),
+        client.prepare(FIND_LEAVES),
+        client.prepare(FIND_CLAIM_ENTRIES),
+        client.prepare(INSERT_ENTRIES),
+        client.prepare(INSERT_LEAVES),
+        client.prepare(INSERT_CLAIMS),
+        client.prepare(INSERT_SEARCH),
+        client.prepare(MOVE_SEQ_HEAD),
+    )?;
     let leaves: Vec<&[u8]> = batch.iter().map(|e| &e.leaf_hash[..]).collect();
+    let claim_keys: Vec<&[u8]> = claims.iter().flatten().map(|c| &c[..]).collect();
+    let tx = client.transaction().await?;
+    // The lookups run after the lock is granted (statements of one
+    // connection run in order), so under READ COMMITTED they see every
+    // sequencing transaction committed before this one.
+    let (p_leaves, p_claims): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+        ([&leaves], [&claim_keys]);
+    let (head, leaf_rows, claim_rows) = tokio::try_join!(
+        tx.query_one(&lock, &[]),
+        tx.query(&find_leaves, &p_leaves),
+        tx.query(&find_claims, &p_claims),
+    )?;
+    let next: i64 = head.try_get(0)?;
     let mut leaf_found: HashMap<Hash, u64> = HashMap::new();
-    for r in tx
-        .query(
-            "SELECT leaf_hash, idx FROM leaf_index WHERE leaf_hash = ANY($1)",
-            &[&leaves],
-        )
-        .await?
-    {
+    for r in leaf_rows {
         let idx: i64 = r.try_get(1)?;
         leaf_found.insert(hash_of(r.try_get(0)?, "leaf hash")?, idx as u64);
     }
-    let claim_keys: Vec<&[u8]> = claims.iter().flatten().map(|c| &c[..]).collect();
     let mut claim_hits: HashMap<Hash, u64> = HashMap::new();
     let mut claim_leaves: HashMap<u64, Hash> = HashMap::new();
-    if !claim_keys.is_empty() {
-        for r in tx
-            .query(
-                "SELECT c.claim_id, c.idx, e.data FROM claim_index c \
-                 JOIN entries e ON e.idx = c.idx WHERE c.claim_id = ANY($1)",
-                &[&claim_keys],
-            )
-            .await?
-        {
-            let idx = r.try_get::<_, i64>(1)? as u64;
-            claim_hits.insert(hash_of(r.try_get(0)?, "claim id")?, idx);
-            claim_leaves.insert(idx, merkle::leaf_hash(r.try_get::<_, &[u8]>(2)?));
-        }
+    for r in claim_rows {
+        let idx = r.try_get::<_, i64>(1)? as u64;
+        claim_hits.insert(hash_of(r.try_get(0)?, "claim id")?, idx);
+        claim_leaves.insert(idx, merkle::leaf_hash(r.try_get::<_, &[u8]>(2)?));
     }
     let leaf_hits = batch
         .iter()
@@ -133,54 +177,36 @@ pub async fn sequence(
         return Ok(out);
     }
     let c = columns(&new)?;
-    tx.execute(
-        "INSERT INTO entries (idx, data) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
-        &[&c.idx, &c.data],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO leaf_index (leaf_hash, idx) SELECT * FROM UNNEST($1::bytea[], $2::bigint[])",
-        &[&c.leaf, &c.idx],
-    )
-    .await?;
-    if !c.claim_id.is_empty() {
-        tx.execute(
-            "INSERT INTO claim_index (claim_id, idx) \
-             SELECT * FROM UNNEST($1::bytea[], $2::bigint[])",
-            &[&c.claim_id, &c.claim_idx],
-        )
-        .await?;
-    }
-    if !c.search_kind.is_empty() {
-        tx.execute(
-            "INSERT INTO search (kind, key, idx) \
-             SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bigint[]) \
-             ON CONFLICT DO NOTHING",
-            &[&c.search_kind, &c.search_key, &c.search_idx],
-        )
-        .await?;
-    }
     let new_next = next + new.len() as i64;
-    tx.execute("UPDATE seq_head SET next_idx = $1", &[&new_next])
-        .await?;
-    tx.batch_execute(&format!("NOTIFY {SEQUENCED_CHANNEL}"))
-        .await?;
+    // Empty arrays insert nothing: every statement can go in the pipeline.
+    let p_entries: [&(dyn ToSql + Sync); 2] = [&c.idx, &c.data];
+    let p_leaves: [&(dyn ToSql + Sync); 2] = [&c.leaf, &c.idx];
+    let p_claims: [&(dyn ToSql + Sync); 2] = [&c.claim_id, &c.claim_idx];
+    let p_search: [&(dyn ToSql + Sync); 3] = [&c.search_kind, &c.search_key, &c.search_idx];
+    let p_head: [&(dyn ToSql + Sync); 1] = [&new_next];
+    let notify = format!("NOTIFY {SEQUENCED_CHANNEL}");
+    tokio::try_join!(
+        tx.execute(&ins_entries, &p_entries),
+        tx.execute(&ins_leaves, &p_leaves),
+        tx.execute(&ins_claims, &p_claims),
+        tx.execute(&ins_search, &p_search),
+        tx.execute(&move_head, &p_head),
+        tx.batch_execute(&notify),
+    )?;
     tx.commit().await?;
     Ok(out)
 }
 
 /// The bytes of entries `[from, to)` in index order, checked dense.
-pub async fn entries(client: &Client, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+pub async fn entries(client: &Conn, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
     if to <= from {
         return Ok(Vec::new());
     }
     let (lo, hi) = (i64_of(from, "index")?, i64_of(to, "index")?);
-    let rows = client
-        .query(
-            "SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            &[&lo, &hi],
-        )
+    let range = client
+        .prepare("SELECT idx, data FROM entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
         .await?;
+    let rows = client.query(&range, &[&lo, &hi]).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         let idx: i64 = r.try_get(0)?;
