@@ -159,12 +159,6 @@ pub trait Backend: Send + Sync {
     /// The cosigned checkpoint with the largest size: `(size, note)`.
     fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError>;
 
-    /// Tiles of a committed size that the log computed itself (a follower
-    /// growing its edge, an integrator after writing them): a backend with
-    /// a read cache may keep them instead of fetching them again. Only
-    /// called with tiles whose tree's root matched a stored checkpoint.
-    fn tiles_known(&self, _tiles: &[TileWrite]) {}
-
     /// The shared-sequencing half of a backend that several processes
     /// write at once (PostgreSQL with an object store); `None` for a
     /// single-process backend (SQLite).
@@ -225,9 +219,6 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError> {
         (**self).latest_cosigned()
-    }
-    fn tiles_known(&self, tiles: &[TileWrite]) {
-        (**self).tiles_known(tiles)
     }
     fn cluster(&self) -> Option<&dyn Cluster> {
         (**self).cluster()

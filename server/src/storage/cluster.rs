@@ -252,27 +252,13 @@ impl<B: Backend> Log<B> {
         }
     }
 
-    /// The edge at `size` (published, with root `root`): grown from the
-    /// current edge by the entries in between when they are few (one
-    /// PostgreSQL read, no tile objects; the grown tiles are handed to the
-    /// backend's cache once the root matched), else loaded from the tiles.
+    /// The edge at `size` (published, with root `root`), loaded from the
+    /// tiles: the full ones from the object store (cached: immutable), the
+    /// partial ones from the backend's hot edge. A few small reads, where
+    /// growing the current edge would read every new entry back and hash it
+    /// again.
     fn follow(&self, size: u64, root: &Hash) -> Result<TreeEdge, StorageError> {
-        let (mut tree, has_checkpoint) = {
-            let st = self.state();
-            (st.tree.clone(), st.checkpoint.is_some())
-        };
-        let from = tree.size();
-        let tree = match self.backend.cluster() {
-            Some(c) if has_checkpoint && from < size && size - from <= MAX_INTEGRATE => {
-                let data = c.sequenced_entries(from, size)?;
-                let tiles = tree.append(data.iter().map(|d| merkle::leaf_hash(d)));
-                if tree.root() == *root {
-                    self.backend.tiles_known(&tiles);
-                }
-                tree
-            }
-            _ => TreeEdge::load(size, &self.backend)?,
-        };
+        let tree = TreeEdge::load(size, &self.backend)?;
         if tree.root() != *root {
             return Err(StorageError::Corrupt(format!(
                 "the tree's root at size {size} differs from the published checkpoint's"

@@ -295,10 +295,6 @@ impl Backend for PostgresBackend {
         self.read_latest_cosigned()
     }
 
-    fn tiles_known(&self, tiles: &[super::TileWrite]) {
-        self.cache_tiles(tiles);
-    }
-
     fn cluster(&self) -> Option<&dyn Cluster> {
         Some(self)
     }

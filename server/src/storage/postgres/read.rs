@@ -122,8 +122,8 @@ impl PostgresBackend {
         Ok((out, picked.len()))
     }
 
-    /// Puts tiles the log computed (see [`crate::storage::Backend::tiles_known`]) in the
-    /// cache under their object paths.
+    /// Puts tiles the integrator computed and wrote in the cache under
+    /// their object paths.
     pub(super) fn cache_tiles(&self, tiles: &[TileWrite]) {
         for t in tiles {
             let count = (t.hashes.len() / 32) as u64;
@@ -162,7 +162,11 @@ impl PostgresBackend {
                 return Ok(Some(t));
             }
             if let Some(t) = self.hot_tile(level, index, count)? {
-                return Ok(Some(Arc::new(t)));
+                // Under the path of this width: its first `count` hashes
+                // never change, and wider is allowed.
+                let t = Arc::new(t);
+                self.tile_cache.put(path, Arc::clone(&t));
+                return Ok(Some(t));
             }
             if let Some(t) = self.tile_object(level, index, TILE_WIDTH)? {
                 return Ok(Some(t));
