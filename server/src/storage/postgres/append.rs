@@ -101,35 +101,45 @@ impl PostgresBackend {
                     client.prepare(UPSERT_HOT),
                     client.prepare(DELETE_HOT),
                 )?;
-                let tx = client.transaction().await?;
-                // One pipeline: the statements go out together and run in
-                // order; the answers decide between COMMIT and rollback.
-                let (fenced, moved, inserted, ..) = tokio::try_join!(
-                    tx.query_opt(&q_fence, &fence),
-                    tx.execute(&q_head, &head),
-                    tx.execute(&q_checkpoint, &checkpoint),
-                    tx.execute(&q_upsert, &upsert),
-                    tx.execute(&q_delete, &delete),
-                )?;
-                if fenced.is_none() {
-                    return Err(StorageError::LeaseLost { epoch });
-                }
-                if moved != 1 {
-                    let found: Option<i64> =
-                        tx.query_one("SELECT size FROM log_head", &[]).await?.get(0);
-                    return Err(StorageError::CheckpointConflict {
+                // Two pipelines: BEGIN and every statement; then NOTIFY and
+                // COMMIT, or a rollback when the answers say the lease or
+                // the head moved on.
+                let (fenced, moved, inserted, ..) = client
+                    .begin_with(async {
+                        tokio::try_join!(
+                            client.query_opt(&q_fence, &fence),
+                            client.execute(&q_head, &head),
+                            client.execute(&q_checkpoint, &checkpoint),
+                            client.execute(&q_upsert, &upsert),
+                            client.execute(&q_delete, &delete),
+                        )
+                    })
+                    .await?;
+                let refused = if fenced.is_none() {
+                    Some(StorageError::LeaseLost { epoch })
+                } else if moved != 1 {
+                    let found: Option<i64> = client
+                        .query_one("SELECT size FROM log_head", &[])
+                        .await?
+                        .get(0);
+                    Some(StorageError::CheckpointConflict {
                         expected: batch.previous.map(|p| p.size),
                         found: found.map(|s| s as u64),
-                    });
-                }
-                if inserted != 1 {
-                    return Err(StorageError::Corrupt(format!(
+                    })
+                } else if inserted != 1 {
+                    Some(StorageError::Corrupt(format!(
                         "a checkpoint of size {new_size} was stored before the head reached it"
-                    )));
+                    )))
+                } else {
+                    None
+                };
+                if let Some(e) = refused {
+                    client.rollback().await?;
+                    return Err(e);
                 }
-                tx.batch_execute(&format!("NOTIFY {INTEGRATED_CHANNEL}"))
+                client
+                    .commit_with(INTEGRATED_CHANNEL, std::future::ready(Ok(())))
                     .await?;
-                tx.commit().await?;
                 Ok(())
             })
         })

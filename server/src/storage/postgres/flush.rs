@@ -33,6 +33,9 @@ use super::PostgresBackend;
 use crate::storage::tiles::{hashes_at_level, TILE_WIDTH};
 use crate::storage::{Cluster, SignedCheckpoint, StorageError};
 
+/// A `hot_tiles` row: level, index, hashes, mid.
+pub(super) type HotRow = (u8, u64, Vec<u8>, Vec<u8>);
+
 /// How often at most the bucket's partial tiles, partial bundle and
 /// checkpoint are rewritten while the log grows.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -73,7 +76,7 @@ impl PostgresBackend {
             return Ok(Some(head.size));
         }
         let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
-        for (level, index, hashes) in tiles {
+        for (level, index, hashes, _) in tiles {
             let count = hashes_at_level(head.size, level);
             let width = count % TILE_WIDTH;
             if width == 0 || index != count / TILE_WIDTH || hashes.len() as u64 != 32 * width {
@@ -108,19 +111,20 @@ impl PostgresBackend {
         Ok(Some(head.size))
     }
 
-    /// The published head and every `hot_tiles` row `(level, index,
-    /// hashes)`, read in one statement (one snapshot).
-    #[allow(clippy::type_complexity)]
-    fn hot_edge(
-        &self,
-    ) -> Result<Option<(SignedCheckpoint, Vec<(u8, u64, Vec<u8>)>)>, StorageError> {
+    /// The published head and every `hot_tiles` row, read in one
+    /// statement (one snapshot).
+    pub(super) fn hot_edge(&self) -> Result<Option<(SignedCheckpoint, Vec<HotRow>)>, StorageError> {
         let c = self.readers.get(&self.connector)?;
-        let rows = self.connector.block_on(c.query(
-            "SELECT c.size, c.root, c.note, t.level, t.idx, t.hashes \
+        let rows = self.connector.block_on(async {
+            let statement = c
+                .prepare(
+                    "SELECT c.size, c.root, c.note, t.level, t.idx, t.hashes, t.mid \
              FROM checkpoints c LEFT JOIN hot_tiles t ON true \
              WHERE c.size = (SELECT size FROM log_head) ORDER BY t.level",
-            &[],
-        ))?;
+                )
+                .await?;
+            c.query(&statement, &[]).await
+        })?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -131,16 +135,17 @@ impl PostgresBackend {
         };
         let mut tiles = Vec::new();
         for r in &rows {
-            let (Some(level), Some(index), Some(hashes)) = (
+            let (Some(level), Some(index), Some(hashes), Some(mid)) = (
                 r.try_get::<_, Option<i16>>(3)?,
                 r.try_get::<_, Option<i64>>(4)?,
                 r.try_get::<_, Option<Vec<u8>>>(5)?,
+                r.try_get::<_, Option<Vec<u8>>>(6)?,
             ) else {
                 continue;
             };
             let level = u8::try_from(level)
                 .map_err(|_| StorageError::Corrupt(format!("hot tile level {level}")))?;
-            tiles.push((level, index as u64, hashes));
+            tiles.push((level, index as u64, hashes, mid));
         }
         Ok(Some((head, tiles)))
     }

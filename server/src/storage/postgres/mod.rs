@@ -210,14 +210,16 @@ impl Backend for PostgresBackend {
         self.publish(batch)
     }
 
+    /// The head's checkpoint, read with the `hot_tiles` rows in one
+    /// statement; the rows go in the tile cache under the paths of their
+    /// widths at that size, so loading the edge of the new head (a
+    /// follower's refresh) needs no further round trip for them.
     fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StorageError> {
-        self.checkpoint_row(
-            // A scalar subquery, not a join: the planner then looks the
-            // head's row up by primary key instead of hashing every
-            // checkpoint.
-            "SELECT size, root, note FROM checkpoints WHERE size = (SELECT size FROM log_head)",
-            None,
-        )
+        let Some((head, rows)) = self.hot_edge()? else {
+            return Ok(None);
+        };
+        self.cache_hot_rows(head.size, rows);
+        Ok(Some(head))
     }
 
     fn checkpoint_at(&self, size: u64) -> Result<Option<SignedCheckpoint>, StorageError> {

@@ -144,6 +144,25 @@ impl PostgresBackend {
     /// complete (its row is deleted in the transaction that completes it,
     /// after the object was written); the object at that width (flushed,
     /// or written by a schema-2 integrator).
+    /// Caches the `hot_tiles` rows read with the checkpoint of `size`
+    /// under the paths of their widths at that size (rows of another width
+    /// are skipped: the reads check them).
+    pub(super) fn cache_hot_rows(&self, size: u64, rows: Vec<super::flush::HotRow>) {
+        for (level, index, hashes, mid) in rows {
+            let count = hashes_at_level(size, level);
+            let width = count % TILE_WIDTH;
+            if width == 0 || index != count / TILE_WIDTH || hashes.len() as u64 != 32 * width {
+                continue;
+            }
+            let path = object_path(TileKind::Hashes { level }, index, width);
+            let tile = StoredTile {
+                hashes,
+                mid: Some(mid),
+            };
+            self.tile_cache.put(path, Arc::new(tile));
+        }
+    }
+
     pub(super) fn read_tile(
         &self,
         level: u8,

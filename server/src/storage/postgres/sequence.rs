@@ -14,6 +14,10 @@
 //!    held until COMMIT, transactions commit dense index ranges in index
 //!    order: no reader ever sees index n+1 committed without n.
 //!
+//! On the wire that is two pipelined round trips: `BEGIN` with 1 and 2,
+//! then 3 with `NOTIFY` and `COMMIT` (a failed statement turns the `COMMIT`
+//! into a rollback). The statements are prepared once per connection.
+//!
 //! A failure anywhere rolls the whole batch back (the connection is dropped
 //! on an I/O error, which PostgreSQL treats as a rollback). Primary keys
 //! refuse a duplicate index or dedup key, so even a bug cannot overwrite.
@@ -22,6 +26,7 @@ use std::collections::HashMap;
 
 use attestlog::tlog::merkle;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use super::conn::Conn;
 
@@ -132,17 +137,60 @@ pub async fn sequence(
     )?;
     let leaves: Vec<&[u8]> = batch.iter().map(|e| &e.leaf_hash[..]).collect();
     let claim_keys: Vec<&[u8]> = claims.iter().flatten().map(|c| &c[..]).collect();
-    let tx = client.transaction().await?;
     // The lookups run after the lock is granted (statements of one
     // connection run in order), so under READ COMMITTED they see every
     // sequencing transaction committed before this one.
     let (p_leaves, p_claims): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
         ([&leaves], [&claim_keys]);
-    let (head, leaf_rows, claim_rows) = tokio::try_join!(
-        tx.query_one(&lock, &[]),
-        tx.query(&find_leaves, &p_leaves),
-        tx.query(&find_claims, &p_claims),
-    )?;
+    let (head, leaf_rows, claim_rows) = client
+        .begin_with(async {
+            tokio::try_join!(
+                client.query_one(&lock, &[]),
+                client.query(&find_leaves, &p_leaves),
+                client.query(&find_claims, &p_claims),
+            )
+        })
+        .await?;
+    let assigned = assign_rows(batch, claims, &head, &leaf_rows, &claim_rows);
+    let (next, Assigned { out, new }) = match assigned {
+        Ok(a) if !a.1.new.is_empty() => a,
+        other => {
+            // An error, or nothing new: nothing to write.
+            client.rollback().await?;
+            return other.map(|(_, a)| a.out);
+        }
+    };
+    let c = columns(&new)?;
+    let new_next = next + new.len() as i64;
+    // Empty arrays insert nothing: every statement can go in the pipeline.
+    let p_entries: [&(dyn ToSql + Sync); 2] = [&c.idx, &c.data];
+    let p_leaves: [&(dyn ToSql + Sync); 2] = [&c.leaf, &c.idx];
+    let p_claims: [&(dyn ToSql + Sync); 2] = [&c.claim_id, &c.claim_idx];
+    let p_search: [&(dyn ToSql + Sync); 3] = [&c.search_kind, &c.search_key, &c.search_idx];
+    let p_head: [&(dyn ToSql + Sync); 1] = [&new_next];
+    client
+        .commit_with(SEQUENCED_CHANNEL, async {
+            tokio::try_join!(
+                client.execute(&ins_entries, &p_entries),
+                client.execute(&ins_leaves, &p_leaves),
+                client.execute(&ins_claims, &p_claims),
+                client.execute(&ins_search, &p_search),
+                client.execute(&move_head, &p_head),
+            )
+        })
+        .await?;
+    Ok(out)
+}
+
+/// `dedup::assign` over the answers of the lookups: the next index and
+/// where each input goes.
+fn assign_rows<'a>(
+    batch: &'a [NewEntry],
+    claims: &'a [Option<Hash>],
+    head: &Row,
+    leaf_rows: &[Row],
+    claim_rows: &[Row],
+) -> Result<(i64, Assigned<'a>), StorageError> {
     let next: i64 = head.try_get(0)?;
     let mut leaf_found: HashMap<Hash, u64> = HashMap::new();
     for r in leaf_rows {
@@ -160,7 +208,7 @@ pub async fn sequence(
         .iter()
         .map(|e| leaf_found.get(&e.leaf_hash).copied())
         .collect();
-    let Assigned { out, new } = assign(
+    let assigned = assign(
         batch,
         claims,
         next as u64,
@@ -172,29 +220,7 @@ pub async fn sequence(
             })
         },
     )?;
-    if new.is_empty() {
-        // Nothing to write: the rollback on drop releases the lock.
-        return Ok(out);
-    }
-    let c = columns(&new)?;
-    let new_next = next + new.len() as i64;
-    // Empty arrays insert nothing: every statement can go in the pipeline.
-    let p_entries: [&(dyn ToSql + Sync); 2] = [&c.idx, &c.data];
-    let p_leaves: [&(dyn ToSql + Sync); 2] = [&c.leaf, &c.idx];
-    let p_claims: [&(dyn ToSql + Sync); 2] = [&c.claim_id, &c.claim_idx];
-    let p_search: [&(dyn ToSql + Sync); 3] = [&c.search_kind, &c.search_key, &c.search_idx];
-    let p_head: [&(dyn ToSql + Sync); 1] = [&new_next];
-    let notify = format!("NOTIFY {SEQUENCED_CHANNEL}");
-    tokio::try_join!(
-        tx.execute(&ins_entries, &p_entries),
-        tx.execute(&ins_leaves, &p_leaves),
-        tx.execute(&ins_claims, &p_claims),
-        tx.execute(&ins_search, &p_search),
-        tx.execute(&move_head, &p_head),
-        tx.batch_execute(&notify),
-    )?;
-    tx.commit().await?;
-    Ok(out)
+    Ok((next, assigned))
 }
 
 /// The bytes of entries `[from, to)` in index order, checked dense.
