@@ -6,6 +6,12 @@
 //! resubmissions are answered with `"duplicate": true` and the logged leaf,
 //! always with a checkpoint that covers the entry (one racing its own
 //! batch's commit waits for it).
+//!
+//! A submission leaves the async handler twice: once for its checks (one
+//! job on the sequencer's verifier pool, [`check`]) and once to its batch;
+//! the inclusion proof comes back with the batch ([`Sequenced`]).
+//!
+//! [`Sequenced`]: crate::sequencer::Sequenced
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -94,29 +100,40 @@ pub async fn submit(
 
 /// A submission after its checks, before the sequencer.
 enum Checked {
-    /// The same bytes are logged at `index` (the first submission was verified).
+    /// Refused by a check, but the same bytes are logged at `index`: the
+    /// first submission passed them.
     Logged { index: u64, leaf: Hash },
     /// A verified entry within the policy, to sequence.
     New(NewEntry),
 }
 
 /// Everything a submission needs before the sequencer, in one job on the
-/// verifier pool: the leaf hash, the dedup lookup, the verification, the
-/// policy and the entry with its search keys.
+/// verifier pool: the leaf hash, the verification, the policy and the entry
+/// with its search keys. An entry that passes is looked up by its batch
+/// (`Log::append_batch` dedups the whole batch in one query), not here:
+/// only a refused one is looked up on its own, so that logged bytes are
+/// answered as a duplicate even once their attestation no longer passes
+/// the policy (clock skew) or the roots changed.
 fn check(app: &AppState, bytes: Bytes) -> Result<Checked, ApiError> {
     let leaf = leaf_hash(&bytes);
-    if let Some(index) = app.store.find_leaf(&leaf)? {
-        return Ok(Checked::Logged { index, leaf });
+    let verified = verify_entry(&bytes, &app.nitro)
+        .map_err(ApiError::from)
+        .and_then(|claim| check_submission_policy(app, &claim).map(|()| claim));
+    match verified {
+        Ok(claim) => {
+            let keys = search_keys(&claim);
+            Ok(Checked::New(NewEntry::verified(
+                Vec::from(bytes),
+                leaf,
+                claim.claim_id,
+                keys,
+            )))
+        }
+        Err(refusal) => match app.store.find_leaf(&leaf)? {
+            Some(index) => Ok(Checked::Logged { index, leaf }),
+            None => Err(refusal),
+        },
     }
-    let claim = verify_entry(&bytes, &app.nitro)?;
-    check_submission_policy(app, &claim)?;
-    let keys = search_keys(&claim);
-    Ok(Checked::New(NewEntry::verified(
-        Vec::from(bytes),
-        leaf,
-        claim.claim_id,
-        keys,
-    )))
 }
 
 async fn submit_inner(
