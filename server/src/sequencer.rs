@@ -18,6 +18,15 @@
 //! checkpoint. [`Sequencer::covering`] waits out that moment: it returns
 //! once the published tree covers an index, so a resubmission is never
 //! answered from a checkpoint that does not contain it.
+//!
+//! The sequencer also runs what comes before a submission is sequenced, on
+//! its verifier pool ([`Sequencer::verify`], one thread per core; see
+//! `pool.rs`), and computes each entry's inclusion proof against the new
+//! tree in the same blocking task as the batch's commit
+//! ([`Sequenced::inclusion_proof`]), so a submission hands off to another
+//! thread once before its batch and not again after it.
+
+mod pool;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,8 +36,10 @@ use attestlog::tlog::note::NoteSigner;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::storage::{Appended, LogStore, NewEntry, StorageError};
+use crate::storage::{Appended, Hash, LogStore, NewEntry, StorageError};
 use crate::witnessing::Witnesses;
+use pool::VerifierPool;
+pub use pool::WorkerLost;
 
 /// Why a submission was not sequenced and published.
 #[derive(Clone, Debug)]
@@ -62,11 +73,14 @@ pub struct BatchConfig {
 }
 
 /// Where a submitted entry landed, and the checkpoint that covers it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Sequenced {
     pub appended: Appended,
     pub tree_size: u64,
     pub checkpoint: String,
+    /// The inclusion proof of `appended.index` at `tree_size`, or why it
+    /// could not be read (the entry is committed either way).
+    pub inclusion_proof: Result<Vec<Hash>, StorageError>,
 }
 
 struct Job {
@@ -108,6 +122,7 @@ pub struct Sequencer {
     /// The store, whose published size also grows by other processes'
     /// integrations in cluster mode.
     store: Arc<LogStore>,
+    verifiers: VerifierPool,
 }
 
 impl Sequencer {
@@ -141,6 +156,7 @@ impl Sequencer {
                 in_flight,
                 committed,
                 store,
+                verifiers: VerifierPool::start(),
             },
             task,
         )
@@ -184,6 +200,15 @@ impl Sequencer {
         Ticket {
             in_flight: Arc::clone(&self.in_flight),
         }
+    }
+
+    /// Runs `job` on the verifier pool (one thread per core): the
+    /// CPU-bound and blocking work of a submission before [`Self::submit`].
+    pub async fn verify<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, WorkerLost> {
+        self.verifiers.run(job).await
     }
 
     /// Sequences one entry; returns once it is committed and checkpointed
@@ -273,10 +298,18 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
             batch.into_iter().map(|j| (j.entry, j.reply)).unzip();
         let st = Arc::clone(&store);
         let signer = Arc::clone(&signer);
-        let committed =
-            tokio::task::spawn_blocking(move || st.append_batch(&entries, &*signer)).await;
-        let outcome = match committed {
-            Ok(Ok(outcome)) => outcome,
+        let committed = tokio::task::spawn_blocking(move || {
+            let outcome = st.append_batch(&entries, &*signer)?;
+            // Against the size the checkpoint signs (none: the batch fails below).
+            let proofs = match &outcome.checkpoint {
+                Some(signed) => prove(&st, &outcome.entries, signed.size),
+                None => Vec::new(),
+            };
+            Ok::<_, StorageError>((outcome, proofs))
+        })
+        .await;
+        let (outcome, mut proofs) = match committed {
+            Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "batch commit failed");
                 let code = match &e {
@@ -314,7 +347,23 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
         if let Some(w) = &witnesses {
             // The batch is durable; publish it only with the quorum.
             match w.publish(&store, tree_size, &checkpoint).await {
-                Ok((size, note)) => (tree_size, checkpoint) = (size, note),
+                Ok((size, note)) if size == tree_size => checkpoint = note,
+                // A larger cosigned tree was published: prove against it.
+                Ok((size, note)) => {
+                    (tree_size, checkpoint) = (size, note);
+                    let st = Arc::clone(&store);
+                    let entries = outcome.entries.clone();
+                    proofs = match tokio::task::spawn_blocking(move || prove(&st, &entries, size))
+                        .await
+                    {
+                        Ok(proofs) => proofs,
+                        Err(e) => {
+                            tracing::error!(error = %e, "proof task failed");
+                            fail_all(replies, "proof task failed".into());
+                            continue;
+                        }
+                    };
+                }
                 Err(failure) => {
                     tracing::error!(size = tree_size, error = %failure, "checkpoint not published");
                     for reply in replies {
@@ -324,14 +373,30 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
                 }
             }
         }
-        for (reply, appended) in replies.into_iter().zip(outcome.entries) {
+        for ((reply, appended), inclusion_proof) in
+            replies.into_iter().zip(outcome.entries).zip(proofs)
+        {
             let _ = reply.send(Ok(Sequenced {
                 appended,
                 tree_size,
                 checkpoint: checkpoint.clone(),
+                inclusion_proof,
             }));
         }
     }
+}
+
+/// Each entry's inclusion proof at `size`, read while the new tree is fresh
+/// in memory.
+fn prove(
+    store: &LogStore,
+    entries: &[Appended],
+    size: u64,
+) -> Vec<Result<Vec<Hash>, StorageError>> {
+    entries
+        .iter()
+        .map(|a| store.inclusion_proof(a.index, size))
+        .collect()
 }
 
 fn fail_all(replies: Vec<Reply>, why: String) {

@@ -389,17 +389,34 @@ fn bad_input_is_refused_and_changes_nothing() {
 fn allow_debug_flag_accepts_debug_documents() {
     let dir = tempfile::tempdir().expect("tmp");
     let (nsm, root) = dev_nsm(dir.path());
-    let server = Server::start(&dir.path().join("data"), &root, &["--allow-debug"]);
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &root, &["--allow-debug"]);
     let zero_pcrs = pcrs(0)
         .into_iter()
         .map(|(i, v)| (i, if i < 3 { vec![0; 48] } else { v }))
         .collect();
-    let (status, answer) = submit(
-        &Client::new(),
-        &server,
-        &entry_at(&nsm, 1, &zero_pcrs, now_ms()),
-    );
+    let debug = entry_at(&nsm, 1, &zero_pcrs, now_ms());
+    let client = Client::new();
+    let (status, answer) = submit(&client, &server, &debug);
     assert_eq!(status, 200, "{answer}");
+
+    // Logged bytes stay a duplicate when the policy no longer admits them:
+    // the refusal is checked against the log before it is given.
+    assert!(server.terminate().success(), "graceful shutdown");
+    let server = Server::start(&data, &root, &[]);
+    let (status, again) = submit(&client, &server, &debug);
+    assert_eq!(
+        (status, again["index"].as_u64(), &again["duplicate"]),
+        (200, Some(0), &Value::Bool(true)),
+        "{again}"
+    );
+    check_answer(&server, &debug, &again);
+    let other = entry_at(&nsm, 2, &zero_pcrs, now_ms());
+    let (status, refused) = submit(&client, &server, &other);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (422, Some("debug_refused"))
+    );
 }
 
 #[test]

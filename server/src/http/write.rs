@@ -6,6 +6,12 @@
 //! resubmissions are answered with `"duplicate": true` and the logged leaf,
 //! always with a checkpoint that covers the entry (one racing its own
 //! batch's commit waits for it).
+//!
+//! A submission leaves the async handler twice: once for its checks (one
+//! job on the sequencer's verifier pool, [`check`]) and once to its batch;
+//! the inclusion proof comes back with the batch ([`Sequenced`]).
+//!
+//! [`Sequenced`]: crate::sequencer::Sequenced
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -15,14 +21,15 @@ use attestlog::tlog::merkle::leaf_hash;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::sequencer::SequenceError;
-use crate::storage::{NewEntry, SearchKind};
+use crate::storage::{Hash, NewEntry, SearchKind};
 
 /// With witnesses: the latest cosigned checkpoint if it covers `index`;
 /// otherwise the latest signed checkpoint is sent to the witnesses again
@@ -57,21 +64,76 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The answer to a submission. Fields in the order the answer has always
+/// had (alphabetical, as `serde_json`'s maps print them).
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    checkpoint: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+    inclusion_proof: Vec<String>,
+    index: u64,
+    leaf_hash: String,
+    tree_size: u64,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        Json(self).into_response()
+    }
+}
+
 pub async fn submit(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let started = Instant::now();
     let result = submit_inner(&app, &headers, body, started).await;
     match &result {
-        Ok(answer) if answer.get("duplicate") == Some(&Value::Bool(true)) => {
-            app.metrics.submission("duplicate")
-        }
+        Ok(answer) if answer.duplicate => app.metrics.submission("duplicate"),
         Ok(_) => app.metrics.submission("accepted"),
         Err(e) => app.metrics.submission(e.code),
     }
-    result.map(Json)
+    result
+}
+
+/// A submission after its checks, before the sequencer.
+enum Checked {
+    /// Refused by a check, but the same bytes are logged at `index`: the
+    /// first submission passed them.
+    Logged { index: u64, leaf: Hash },
+    /// A verified entry within the policy, to sequence.
+    New(NewEntry),
+}
+
+/// Everything a submission needs before the sequencer, in one job on the
+/// verifier pool: the leaf hash, the verification, the policy and the entry
+/// with its search keys. An entry that passes is looked up by its batch
+/// (`Log::append_batch` dedups the whole batch in one query), not here:
+/// only a refused one is looked up on its own, so that logged bytes are
+/// answered as a duplicate even once their attestation no longer passes
+/// the policy (clock skew) or the roots changed.
+fn check(app: &AppState, bytes: Bytes) -> Result<Checked, ApiError> {
+    let leaf = leaf_hash(&bytes);
+    let verified = verify_entry(&bytes, &app.nitro)
+        .map_err(ApiError::from)
+        .and_then(|claim| check_submission_policy(app, &claim).map(|()| claim));
+    match verified {
+        Ok(claim) => {
+            let keys = search_keys(&claim);
+            Ok(Checked::New(NewEntry::verified(
+                Vec::from(bytes),
+                leaf,
+                claim.claim_id,
+                keys,
+            )))
+        }
+        Err(refusal) => match app.store.find_leaf(&leaf)? {
+            Some(index) => Ok(Checked::Logged { index, leaf }),
+            None => Err(refusal),
+        },
+    }
 }
 
 async fn submit_inner(
@@ -79,7 +141,7 @@ async fn submit_inner(
     headers: &HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -101,36 +163,36 @@ async fn submit_inner(
     let bytes = read_body(body).await?;
     // From here the open batch waits for this submission (up to its age).
     let ticket = sequencer.ticket();
-    let leaf = leaf_hash(&bytes);
-
-    // A resubmission of logged bytes: the first submission was verified.
-    let store = Arc::clone(&app.store);
-    if let Some(index) = tokio::task::spawn_blocking(move || store.find_leaf(&leaf)).await?? {
-        // A duplicate holds no batch open, even while it waits for one.
-        drop(ticket);
-        return answer_duplicate(app, sequencer, index, leaf, started).await;
-    }
-
-    let verifier = Arc::clone(app);
-    let entry_bytes = bytes.clone();
-    let claim =
-        tokio::task::spawn_blocking(move || verify_entry(&entry_bytes, &verifier.nitro)).await??;
-    check_submission_policy(app, &claim)?;
-
+    let checker = Arc::clone(app);
+    let checked = sequencer
+        .verify(move || check(&checker, bytes))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "verifier job failed");
+            ApiError::internal("worker task failed")
+        })??;
+    let entry = match checked {
+        Checked::New(entry) => entry,
+        Checked::Logged { index, leaf } => {
+            // A duplicate holds no batch open, even while it waits for one.
+            drop(ticket);
+            return answer_duplicate(app, sequencer, index, leaf, started).await;
+        }
+    };
     let sequenced = sequencer
-        .submit(ticket, NewEntry::new(bytes.to_vec(), search_keys(&claim)))
+        .submit(ticket, entry)
         .await
         .map_err(sequence_error)?;
+    app.metrics.answered_with_checkpoint(started.elapsed());
     // A duplicate claim in other bytes is answered with the logged entry's leaf.
-    answer(
-        app,
+    Ok(answer(
         sequenced.appended.index,
         sequenced.appended.duplicate,
-        sequenced.appended.leaf_hash,
-        Some((sequenced.tree_size, sequenced.checkpoint)),
-        started,
-    )
-    .await
+        &sequenced.appended.leaf_hash,
+        sequenced.tree_size,
+        sequenced.checkpoint,
+        &sequenced.inclusion_proof?,
+    ))
 }
 
 fn sequence_error(e: SequenceError) -> ApiError {
@@ -156,15 +218,31 @@ async fn answer_duplicate(
     app: &Arc<AppState>,
     sequencer: &crate::sequencer::Sequencer,
     index: u64,
-    leaf: [u8; 32],
+    leaf: Hash,
     started: Instant,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     sequencer.covering(index).await.map_err(sequence_error)?;
     let published = match &app.witnesses {
         Some(_) => Some(cosigned_covering(app, index).await?),
         None => None,
     };
-    answer(app, index, true, leaf, published, started).await
+    let store = Arc::clone(&app.store);
+    let (size, checkpoint, proof) = tokio::task::spawn_blocking(move || {
+        let (size, checkpoint) = match published {
+            Some(p) => p,
+            // The size the checkpoint signs, not tree_size(): a batch may
+            // commit between the two reads.
+            None => store
+                .latest_checkpoint()?
+                .map(|c| (c.size, c.note))
+                .unwrap_or_default(),
+        };
+        let proof = store.inclusion_proof(index, size)?;
+        Ok::<_, crate::storage::StorageError>((size, checkpoint, proof))
+    })
+    .await??;
+    app.metrics.answered_with_checkpoint(started.elapsed());
+    Ok(answer(index, true, &leaf, size, checkpoint, &proof))
 }
 
 /// Reads at most [`MAX_ENTRY_SIZE`] bytes of body, or refuses with 413.
@@ -237,42 +315,23 @@ pub(super) fn repository_key(uri: &str) -> Vec<u8> {
 }
 
 /// The answer: index, leaf hash, the checkpoint and the inclusion proof
-/// against it. Without a fresh checkpoint (a duplicate), the latest is used.
-async fn answer(
-    app: &Arc<AppState>,
+/// against it.
+fn answer(
     index: u64,
     duplicate: bool,
-    leaf: [u8; 32],
-    sequenced: Option<(u64, String)>,
-    started: Instant,
-) -> Result<Value, ApiError> {
-    let store = Arc::clone(&app.store);
-    let (size, checkpoint, proof) = tokio::task::spawn_blocking(move || {
-        let (size, checkpoint) = match sequenced {
-            Some(s) => s,
-            // The size the checkpoint signs, not tree_size(): a batch may
-            // commit between the two reads.
-            None => store
-                .latest_checkpoint()?
-                .map(|c| (c.size, c.note))
-                .unwrap_or_default(),
-        };
-        let proof = store.inclusion_proof(index, size)?;
-        Ok::<_, crate::storage::StorageError>((size, checkpoint, proof))
-    })
-    .await??;
-    app.metrics.answered_with_checkpoint(started.elapsed());
-    let mut out = json!({
-        "index": index,
-        "leaf_hash": b64(&leaf),
-        "tree_size": size,
-        "checkpoint": checkpoint,
-        "inclusion_proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
-    });
-    if duplicate {
-        out["duplicate"] = Value::Bool(true);
+    leaf: &Hash,
+    tree_size: u64,
+    checkpoint: String,
+    proof: &[Hash],
+) -> Answer {
+    Answer {
+        checkpoint,
+        duplicate,
+        inclusion_proof: proof.iter().map(|h| b64(h)).collect(),
+        index,
+        leaf_hash: b64(leaf),
+        tree_size,
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -350,14 +409,11 @@ mod tests {
             .expect("answered once published")
             .unwrap()
             .expect("a duplicate's answer");
-        assert_eq!(answer["index"], 0);
-        assert_eq!(answer["tree_size"], 1);
-        assert_eq!(answer["duplicate"], true);
-        assert_eq!(
-            answer["checkpoint"].as_str(),
-            Some(first.checkpoint.as_str())
-        );
-        assert_eq!(answer["leaf_hash"], b64(&leaf));
+        assert_eq!((answer.index, answer.tree_size), (0, 1));
+        assert!(answer.duplicate);
+        assert_eq!(answer.checkpoint, first.checkpoint);
+        assert_eq!(answer.leaf_hash, b64(&leaf));
+        assert_eq!(first.inclusion_proof.unwrap(), Vec::<Hash>::new());
 
         drop((app, sequencer));
         task.await.unwrap();

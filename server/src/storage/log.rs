@@ -2,7 +2,8 @@
 //! signing, and the in-memory state. Reads are in `read.rs`.
 //!
 //! # Write order of one batch ([`Log::append_batch`])
-//! 1. Check every entry (length, leaf hash); compute claim ids. No lock.
+//! 1. Check every entry (length; the leaf hash unless the entry is
+//!    [`NewEntry::verified`]); compute the claim ids not given. No lock.
 //! 2. Take the writer lock (one writer per `Log`), copy the in-memory edge.
 //! 3. Look the batch's leaf hashes and claim ids up in the backend (one call
 //!    each), then dedup in order against the batch so far and those hits;
@@ -105,14 +106,15 @@ impl<B: Backend> Log<B> {
                     len: e.bytes.len(),
                 });
             }
-            if merkle::leaf_hash(&e.bytes) != e.leaf_hash {
+            // A verified entry's caller computed its leaf hash and claim id.
+            if e.verified_claim().is_none() && merkle::leaf_hash(&e.bytes) != e.leaf_hash {
                 return Err(StorageError::LeafHashMismatch { position });
             }
         }
         // Before taking the writer lock: decoding the envelopes needs no backend.
         let claims: Vec<Option<Hash>> = batch
             .iter()
-            .map(|e| entry_claim_id(&e.bytes).ok())
+            .map(|e| e.verified_claim().or_else(|| entry_claim_id(&e.bytes).ok()))
             .collect();
         if let Some(cluster) = self.backend.cluster() {
             return self.append_shared(cluster, batch, &claims, signer);

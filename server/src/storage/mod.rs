@@ -121,10 +121,16 @@ impl SearchKind {
 pub struct NewEntry {
     /// Entry bytes, at most [`MAX_ENTRY_LEN`].
     pub bytes: Vec<u8>,
-    /// Must equal `merkle::leaf_hash(&bytes)` (checked).
+    /// Must equal `merkle::leaf_hash(&bytes)`: checked by
+    /// [`Log::append_batch`] unless the entry was made by
+    /// [`NewEntry::verified`].
     pub leaf_hash: Hash,
     /// `(kind, key)` rows to index this entry under.
     pub search_keys: Vec<(SearchKind, Vec<u8>)>,
+    /// Set only by [`NewEntry::verified`]: the claim id its caller computed
+    /// while verifying the entry, which also vouches for `leaf_hash`. `None`:
+    /// `append_batch` checks the leaf hash and derives the claim id itself.
+    verified_claim: Option<Hash>,
 }
 
 impl NewEntry {
@@ -135,7 +141,36 @@ impl NewEntry {
             bytes,
             leaf_hash,
             search_keys,
+            verified_claim: None,
         }
+    }
+
+    /// An entry its caller has verified (`attestlog::claim::verify_entry`),
+    /// with the leaf hash and claim id it computed on the way, so neither
+    /// is computed again. The caller vouches for both (checked in debug
+    /// builds only).
+    pub(crate) fn verified(
+        bytes: Vec<u8>,
+        leaf_hash: Hash,
+        claim_id: Hash,
+        search_keys: Vec<(SearchKind, Vec<u8>)>,
+    ) -> Self {
+        debug_assert_eq!(leaf_hash, attestlog::tlog::merkle::leaf_hash(&bytes));
+        debug_assert_eq!(
+            attestlog::claim::entry_claim_id(&bytes).ok(),
+            Some(claim_id)
+        );
+        NewEntry {
+            bytes,
+            leaf_hash,
+            search_keys,
+            verified_claim: Some(claim_id),
+        }
+    }
+
+    /// The claim id [`NewEntry::verified`] was given, if it was made so.
+    pub(crate) fn verified_claim(&self) -> Option<Hash> {
+        self.verified_claim
     }
 }
 

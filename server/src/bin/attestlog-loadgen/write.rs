@@ -112,11 +112,12 @@ pub async fn write_load(
     let servers = (0..frontends)
         .map(|_| ServerProcess::start(bin, &dir.join("log"), &args))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let urls: Arc<Vec<String>> = Arc::new(
+    // Parsed once: a `Url` per request would be parsed again each time.
+    let urls: Arc<Vec<reqwest::Url>> = Arc::new(
         servers
             .iter()
-            .map(|s| format!("{}/v1/entries", s.url))
-            .collect(),
+            .map(|s| reqwest::Url::parse(&format!("{}/v1/entries", s.url)))
+            .collect::<Result<_, _>>()?,
     );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -141,7 +142,7 @@ pub async fn write_load(
                     let url = &urls[i % urls.len()];
                     let sent = Instant::now();
                     let resp = client
-                        .post(url.as_str())
+                        .post(url.clone())
                         .header(
                             CONTENT_TYPE,
                             HeaderValue::from_static("application/octet-stream"),
