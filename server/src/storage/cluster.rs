@@ -71,7 +71,10 @@ pub trait Cluster: Send + Sync {
     fn sequenced_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError>;
 
     /// Acquires or renews the integrator lease; `true` while this process
-    /// holds it. The epoch it holds fences [`Backend::append`].
+    /// holds it. The epoch it holds fences [`Backend::append`]. While
+    /// another process holds it, a backend may answer `false` from memory
+    /// for a short while after asking (PostgreSQL: `ASK_EVERY`), so calling
+    /// this at every wake-up costs no round trip each time.
     fn lease(&self) -> Result<bool, StorageError>;
 
     /// Whether this process holds a lease it has not seen expire (no round

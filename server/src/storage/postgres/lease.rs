@@ -31,6 +31,11 @@ pub const LEASE_TTL: Duration = Duration::from_secs(5);
 /// A holder renews its lease once this old.
 pub const RENEW_AFTER: Duration = Duration::from_millis(1_500);
 
+/// While another process holds the lease, this process asks PostgreSQL for
+/// it at most this often: a frontend waiting for integrations asks at every
+/// wake-up, which would otherwise be one `UPDATE lease` per batch.
+pub const ASK_EVERY: Duration = Duration::from_millis(250);
+
 /// The channel the integrator notifies after moving the head.
 pub const INTEGRATED_CHANNEL: &str = "attestlog_integrated";
 
@@ -40,6 +45,8 @@ pub struct Lease {
     pub holder: String,
     /// `(epoch, when the renewing statement was sent)` while held.
     held: Mutex<Option<(i64, Instant)>>,
+    /// When PostgreSQL last said another process holds it.
+    refused: Mutex<Option<Instant>>,
 }
 
 impl Lease {
@@ -53,6 +60,7 @@ impl Lease {
         Lease {
             holder: format!("{host}/{}/{nanos:x}", std::process::id()),
             held: Mutex::new(None),
+            refused: Mutex::new(None),
         }
     }
 
@@ -69,6 +77,17 @@ impl Lease {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.filter(|(_, at)| at.elapsed() < LEASE_TTL)
             .map(|(e, _)| e)
+    }
+
+    /// Whether another process held the lease less than [`ASK_EVERY`] ago.
+    pub fn recently_refused(&self) -> bool {
+        let r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        r.is_some_and(|at| at.elapsed() < ASK_EVERY)
+    }
+
+    /// Notes that PostgreSQL just refused the lease.
+    pub fn refused_now(&self) {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     pub fn forget(&self) {

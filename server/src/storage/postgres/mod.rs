@@ -350,6 +350,9 @@ impl Cluster for PostgresBackend {
             return Ok(true);
         }
         let was = self.lease.epoch();
+        if was.is_none() && self.lease.recently_refused() {
+            return Ok(false);
+        }
         let r = self.with_writer(|c| self.connector.block_on(self.lease.acquire(c)));
         let now = match r {
             Ok(epoch) => epoch,
@@ -358,6 +361,9 @@ impl Cluster for PostgresBackend {
                 return Err(e);
             }
         };
+        if now.is_none() {
+            self.lease.refused_now();
+        }
         if now.is_some() && now != was {
             tracing::info!(epoch = now, holder = %self.lease.holder, "integrator lease acquired");
             // A predecessor may have died before flushing its last heads
