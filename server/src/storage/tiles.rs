@@ -24,7 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use attestlog::tlog::merkle::{node_hash, perfect_root, RootBuilder};
+use bytes::Bytes;
 
+use super::cache::{CacheKey, ReadCache};
 use super::{Backend, Hash, StorageError, StoredTile};
 
 /// Hashes per full tile.
@@ -118,19 +120,51 @@ impl UpperTileCache {
     }
 }
 
+/// Bytes of the hashes of a full tile.
+const FULL_HASHES: usize = 32 * TILE_WIDTH as usize;
+
+/// A full tile as [`ReadCache`] keeps it: its hashes then its `mid` (the
+/// stored one, or computed from the hashes when the row predates `mid` or,
+/// for the tile API, which never depends on `mid`, has one of the wrong
+/// length: proofs report that as corrupt before they get here).
+pub(super) fn full_tile_value(hashes: &[u8], mid: Option<&[u8]>) -> Bytes {
+    let mut v = Vec::with_capacity(FULL_HASHES + FULL_HASHES / MID_GROUP);
+    v.extend_from_slice(hashes);
+    match mid.filter(|m| m.len() * MID_GROUP == hashes.len()) {
+        Some(mid) => v.extend_from_slice(mid),
+        None => v.extend_from_slice(&mid_hashes(hashes)),
+    }
+    Bytes::from(v)
+}
+
+/// The hashes and the `mid` of a [`full_tile_value`].
+pub(super) fn split_full_tile(value: &Bytes) -> (Bytes, Bytes) {
+    let at = FULL_HASHES.min(value.len());
+    (value.slice(..at), value.slice(at..))
+}
+
+/// Whether tile `(level, index)` is full in a tree of `size` leaves (and so
+/// the same bytes forever).
+pub(super) fn tile_is_full(size: u64, level: u8, index: u64) -> bool {
+    hashes_at_level(size, level) / TILE_WIDTH > index
+}
+
 /// Reads perfect-subtree hashes from the tiles of one backend, and from the
 /// in-memory right edge when given. It keeps the few level-0 tiles one proof
-/// touches, so each is read at most once per proof, and uses the shared
-/// [`UpperTileCache`] (if given) for higher levels. One reader per proof.
+/// touches, so each is read at most once per proof; full ones come from and
+/// go to the shared [`ReadCache`] (if given), and higher levels from the
+/// shared [`UpperTileCache`] (if given). One reader per proof.
 pub struct TileReader<'c, B: ?Sized> {
     backend: &'c B,
     upper: Option<&'c UpperTileCache>,
+    read: Option<&'c ReadCache>,
     /// The tree whose compact range answers its own nodes; only for proofs
     /// within `edge.size()` leaves, where those nodes are final.
     edge: Option<&'c RootBuilder>,
     /// The committed tree size the tiles are read at (see [`Backend::tile`]).
     size: u64,
-    cache: Vec<((u8, u64), StoredTile)>,
+    /// `((level, index), hashes, mid)` of the tiles this reader has used.
+    cache: Vec<((u8, u64), Bytes, Option<Bytes>)>,
 }
 
 impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
@@ -143,10 +177,18 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
         TileReader {
             backend,
             upper,
+            read: None,
             edge,
             size,
             cache: Vec::new(),
         }
+    }
+
+    /// Also takes full tiles from `cache` and keeps the full tiles it reads
+    /// there. A cache of capacity 0 is not used.
+    pub fn with_read_cache(mut self, cache: &'c ReadCache) -> Self {
+        self.read = (cache.capacity() > 0).then_some(cache);
+        self
     }
 
     fn missing(tile_level: u8, tile: u64) -> StorageError {
@@ -161,8 +203,20 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
 
     /// Root of the perfect subtree at `level` (2^level leaves), `index`.
     pub fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        self.find(level, index, true)?
+            .ok_or_else(|| StorageError::Corrupt(format!("subtree ({level}, {index}) not read")))
+    }
+
+    /// [`Self::subtree`] from memory only (the edge, the caches): `None`
+    /// when it needs a tile no cache holds. Never calls the backend, so it
+    /// may run on an async thread.
+    pub fn cached_subtree(&mut self, level: u8, index: u64) -> Result<Option<Hash>, StorageError> {
+        self.find(level, index, false)
+    }
+
+    fn find(&mut self, level: u8, index: u64, fetch: bool) -> Result<Option<Hash>, StorageError> {
         if let Some(h) = self.edge.and_then(|e| e.node(level, index)) {
-            return Ok(h);
+            return Ok(Some(h));
         }
         let tile_level = level / TILE_HEIGHT as u8;
         let r = level % TILE_HEIGHT as u8;
@@ -179,6 +233,7 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             let key = (tile_level, tile);
             let expanded = match upper.get(key, off + count) {
                 Some(t) => t,
+                None if !fetch => return Ok(None),
                 None => {
                     let bytes = self
                         .backend
@@ -192,37 +247,65 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             if expanded.count < off + count {
                 return Err(Self::short(tile_level, tile, expanded.count, off + count));
             }
-            return Ok(expanded.levels[r as usize][off >> r]);
+            return Ok(Some(expanded.levels[r as usize][off >> r]));
         }
         let pos = match self
             .cache
             .iter()
-            .position(|(k, _)| *k == (tile_level, tile))
+            .position(|(k, _, _)| *k == (tile_level, tile))
         {
             Some(pos) => pos,
             None => {
-                let row = self
-                    .backend
-                    .tile_with_mid(tile_level, tile, self.size)?
-                    .ok_or_else(|| Self::missing(tile_level, tile))?;
-                check_mid(tile_level, tile, &row)?;
-                self.cache.push(((tile_level, tile), row));
+                let (hashes, mid) = match self.cached_full(tile_level, tile) {
+                    Some(found) => found,
+                    None if !fetch => return Ok(None),
+                    None => self.read_tile(tile_level, tile)?,
+                };
+                self.cache.push(((tile_level, tile), hashes, mid));
                 self.cache.len() - 1
             }
         };
-        let row = &self.cache[pos].1;
-        let (have, end) = (row.hashes.len() / 32, off + count);
+        let (_, hashes, mid) = &self.cache[pos];
+        let (have, end) = (hashes.len() / 32, off + count);
         if have < end {
             return Err(Self::short(tile_level, tile, have, end));
         }
         // Subtrees of 16+ hashes start on a group boundary (alignment), and
         // the mid invariant gives have/16 >= end/16 groups.
-        let want = match (&row.mid, r >= MID_LEVEL) {
+        let want = match (mid, r >= MID_LEVEL) {
             (Some(mid), true) => mid.get(32 * (off / MID_GROUP)..32 * (end / MID_GROUP)),
-            _ => row.hashes.get(32 * off..32 * end),
+            _ => hashes.get(32 * off..32 * end),
         };
         want.and_then(perfect_root)
+            .map(Some)
             .ok_or_else(|| Self::short(tile_level, tile, have, end))
+    }
+
+    /// A full tile's hashes and `mid` from the read cache.
+    fn cached_full(&self, level: u8, tile: u64) -> Option<(Bytes, Option<Bytes>)> {
+        let cache = self.read.filter(|_| tile_is_full(self.size, level, tile))?;
+        let (hashes, mid) = split_full_tile(&cache.get(&CacheKey::Tile { level, index: tile })?);
+        Some((hashes, Some(mid)))
+    }
+
+    /// Reads a tile from the backend; a full one is kept in the read cache.
+    fn read_tile(&self, level: u8, tile: u64) -> Result<(Bytes, Option<Bytes>), StorageError> {
+        let row = self
+            .backend
+            .tile_with_mid(level, tile, self.size)?
+            .ok_or_else(|| Self::missing(level, tile))?;
+        check_mid(level, tile, &row)?;
+        match self.read {
+            Some(cache)
+                if tile_is_full(self.size, level, tile) && row.hashes.len() == FULL_HASHES =>
+            {
+                let value = full_tile_value(&row.hashes, row.mid.as_deref());
+                cache.insert(CacheKey::Tile { level, index: tile }, value.clone());
+                let (hashes, mid) = split_full_tile(&value);
+                Ok((hashes, Some(mid)))
+            }
+            _ => Ok((Bytes::from(row.hashes), row.mid.map(Bytes::from))),
+        }
     }
 }
 
