@@ -301,7 +301,7 @@ fn the_cache_stays_within_its_bound_and_answers_the_same_bytes() {
     let (data, _, entries) = log(dir.path());
     let leaves = leaves(&entries);
     // Room for about 20 full tiles: far fewer than are read.
-    let bound = 20 * (8192 + 512 + 96);
+    let bound = 20 * (12_224 + 96);
     let store = LogStore::open(&data.join("log.db"))
         .unwrap()
         .with_read_cache_bytes(bound);

@@ -1,7 +1,8 @@
 //! [`ReadCache`]: a byte-bounded cache of the read data that never changes.
 //!
 //! # Contract
-//! - Only immutable data goes in: FULL hash tiles (with their `mid`), FULL
+//! - Only immutable data goes in: FULL hash tiles (with their interior
+//!   node levels, so proofs hash almost nothing), FULL
 //!   entry bundles, and the gzip encoding of full bundles. A full tile or
 //!   bundle is the same bytes forever (C2SP tlog-tiles), so an entry is
 //!   never invalidated and a hit is always the right answer. Partial tiles
@@ -27,8 +28,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// The read cache's default capacity: 64 MiB, ~7,700 full tiles with their
-/// `mid` (2M entries' level-0 tiles), or fewer bundles.
+/// The read cache's default capacity: 64 MiB, ~5,400 full tiles with their
+/// interior levels (12,224 bytes each: 1.39M entries' level-0 tiles), or
+/// fewer bundles.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 
 /// Bytes counted per entry beyond its value: the key, the slot, the map
@@ -39,7 +41,7 @@ pub const ENTRY_OVERHEAD: usize = 96;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     /// Full hash tile `(level, index)`: its 8,192 bytes of hashes followed
-    /// by its 512 bytes of `mid`.
+    /// by its interior levels (`tiles.rs`, `full_tile_value`).
     Tile { level: u8, index: u64 },
     /// Full entry bundle `index`, as served.
     Bundle(u64),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::cache::{CacheKey, ReadCache};
 use super::tiles::{
-    full_tile_value, hashes_at_level, split_full_tile, tile_end, tile_is_full, TileReader,
+    full_tile_hashes, full_tile_value, hashes_at_level, tile_end, tile_is_full, TileReader,
     TILE_WIDTH,
 };
 use super::{Backend, Hash, Log, SearchKind, SignedCheckpoint, StorageError};
@@ -256,25 +256,21 @@ impl<B: Backend> Log<B> {
         if let Some(hit) = self.try_cached_tile(level, index, width) {
             return Ok(Some(hit));
         }
-        let short = |have: usize| {
-            StorageError::Corrupt(format!(
-                "tile level {level} index {index} has {have} hashes, tree needs {end}"
-            ))
-        };
-        if self.read_cache.capacity() > 0 && tile_is_full(size, level, index) {
-            let row = self.backend.tile_with_mid(level, index, size)?;
-            let row = row.ok_or_else(|| short(0))?;
-            if row.hashes.len() != 32 * TILE_WIDTH as usize {
-                return Err(short(row.hashes.len() / 32));
-            }
-            let value = full_tile_value(&row.hashes, row.mid.as_deref());
-            self.read_cache
-                .insert(CacheKey::Tile { level, index }, value.clone());
-            return Ok(Some(split_full_tile(&value).0.slice(..32 * end)));
-        }
         let mut tile = self.backend.tile(level, index, size)?.unwrap_or_default();
         if tile.len() < 32 * end {
-            return Err(short(tile.len() / 32));
+            return Err(StorageError::Corrupt(format!(
+                "tile level {level} index {index} has {} hashes, tree needs {end}",
+                tile.len() / 32
+            )));
+        }
+        if self.read_cache.capacity() > 0
+            && tile_is_full(size, level, index)
+            && tile.len() == 32 * TILE_WIDTH as usize
+        {
+            let value = full_tile_value(&tile);
+            self.read_cache
+                .insert(CacheKey::Tile { level, index }, value.clone());
+            return Ok(Some(value.slice(..32 * end)));
         }
         tile.truncate(32 * end);
         Ok(Some(Bytes::from(tile)))
@@ -285,7 +281,7 @@ impl<B: Backend> Log<B> {
     /// its prefix.
     pub fn try_cached_tile(&self, level: u8, index: u64, width: Option<u16>) -> Option<Bytes> {
         let end = 32 * width.map_or(TILE_WIDTH as usize, usize::from);
-        let (hashes, _) = split_full_tile(&self.read_cache.get(&CacheKey::Tile { level, index })?);
+        let hashes = full_tile_hashes(&self.read_cache.get(&CacheKey::Tile { level, index })?)?;
         (end <= hashes.len()).then(|| hashes.slice(..end))
     }
 

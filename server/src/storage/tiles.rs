@@ -123,24 +123,57 @@ impl UpperTileCache {
 /// Bytes of the hashes of a full tile.
 const FULL_HASHES: usize = 32 * TILE_WIDTH as usize;
 
-/// A full tile as [`ReadCache`] keeps it: its hashes then its `mid` (the
-/// stored one, or computed from the hashes when the row predates `mid` or,
-/// for the tile API, which never depends on `mid`, has one of the wrong
-/// length: proofs report that as corrupt before they get here).
-pub(super) fn full_tile_value(hashes: &[u8], mid: Option<&[u8]>) -> Bytes {
-    let mut v = Vec::with_capacity(FULL_HASHES + FULL_HASHES / MID_GROUP);
+/// A full tile as [`ReadCache`] keeps it: its 256 hashes, then its complete
+/// interior levels `8L + 2 ..= 8L + 7` (64, 32, 16, 8, 4 and 2 hashes):
+/// 12,224 bytes, from which a proof takes any subtree of the tile with at
+/// most one node hash (level `8L + 1`), against up to 7 with `mid`. Built
+/// from the hashes alone (254 node hashes, once per tile read), so a stored
+/// `mid` is never trusted here; proofs check it before they get here.
+pub(super) fn full_tile_value(hashes: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(FULL_VALUE);
     v.extend_from_slice(hashes);
-    match mid.filter(|m| m.len() * MID_GROUP == hashes.len()) {
-        Some(mid) => v.extend_from_slice(mid),
-        None => v.extend_from_slice(&mid_hashes(hashes)),
+    let mut below: Vec<u8> = hashes.to_vec();
+    for r in 1..TILE_HEIGHT {
+        let up: Vec<u8> = below
+            .chunks_exact(64)
+            .flat_map(|p| {
+                node_hash(
+                    p[..32].try_into().expect("32"),
+                    p[32..].try_into().expect("32"),
+                )
+            })
+            .collect();
+        if r >= 2 {
+            v.extend_from_slice(&up);
+        }
+        below = up;
     }
     Bytes::from(v)
 }
 
-/// The hashes and the `mid` of a [`full_tile_value`].
-pub(super) fn split_full_tile(value: &Bytes) -> (Bytes, Bytes) {
-    let at = FULL_HASHES.min(value.len());
-    (value.slice(..at), value.slice(at..))
+/// Bytes of a [`full_tile_value`].
+const FULL_VALUE: usize = FULL_HASHES + 32 * (TILE_WIDTH as usize / 2 - 2);
+
+/// The 256 hashes of a [`full_tile_value`] (`None` if it is not one).
+pub(super) fn full_tile_hashes(value: &Bytes) -> Option<Bytes> {
+    (value.len() == FULL_VALUE).then(|| value.slice(..FULL_HASHES))
+}
+
+/// Node `j` at level `8L + r` (r < 8) of a [`full_tile_value`].
+fn full_tile_node(value: &[u8], r: u8, j: usize) -> Option<Hash> {
+    let at = |off: usize| -> Option<Hash> { value.get(off..off + 32)?.try_into().ok() };
+    if r >= TILE_HEIGHT as u8 || j >= TILE_WIDTH as usize >> r {
+        return None;
+    }
+    match r {
+        0 => at(32 * j),
+        1 => Some(node_hash(&at(64 * j)?, &at(64 * j + 32)?)),
+        _ => {
+            // Levels 2..r-1 come first: 128 - 256 >> (r - 1) hashes.
+            let before = TILE_WIDTH as usize / 2 - (TILE_WIDTH as usize >> (r - 1));
+            at(FULL_HASHES + 32 * (before + j))
+        }
+    }
 }
 
 /// Whether tile `(level, index)` is full in a tree of `size` leaves (and so
@@ -163,8 +196,15 @@ pub struct TileReader<'c, B: ?Sized> {
     edge: Option<&'c RootBuilder>,
     /// The committed tree size the tiles are read at (see [`Backend::tile`]).
     size: u64,
-    /// `((level, index), hashes, mid)` of the tiles this reader has used.
-    cache: Vec<((u8, u64), Bytes, Option<Bytes>)>,
+    /// The tiles this reader has used.
+    cache: Vec<((u8, u64), Held)>,
+}
+
+/// A tile a [`TileReader`] holds: a full one as the read cache keeps it, or
+/// a stored row.
+enum Held {
+    Full(Bytes),
+    Stored(StoredTile),
 }
 
 impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
@@ -252,44 +292,53 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
         let pos = match self
             .cache
             .iter()
-            .position(|(k, _, _)| *k == (tile_level, tile))
+            .position(|(k, _)| *k == (tile_level, tile))
         {
             Some(pos) => pos,
             None => {
-                let (hashes, mid) = match self.cached_full(tile_level, tile) {
-                    Some(found) => found,
+                let held = match self.cached_full(tile_level, tile) {
+                    Some(value) => Held::Full(value),
                     None if !fetch => return Ok(None),
                     None => self.read_tile(tile_level, tile)?,
                 };
-                self.cache.push(((tile_level, tile), hashes, mid));
+                self.cache.push(((tile_level, tile), held));
                 self.cache.len() - 1
             }
         };
-        let (_, hashes, mid) = &self.cache[pos];
-        let (have, end) = (hashes.len() / 32, off + count);
+        let end = off + count;
+        let row = match &self.cache[pos].1 {
+            Held::Full(value) => {
+                return full_tile_node(value, r, off >> r)
+                    .map(Some)
+                    .ok_or_else(|| Self::short(tile_level, tile, 256, end));
+            }
+            Held::Stored(row) => row,
+        };
+        let have = row.hashes.len() / 32;
         if have < end {
             return Err(Self::short(tile_level, tile, have, end));
         }
         // Subtrees of 16+ hashes start on a group boundary (alignment), and
         // the mid invariant gives have/16 >= end/16 groups.
-        let want = match (mid, r >= MID_LEVEL) {
+        let want = match (&row.mid, r >= MID_LEVEL) {
             (Some(mid), true) => mid.get(32 * (off / MID_GROUP)..32 * (end / MID_GROUP)),
-            _ => hashes.get(32 * off..32 * end),
+            _ => row.hashes.get(32 * off..32 * end),
         };
         want.and_then(perfect_root)
             .map(Some)
             .ok_or_else(|| Self::short(tile_level, tile, have, end))
     }
 
-    /// A full tile's hashes and `mid` from the read cache.
-    fn cached_full(&self, level: u8, tile: u64) -> Option<(Bytes, Option<Bytes>)> {
+    /// A full tile from the read cache, as [`full_tile_value`].
+    fn cached_full(&self, level: u8, tile: u64) -> Option<Bytes> {
         let cache = self.read.filter(|_| tile_is_full(self.size, level, tile))?;
-        let (hashes, mid) = split_full_tile(&cache.get(&CacheKey::Tile { level, index: tile })?);
-        Some((hashes, Some(mid)))
+        cache
+            .get(&CacheKey::Tile { level, index: tile })
+            .filter(|v| full_tile_hashes(v).is_some())
     }
 
     /// Reads a tile from the backend; a full one is kept in the read cache.
-    fn read_tile(&self, level: u8, tile: u64) -> Result<(Bytes, Option<Bytes>), StorageError> {
+    fn read_tile(&self, level: u8, tile: u64) -> Result<Held, StorageError> {
         let row = self
             .backend
             .tile_with_mid(level, tile, self.size)?
@@ -299,12 +348,11 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             Some(cache)
                 if tile_is_full(self.size, level, tile) && row.hashes.len() == FULL_HASHES =>
             {
-                let value = full_tile_value(&row.hashes, row.mid.as_deref());
+                let value = full_tile_value(&row.hashes);
                 cache.insert(CacheKey::Tile { level, index: tile }, value.clone());
-                let (hashes, mid) = split_full_tile(&value);
-                Ok((hashes, Some(mid)))
+                Ok(Held::Full(value))
             }
-            _ => Ok((Bytes::from(row.hashes), row.mid.map(Bytes::from))),
+            _ => Ok(Held::Stored(row)),
         }
     }
 }
@@ -332,4 +380,25 @@ pub fn tile_end(count: u64, index: u64, width: Option<u16>) -> Result<Option<usi
         return Ok(None);
     };
     Ok((count.saturating_sub(start) >= want).then_some(want as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_tile_value_holds_every_interior_node() {
+        let hashes: Vec<u8> = (0..FULL_HASHES).map(|i| (i * 7 % 251) as u8).collect();
+        let value = full_tile_value(&hashes);
+        assert_eq!(value.len(), FULL_VALUE);
+        assert_eq!(full_tile_hashes(&value).unwrap(), hashes);
+        for r in 0..TILE_HEIGHT as u8 {
+            let span = 32usize << r;
+            for j in 0..(TILE_WIDTH as usize >> r) {
+                let want = perfect_root(&hashes[span * j..span * (j + 1)]).unwrap();
+                assert_eq!(full_tile_node(&value, r, j), Some(want), "r {r} j {j}");
+            }
+            assert_eq!(full_tile_node(&value, r, TILE_WIDTH as usize >> r), None);
+        }
+    }
 }
