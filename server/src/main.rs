@@ -19,7 +19,7 @@ use attestlog_server::http::{router, serve, AppState, ServeConfig, SubmitPolicy}
 use attestlog_server::keys;
 use attestlog_server::metrics::Metrics;
 use attestlog_server::sequencer::{BatchConfig, Sequencer};
-use attestlog_server::storage::LogStore;
+use attestlog_server::storage::{LogStore, DEFAULT_READ_CACHE_BYTES};
 use attestlog_server::witnessing::{WitnessConfig, Witnesses};
 use clap::Parser;
 
@@ -105,6 +105,11 @@ struct Args {
     /// sends a body or reads an answer).
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     idle_timeout: u64,
+    /// Keep up to this many MiB of full hash tiles and entry bundles (and
+    /// bundles' gzip encodings) in memory, served without a database read:
+    /// they never change. 0 disables the cache.
+    #[arg(long, default_value_t = DEFAULT_READ_CACHE_BYTES >> 20, value_name = "MIB")]
+    read_cache_mib: usize,
 }
 
 /// File descriptors kept out of `--max-connections`: SQLite (the database,
@@ -239,7 +244,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, Storage::Sqlite(dir)) => dir.join("log.key"),
         (None, Storage::Postgres(..)) => args.data_dir.join("log.key"),
     };
-    let store = open_store(&storage, false)?;
+    let store = open_store(&storage, false, args.read_cache_mib)?;
     // The key is checked against what the log already signed: a new key
     // only for an empty log, never a different one.
     let latest = store
@@ -370,16 +375,26 @@ fn trust_roots(paths: &[PathBuf]) -> anyhow::Result<TrustRoots> {
     Ok(roots)
 }
 
-fn open_store(storage: &Storage, read_only: bool) -> anyhow::Result<Arc<LogStore>> {
-    Ok(Arc::new(match storage {
-        Storage::Sqlite(dir) => {
-            let db = dir.join("log.db");
-            LogStore::open(&db)
-                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", e.code(), db.display()))?
+fn open_store(
+    storage: &Storage,
+    read_only: bool,
+    cache_mib: usize,
+) -> anyhow::Result<Arc<LogStore>> {
+    let cache_bytes = cache_mib
+        .checked_mul(1 << 20)
+        .context("--read-cache-mib is too large")?;
+    Ok(Arc::new(
+        match storage {
+            Storage::Sqlite(dir) => {
+                let db = dir.join("log.db");
+                LogStore::open(&db)
+                    .map_err(|e| anyhow::anyhow!("{}: {}: {e}", e.code(), db.display()))?
+            }
+            Storage::Postgres(url, objects) => LogStore::open_postgres(url, objects, read_only)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?,
         }
-        Storage::Postgres(url, objects) => LogStore::open_postgres(url, objects, read_only)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?,
-    }))
+        .with_read_cache_bytes(cache_bytes),
+    ))
 }
 
 /// `--read-only`: the read API of a cluster log, no key, no sequencer. The
@@ -388,7 +403,7 @@ async fn run_reader(args: Args, storage: Storage, serve_config: ServeConfig) -> 
     let verifier_key = args.verifier_key.clone().unwrap_or_default();
     let key = NoteVerifierKey::parse(&verifier_key)
         .map_err(|e| anyhow::anyhow!("verifier_key_invalid: --verifier-key: {e}"))?;
-    let store = open_store(&storage, true)?;
+    let store = open_store(&storage, true, args.read_cache_mib)?;
     if let Some(cp) = store
         .latest_checkpoint()
         .context("reading the latest checkpoint")?

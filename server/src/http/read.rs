@@ -7,6 +7,10 @@
 //! is never cached. Entry bundles are gzip-compressed when the request's
 //! `Accept-Encoding` admits gzip, with `Vary: Accept-Encoding`; hash tiles
 //! (random hashes) are always served as they are.
+//!
+//! Full tiles and bundles (and full bundles' gzip encodings) come from the
+//! log's read cache on the async thread when cached, as do proofs whose
+//! tiles are all in memory; only misses go to the blocking pool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use attestlog::claim::{Entry, Statement};
 use attestlog::nitro::AttestationDocument;
 use attestlog::tlog::tiles::{TileKind, TilePath};
 use attestlog::tlog::Hash;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +29,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::storage::SearchKind;
+use crate::storage::{LogStore, SearchKind};
 
 /// `Cache-Control` of every tile, bundle and raw entry: they never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -60,6 +65,9 @@ pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, Ap
         .into_response())
 }
 
+/// A tile or bundle. A full one in the log's read cache (a partial width of
+/// a cached full one too) is answered on this thread; anything else is read
+/// from the backend through the blocking pool, which fills the cache.
 pub async fn tile(
     State(app): State<Arc<AppState>>,
     Path(rest): Path<String>,
@@ -67,29 +75,64 @@ pub async fn tile(
 ) -> Result<Response, ApiError> {
     let path = TilePath::parse(&format!("tile/{rest}"))
         .map_err(|e| ApiError::not_found(format!("not a C2SP tile path: {e}")))?;
-    let store = Arc::clone(&app.store);
-    let tile = path;
-    let data = blocking(move || {
-        Ok(match tile.kind {
-            TileKind::Hashes { level } => store.hash_tile(level, tile.index, tile.width)?,
-            TileKind::Entries => store.entry_bundle(tile.index, tile.width)?,
-        })
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("{} is beyond the tree", path.to_path())))?;
+    let gz = path.kind == TileKind::Entries && accepts_gzip(&headers);
+    let hit = match path.kind {
+        TileKind::Hashes { level } => app.store.try_cached_tile(level, path.index, path.width),
+        TileKind::Entries if gz => path
+            .width
+            .is_none()
+            .then(|| app.store.try_cached_bundle_gzip(path.index))
+            .flatten(),
+        TileKind::Entries => app.store.try_cached_bundle(path.index, path.width),
+    };
+    let body = match hit {
+        Some(body) => body,
+        None => {
+            let store = Arc::clone(&app.store);
+            blocking(move || read_tile(&store, path, gz))
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("{} is beyond the tree", path.to_path()))
+                })?
+        }
+    };
     let headers_out = [
         (header::CONTENT_TYPE, "application/octet-stream"),
         (header::CACHE_CONTROL, IMMUTABLE),
     ];
     if path.kind != TileKind::Entries {
-        return Ok((headers_out, data).into_response());
+        return Ok((headers_out, body).into_response());
     }
     let vary = (header::VARY, "accept-encoding");
-    if !accepts_gzip(&headers) {
-        return Ok((headers_out, [vary], data).into_response());
+    if !gz {
+        return Ok((headers_out, [vary], body).into_response());
     }
-    let gz = blocking(move || gzip(&data)).await?;
-    Ok((headers_out, [vary, (header::CONTENT_ENCODING, "gzip")], gz).into_response())
+    Ok((
+        headers_out,
+        [vary, (header::CONTENT_ENCODING, "gzip")],
+        body,
+    )
+        .into_response())
+}
+
+/// A tile or bundle from the store (blocking); a bundle gzip-encoded when
+/// `gz`, the encoding of a full one kept in the read cache. `None` when
+/// beyond the tree.
+fn read_tile(store: &LogStore, path: TilePath, gz: bool) -> Result<Option<Bytes>, ApiError> {
+    if let TileKind::Hashes { level } = path.kind {
+        return Ok(store.hash_tile(level, path.index, path.width)?);
+    }
+    let Some(bundle) = store.entry_bundle(path.index, path.width)? else {
+        return Ok(None);
+    };
+    if !gz {
+        return Ok(Some(bundle));
+    }
+    let body = Bytes::from(gzip(&bundle)?);
+    if path.width.is_none() {
+        store.keep_bundle_gzip(path.index, body.clone());
+    }
+    Ok(Some(body))
 }
 
 /// Whether `Accept-Encoding` lists `gzip` (or `*`) with a q-value other
@@ -185,7 +228,7 @@ fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), A
 pub async fn inclusion_proof(
     State(app): State<Arc<AppState>>,
     Query(params): Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     check_known(&params, &["index", "leaf_hash", "tree_size"])?;
     let tree_size = required_u64(&params, "tree_size")?;
     let by_index = param_u64(&params, "index")?;
@@ -193,6 +236,12 @@ pub async fn inclusion_proof(
         .get("leaf_hash")
         .map(|v| param_hash(v, "leaf_hash"))
         .transpose()?;
+    // By index, with every tile it needs in memory: answered on this thread.
+    if let (Some(index), None) = (by_index, by_leaf) {
+        if let Some(proof) = app.store.try_inclusion_proof(index, tree_size) {
+            return Ok(inclusion_answer(index, tree_size, &proof?));
+        }
+    }
     let store = Arc::clone(&app.store);
     let (index, proof) = blocking(move || {
         let index = match (by_index, by_leaf) {
@@ -210,27 +259,54 @@ pub async fn inclusion_proof(
         Ok((index, store.inclusion_proof(index, tree_size)?))
     })
     .await?;
-    Ok(Json(json!({
-        "index": index,
-        "tree_size": tree_size,
-        "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
-    })))
+    Ok(inclusion_answer(index, tree_size, &proof))
+}
+
+fn inclusion_answer(index: u64, tree_size: u64, proof: &[Hash]) -> Response {
+    proof_answer(("index", index), proof, ("tree_size", tree_size))
+}
+
+/// `{"<a>":A,"proof":[base64...],"<b>":B}`, byte for byte what `serde_json`
+/// writes for that object (keys in order), written straight into one
+/// string: base64 needs no escaping, and a proof is answered per request.
+fn proof_answer(a: (&str, u64), proof: &[Hash], b: (&str, u64)) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        proof_json(a, proof, b),
+    )
+        .into_response()
+}
+
+fn proof_json(a: (&str, u64), proof: &[Hash], b: (&str, u64)) -> String {
+    let mut out = String::with_capacity(64 + 47 * proof.len());
+    out.push_str(&format!("{{\"{}\":{},\"proof\":[", a.0, a.1));
+    for (i, h) in proof.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        base64::engine::general_purpose::STANDARD.encode_string(h, &mut out);
+        out.push('"');
+    }
+    out.push_str(&format!("],\"{}\":{}}}", b.0, b.1));
+    out
 }
 
 pub async fn consistency_proof(
     State(app): State<Arc<AppState>>,
     Query(params): Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     check_known(&params, &["first", "second"])?;
     let first = required_u64(&params, "first")?;
     let second = required_u64(&params, "second")?;
-    let store = Arc::clone(&app.store);
-    let proof = blocking(move || Ok(store.consistency_proof(first, second)?)).await?;
-    Ok(Json(json!({
-        "first": first,
-        "second": second,
-        "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
-    })))
+    let proof = match app.store.try_consistency_proof(first, second) {
+        Some(proof) => proof?,
+        None => {
+            let store = Arc::clone(&app.store);
+            blocking(move || Ok(store.consistency_proof(first, second)?)).await?
+        }
+    };
+    Ok(proof_answer(("first", first), &proof, ("second", second)))
 }
 
 pub async fn entry(
@@ -373,4 +449,23 @@ pub async fn search(
     Ok(Json(
         json!({ "indices": indices, "next_after": next_after }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_json_is_what_serde_json_writes() {
+        for n in [0usize, 1, 17] {
+            let proof: Vec<Hash> = (0..n).map(|i| [i as u8 * 9; 32]).collect();
+            let want = json!({
+                "index": 12345,
+                "tree_size": u64::MAX,
+                "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+            });
+            let got = proof_json(("index", 12345), &proof, ("tree_size", u64::MAX));
+            assert_eq!(got, serde_json::to_string(&want).unwrap());
+        }
+    }
 }

@@ -26,6 +26,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use attestlog::claim::entry_claim_id;
 use attestlog::tlog::merkle;
 
+use super::cache::{ReadCache, DEFAULT_READ_CACHE_BYTES};
 use super::dedup::{assign, Assigned};
 use super::growth::TreeEdge;
 use super::tiles::UpperTileCache;
@@ -43,7 +44,9 @@ pub(super) struct State {
 
 /// A transparency log on backend `B`. `Send + Sync`; share it in an `Arc`
 /// and call it from tokio through `spawn_blocking` (methods block on the
-/// backend). See the module documentation of [`crate::storage`].
+/// backend), except the in-memory ones that say they never block
+/// (`tree_size`, `latest_checkpoint`, the `try_*` reads). See the module
+/// documentation of [`crate::storage`].
 pub struct Log<B> {
     pub(super) backend: B,
     /// Serialises writers of this process; the backend's compare-and-swap
@@ -51,6 +54,8 @@ pub struct Log<B> {
     pub(super) writer: Mutex<()>,
     pub(super) state: RwLock<State>,
     pub(super) upper_tiles: UpperTileCache,
+    /// Full tiles and bundles (`read.rs`); [`Log::with_read_cache_bytes`].
+    pub(super) read_cache: ReadCache,
 }
 
 impl<B: Backend> Log<B> {
@@ -77,6 +82,7 @@ impl<B: Backend> Log<B> {
                 cosigned,
             }),
             upper_tiles: UpperTileCache::default(),
+            read_cache: ReadCache::new(DEFAULT_READ_CACHE_BYTES),
         })
     }
 

@@ -39,6 +39,9 @@
 //!    is immutable except partial tiles, which only grow, so no read
 //!    transaction is needed. A proof at exactly the current size takes the
 //!    right-edge nodes from memory; every other subtree comes from the tiles.
+//!    Full tiles and bundles, immutable forever, are kept in a byte-bounded
+//!    [`ReadCache`] (`cache.rs`); the `try_*` reads answer from memory alone
+//!    and never block, for async handlers.
 //!
 //! # Why tiles, not one row per node
 //! A tile holds 256 level-8L hashes (8 KiB): ~32 bytes per entry for the
@@ -56,6 +59,7 @@
 //! entry (`duplicate = true`); its search keys are not added again.
 
 mod backend;
+mod cache;
 pub mod cluster;
 pub mod copy;
 mod dedup;
@@ -70,6 +74,7 @@ pub mod sqlite;
 mod tiles;
 
 pub use backend::{Backend, BatchEntry, SequencedBatch, StoredTile, TileWrite};
+pub use cache::{CacheKey, ReadCache, DEFAULT_READ_CACHE_BYTES};
 pub use cluster::{Cluster, Event};
 pub use error::StorageError;
 pub use log::Log;

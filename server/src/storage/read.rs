@@ -3,12 +3,66 @@
 //! log has published ([`Log::tree_size`]); below it the backend's data is
 //! immutable (partial tiles only grow), so no read transaction is needed.
 //! Proofs are `attestlog::tlog::merkle`'s subtree provers over a [`TileReader`].
+//!
+//! Full tiles and bundles go through the log's [`ReadCache`]: the blocking
+//! reads fill it, and the `try_*` methods answer from it (and the in-memory
+//! edge) alone, never calling the backend, so an async handler can serve a
+//! hit on its own thread and send only misses to the blocking pool.
 
 use attestlog::tlog::merkle::{self, compact_range_subtrees, RootBuilder};
 use attestlog::tlog::ProveError;
+use bytes::Bytes;
 
-use super::tiles::{hashes_at_level, tile_end, TileReader, TILE_WIDTH};
+use super::cache::{CacheKey, ReadCache};
+use super::tiles::{
+    full_tile_hashes, full_tile_value, hashes_at_level, tile_end, tile_is_full, TileReader,
+    TILE_WIDTH,
+};
 use super::{Backend, Hash, Log, SearchKind, SignedCheckpoint, StorageError};
+
+/// Why a proof from memory alone stopped: a tile no cache holds (the
+/// blocking proof will read it), or a real error.
+#[derive(Debug, thiserror::Error)]
+enum FromMemory {
+    #[error("a tile the proof needs is not in memory")]
+    NotCached,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A proof from memory: `None` when it needs the backend.
+fn from_memory(
+    proof: Result<Vec<Hash>, ProveError<FromMemory>>,
+) -> Option<Result<Vec<Hash>, StorageError>> {
+    match proof {
+        Ok(p) => Some(Ok(p)),
+        Err(ProveError::Source(FromMemory::NotCached)) => None,
+        Err(ProveError::Source(FromMemory::Storage(e))) => Some(Err(e)),
+        Err(ProveError::Input(e)) => Some(Err(StorageError::Corrupt(format!("prover: {e}")))),
+    }
+}
+
+fn cached<B: Backend + ?Sized>(
+    reader: &mut TileReader<'_, B>,
+    level: u8,
+    index: u64,
+) -> Result<Hash, FromMemory> {
+    reader
+        .cached_subtree(level, index)?
+        .ok_or(FromMemory::NotCached)
+}
+
+/// The first `width` entries of a full entry bundle (each a 2-byte
+/// big-endian length and its bytes), without copying; `None` if the bundle
+/// holds fewer.
+fn bundle_prefix(bundle: &Bytes, width: usize) -> Option<Bytes> {
+    let mut at = 0usize;
+    for _ in 0..width {
+        let len = bundle.get(at..at + 2)?;
+        at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    }
+    (at <= bundle.len()).then(|| bundle.slice(..at))
+}
 
 /// A prover failure: the hash source's own error, or (never expected, the
 /// inputs are checked first) the prover rejecting its input.
@@ -20,18 +74,19 @@ fn prove_error(e: ProveError<StorageError>) -> StorageError {
 }
 
 impl<B: Backend> Log<B> {
-    /// Current tree size (entries committed and published).
+    /// Current tree size (entries committed and published). From memory;
+    /// never blocks.
     pub fn tree_size(&self) -> u64 {
         self.state().tree.size()
     }
 
-    /// Current root hash; SHA-256("") for the empty log.
+    /// Current root hash; SHA-256("") for the empty log. From memory.
     pub fn root_hash(&self) -> Hash {
         self.state().tree.root()
     }
 
-    /// The latest signed checkpoint (for [`Self::tree_size`]); `None` while
-    /// the log has none.
+    /// The latest signed checkpoint (for [`Self::tree_size`]), from memory
+    /// (never blocks); `None` while the log has none.
     pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StorageError> {
         Ok(self.state().checkpoint.clone())
     }
@@ -76,6 +131,32 @@ impl<B: Backend> Log<B> {
     /// RFC 9162 inclusion proof (deepest first) of leaf `index` in the tree
     /// of `tree_size`, for any past size. Needs `index < tree_size <= size`.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, StorageError> {
+        self.check_inclusion(index, tree_size)?;
+        let edge = self.edge_if(tree_size);
+        let mut reader = self.tiles(edge.as_ref());
+        merkle::inclusion_proof(index, tree_size, |l, n| reader.subtree(l, n)).map_err(prove_error)
+    }
+
+    /// [`Self::inclusion_proof`] from memory alone (the edge and the
+    /// caches): never calls the backend, so it may run on an async thread.
+    /// `None` when a tile it needs is in no cache: then ask
+    /// [`Self::inclusion_proof`] (through `spawn_blocking`).
+    pub fn try_inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Option<Result<Vec<Hash>, StorageError>> {
+        if let Err(e) = self.check_inclusion(index, tree_size) {
+            return Some(Err(e));
+        }
+        let edge = self.edge_if(tree_size);
+        let mut reader = self.tiles(edge.as_ref());
+        from_memory(merkle::inclusion_proof(index, tree_size, |l, n| {
+            cached(&mut reader, l, n)
+        }))
+    }
+
+    fn check_inclusion(&self, index: u64, tree_size: u64) -> Result<(), StorageError> {
         self.check_size(tree_size)?;
         if index >= tree_size {
             return Err(StorageError::IndexOutOfRange {
@@ -83,9 +164,7 @@ impl<B: Backend> Log<B> {
                 size: tree_size,
             });
         }
-        let edge = self.edge_if(tree_size);
-        let mut reader = self.tiles(edge.as_ref());
-        merkle::inclusion_proof(index, tree_size, |l, n| reader.subtree(l, n)).map_err(prove_error)
+        Ok(())
     }
 
     /// RFC 9162 consistency proof (deepest first) from `first` to `second`,
@@ -99,6 +178,26 @@ impl<B: Backend> Log<B> {
         let edge = self.edge_if(second);
         let mut reader = self.tiles(edge.as_ref());
         merkle::consistency_proof(first, second, |l, n| reader.subtree(l, n)).map_err(prove_error)
+    }
+
+    /// [`Self::consistency_proof`] from memory alone, as
+    /// [`Self::try_inclusion_proof`]: `None` when it needs the backend.
+    pub fn try_consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Option<Result<Vec<Hash>, StorageError>> {
+        if let Err(e) = self.check_size(second) {
+            return Some(Err(e));
+        }
+        if first > second {
+            return Some(Err(StorageError::SizesOutOfOrder { first, second }));
+        }
+        let edge = self.edge_if(second);
+        let mut reader = self.tiles(edge.as_ref());
+        from_memory(merkle::consistency_proof(first, second, |l, n| {
+            cached(&mut reader, l, n)
+        }))
     }
 
     /// Root hash of the tree at any past `size` (recomputed from tiles).
@@ -128,6 +227,7 @@ impl<B: Backend> Log<B> {
             edge,
             self.tree_size(),
         )
+        .with_read_cache(&self.read_cache)
     }
 
     fn check_size(&self, requested: u64) -> Result<(), StorageError> {
@@ -141,17 +241,21 @@ impl<B: Backend> Log<B> {
     /// C2SP hash tile `tile/<level>/<index>[.p/<width>]` relative to the
     /// current tree: `width = None` is the full tile (`None` unless it holds
     /// 256 hashes); `Some(w)`, `w` in 1..=255, is the first `w` hashes (also
-    /// from a tile that has grown since). `None` when beyond the tree.
+    /// from a tile that has grown since). `None` when beyond the tree. A
+    /// full tile read from the backend is kept in the read cache.
     pub fn hash_tile(
         &self,
         level: u8,
         index: u64,
         width: Option<u16>,
-    ) -> Result<Option<Vec<u8>>, StorageError> {
+    ) -> Result<Option<Bytes>, StorageError> {
         let size = self.tree_size();
         let Some(end) = tile_end(hashes_at_level(size, level), index, width)? else {
             return Ok(None);
         };
+        if let Some(hit) = self.try_cached_tile(level, index, width) {
+            return Ok(Some(hit));
+        }
         let mut tile = self.backend.tile(level, index, size)?.unwrap_or_default();
         if tile.len() < 32 * end {
             return Err(StorageError::Corrupt(format!(
@@ -159,22 +263,43 @@ impl<B: Backend> Log<B> {
                 tile.len() / 32
             )));
         }
+        if self.read_cache.capacity() > 0
+            && tile_is_full(size, level, index)
+            && tile.len() == 32 * TILE_WIDTH as usize
+        {
+            let value = full_tile_value(&tile);
+            self.read_cache
+                .insert(CacheKey::Tile { level, index }, value.clone());
+            return Ok(Some(value.slice(..32 * end)));
+        }
         tile.truncate(32 * end);
-        Ok(Some(tile))
+        Ok(Some(Bytes::from(tile)))
+    }
+
+    /// [`Self::hash_tile`] from the read cache alone (never calls the
+    /// backend): `Some` only if the full tile is cached; a partial width is
+    /// its prefix.
+    pub fn try_cached_tile(&self, level: u8, index: u64, width: Option<u16>) -> Option<Bytes> {
+        let end = 32 * width.map_or(TILE_WIDTH as usize, usize::from);
+        let hashes = full_tile_hashes(&self.read_cache.get(&CacheKey::Tile { level, index })?)?;
+        (end <= hashes.len()).then(|| hashes.slice(..end))
     }
 
     /// C2SP entry bundle `tile/entries/<index>[.p/<width>]`: each entry as a
     /// 2-byte big-endian length and its bytes. Same width rules as
-    /// [`Self::hash_tile`].
+    /// [`Self::hash_tile`]. A full bundle is kept in the read cache.
     pub fn entry_bundle(
         &self,
         index: u64,
         width: Option<u16>,
-    ) -> Result<Option<Vec<u8>>, StorageError> {
+    ) -> Result<Option<Bytes>, StorageError> {
         let size = self.tree_size();
         let Some(end) = tile_end(size, index, width)? else {
             return Ok(None);
         };
+        if let Some(hit) = self.try_cached_bundle(index, width) {
+            return Ok(Some(hit));
+        }
         let lo = index * TILE_WIDTH;
         let (out, n) = self.backend.entry_bundle(lo, lo + end as u64, size)?;
         if n != end {
@@ -182,7 +307,50 @@ impl<B: Backend> Log<B> {
                 "bundle {index}: {n} of {end} entries"
             )));
         }
+        let out = Bytes::from(out);
+        if width.is_none() {
+            self.read_cache.insert(CacheKey::Bundle(index), out.clone());
+        }
         Ok(Some(out))
+    }
+
+    /// [`Self::entry_bundle`] from the read cache alone (never calls the
+    /// backend): `Some` only if the full bundle is cached; a partial width is
+    /// its prefix.
+    pub fn try_cached_bundle(&self, index: u64, width: Option<u16>) -> Option<Bytes> {
+        let bundle = self.read_cache.get(&CacheKey::Bundle(index))?;
+        match width {
+            None => Some(bundle),
+            Some(w) => bundle_prefix(&bundle, usize::from(w)),
+        }
+    }
+
+    /// The gzip encoding of full bundle `index` as kept by
+    /// [`Self::keep_bundle_gzip`], from the read cache alone.
+    pub fn try_cached_bundle_gzip(&self, index: u64) -> Option<Bytes> {
+        self.read_cache.get(&CacheKey::BundleGzip(index))
+    }
+
+    /// Keeps `gzip`, which must be the gzip encoding of the full entry bundle
+    /// `index` (as [`Self::entry_bundle`] returned it), in the read cache;
+    /// ignored unless that bundle is full.
+    pub fn keep_bundle_gzip(&self, index: u64, gzip: Bytes) {
+        if tile_is_full(self.tree_size(), 0, index) {
+            self.read_cache.insert(CacheKey::BundleGzip(index), gzip);
+        }
+    }
+
+    /// The read cache of full tiles and bundles (see [`ReadCache`]).
+    pub fn read_cache(&self) -> &ReadCache {
+        &self.read_cache
+    }
+
+    /// This log with a read cache of `bytes` bytes instead of
+    /// [`DEFAULT_READ_CACHE_BYTES`](super::DEFAULT_READ_CACHE_BYTES); 0
+    /// disables it (every tile and bundle is read from the backend).
+    pub fn with_read_cache_bytes(mut self, bytes: usize) -> Self {
+        self.read_cache = ReadCache::new(bytes);
+        self
     }
 
     /// Indices stored under `(kind, key)`, ascending, at most `limit`.

@@ -24,7 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use attestlog::tlog::merkle::{node_hash, perfect_root, RootBuilder};
+use bytes::Bytes;
 
+use super::cache::{CacheKey, ReadCache};
 use super::{Backend, Hash, StorageError, StoredTile};
 
 /// Hashes per full tile.
@@ -118,19 +120,91 @@ impl UpperTileCache {
     }
 }
 
+/// Bytes of the hashes of a full tile.
+const FULL_HASHES: usize = 32 * TILE_WIDTH as usize;
+
+/// A full tile as [`ReadCache`] keeps it: its 256 hashes, then its complete
+/// interior levels `8L + 2 ..= 8L + 7` (64, 32, 16, 8, 4 and 2 hashes):
+/// 12,224 bytes, from which a proof takes any subtree of the tile with at
+/// most one node hash (level `8L + 1`), against up to 7 with `mid`. Built
+/// from the hashes alone (254 node hashes, once per tile read), so a stored
+/// `mid` is never trusted here; proofs check it before they get here.
+pub(super) fn full_tile_value(hashes: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(FULL_VALUE);
+    v.extend_from_slice(hashes);
+    let mut below: Vec<u8> = hashes.to_vec();
+    for r in 1..TILE_HEIGHT {
+        let up: Vec<u8> = below
+            .chunks_exact(64)
+            .flat_map(|p| {
+                node_hash(
+                    p[..32].try_into().expect("32"),
+                    p[32..].try_into().expect("32"),
+                )
+            })
+            .collect();
+        if r >= 2 {
+            v.extend_from_slice(&up);
+        }
+        below = up;
+    }
+    Bytes::from(v)
+}
+
+/// Bytes of a [`full_tile_value`].
+const FULL_VALUE: usize = FULL_HASHES + 32 * (TILE_WIDTH as usize / 2 - 2);
+
+/// The 256 hashes of a [`full_tile_value`] (`None` if it is not one).
+pub(super) fn full_tile_hashes(value: &Bytes) -> Option<Bytes> {
+    (value.len() == FULL_VALUE).then(|| value.slice(..FULL_HASHES))
+}
+
+/// Node `j` at level `8L + r` (r < 8) of a [`full_tile_value`].
+fn full_tile_node(value: &[u8], r: u8, j: usize) -> Option<Hash> {
+    let at = |off: usize| -> Option<Hash> { value.get(off..off + 32)?.try_into().ok() };
+    if r >= TILE_HEIGHT as u8 || j >= TILE_WIDTH as usize >> r {
+        return None;
+    }
+    match r {
+        0 => at(32 * j),
+        1 => Some(node_hash(&at(64 * j)?, &at(64 * j + 32)?)),
+        _ => {
+            // Levels 2..r-1 come first: 128 - 256 >> (r - 1) hashes.
+            let before = TILE_WIDTH as usize / 2 - (TILE_WIDTH as usize >> (r - 1));
+            at(FULL_HASHES + 32 * (before + j))
+        }
+    }
+}
+
+/// Whether tile `(level, index)` is full in a tree of `size` leaves (and so
+/// the same bytes forever).
+pub(super) fn tile_is_full(size: u64, level: u8, index: u64) -> bool {
+    hashes_at_level(size, level) / TILE_WIDTH > index
+}
+
 /// Reads perfect-subtree hashes from the tiles of one backend, and from the
 /// in-memory right edge when given. It keeps the few level-0 tiles one proof
-/// touches, so each is read at most once per proof, and uses the shared
-/// [`UpperTileCache`] (if given) for higher levels. One reader per proof.
+/// touches, so each is read at most once per proof; full ones come from and
+/// go to the shared [`ReadCache`] (if given), and higher levels from the
+/// shared [`UpperTileCache`] (if given). One reader per proof.
 pub struct TileReader<'c, B: ?Sized> {
     backend: &'c B,
     upper: Option<&'c UpperTileCache>,
+    read: Option<&'c ReadCache>,
     /// The tree whose compact range answers its own nodes; only for proofs
     /// within `edge.size()` leaves, where those nodes are final.
     edge: Option<&'c RootBuilder>,
     /// The committed tree size the tiles are read at (see [`Backend::tile`]).
     size: u64,
-    cache: Vec<((u8, u64), StoredTile)>,
+    /// The tiles this reader has used.
+    cache: Vec<((u8, u64), Held)>,
+}
+
+/// A tile a [`TileReader`] holds: a full one as the read cache keeps it, or
+/// a stored row.
+enum Held {
+    Full(Bytes),
+    Stored(StoredTile),
 }
 
 impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
@@ -143,10 +217,18 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
         TileReader {
             backend,
             upper,
+            read: None,
             edge,
             size,
             cache: Vec::new(),
         }
+    }
+
+    /// Also takes full tiles from `cache` and keeps the full tiles it reads
+    /// there. A cache of capacity 0 is not used.
+    pub fn with_read_cache(mut self, cache: &'c ReadCache) -> Self {
+        self.read = (cache.capacity() > 0).then_some(cache);
+        self
     }
 
     fn missing(tile_level: u8, tile: u64) -> StorageError {
@@ -161,8 +243,20 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
 
     /// Root of the perfect subtree at `level` (2^level leaves), `index`.
     pub fn subtree(&mut self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        self.find(level, index, true)?
+            .ok_or_else(|| StorageError::Corrupt(format!("subtree ({level}, {index}) not read")))
+    }
+
+    /// [`Self::subtree`] from memory only (the edge, the caches): `None`
+    /// when it needs a tile no cache holds. Never calls the backend, so it
+    /// may run on an async thread.
+    pub fn cached_subtree(&mut self, level: u8, index: u64) -> Result<Option<Hash>, StorageError> {
+        self.find(level, index, false)
+    }
+
+    fn find(&mut self, level: u8, index: u64, fetch: bool) -> Result<Option<Hash>, StorageError> {
         if let Some(h) = self.edge.and_then(|e| e.node(level, index)) {
-            return Ok(h);
+            return Ok(Some(h));
         }
         let tile_level = level / TILE_HEIGHT as u8;
         let r = level % TILE_HEIGHT as u8;
@@ -179,6 +273,7 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             let key = (tile_level, tile);
             let expanded = match upper.get(key, off + count) {
                 Some(t) => t,
+                None if !fetch => return Ok(None),
                 None => {
                     let bytes = self
                         .backend
@@ -192,7 +287,7 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             if expanded.count < off + count {
                 return Err(Self::short(tile_level, tile, expanded.count, off + count));
             }
-            return Ok(expanded.levels[r as usize][off >> r]);
+            return Ok(Some(expanded.levels[r as usize][off >> r]));
         }
         let pos = match self
             .cache
@@ -201,17 +296,25 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
         {
             Some(pos) => pos,
             None => {
-                let row = self
-                    .backend
-                    .tile_with_mid(tile_level, tile, self.size)?
-                    .ok_or_else(|| Self::missing(tile_level, tile))?;
-                check_mid(tile_level, tile, &row)?;
-                self.cache.push(((tile_level, tile), row));
+                let held = match self.cached_full(tile_level, tile) {
+                    Some(value) => Held::Full(value),
+                    None if !fetch => return Ok(None),
+                    None => self.read_tile(tile_level, tile)?,
+                };
+                self.cache.push(((tile_level, tile), held));
                 self.cache.len() - 1
             }
         };
-        let row = &self.cache[pos].1;
-        let (have, end) = (row.hashes.len() / 32, off + count);
+        let end = off + count;
+        let row = match &self.cache[pos].1 {
+            Held::Full(value) => {
+                return full_tile_node(value, r, off >> r)
+                    .map(Some)
+                    .ok_or_else(|| Self::short(tile_level, tile, 256, end));
+            }
+            Held::Stored(row) => row,
+        };
+        let have = row.hashes.len() / 32;
         if have < end {
             return Err(Self::short(tile_level, tile, have, end));
         }
@@ -222,7 +325,35 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             _ => row.hashes.get(32 * off..32 * end),
         };
         want.and_then(perfect_root)
+            .map(Some)
             .ok_or_else(|| Self::short(tile_level, tile, have, end))
+    }
+
+    /// A full tile from the read cache, as [`full_tile_value`].
+    fn cached_full(&self, level: u8, tile: u64) -> Option<Bytes> {
+        let cache = self.read.filter(|_| tile_is_full(self.size, level, tile))?;
+        cache
+            .get(&CacheKey::Tile { level, index: tile })
+            .filter(|v| full_tile_hashes(v).is_some())
+    }
+
+    /// Reads a tile from the backend; a full one is kept in the read cache.
+    fn read_tile(&self, level: u8, tile: u64) -> Result<Held, StorageError> {
+        let row = self
+            .backend
+            .tile_with_mid(level, tile, self.size)?
+            .ok_or_else(|| Self::missing(level, tile))?;
+        check_mid(level, tile, &row)?;
+        match self.read {
+            Some(cache)
+                if tile_is_full(self.size, level, tile) && row.hashes.len() == FULL_HASHES =>
+            {
+                let value = full_tile_value(&row.hashes);
+                cache.insert(CacheKey::Tile { level, index: tile }, value.clone());
+                Ok(Held::Full(value))
+            }
+            _ => Ok(Held::Stored(row)),
+        }
     }
 }
 
@@ -249,4 +380,25 @@ pub fn tile_end(count: u64, index: u64, width: Option<u16>) -> Result<Option<usi
         return Ok(None);
     };
     Ok((count.saturating_sub(start) >= want).then_some(want as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_tile_value_holds_every_interior_node() {
+        let hashes: Vec<u8> = (0..FULL_HASHES).map(|i| (i * 7 % 251) as u8).collect();
+        let value = full_tile_value(&hashes);
+        assert_eq!(value.len(), FULL_VALUE);
+        assert_eq!(full_tile_hashes(&value).unwrap(), hashes);
+        for r in 0..TILE_HEIGHT as u8 {
+            let span = 32usize << r;
+            for j in 0..(TILE_WIDTH as usize >> r) {
+                let want = perfect_root(&hashes[span * j..span * (j + 1)]).unwrap();
+                assert_eq!(full_tile_node(&value, r, j), Some(want), "r {r} j {j}");
+            }
+            assert_eq!(full_tile_node(&value, r, TILE_WIDTH as usize >> r), None);
+        }
+    }
 }

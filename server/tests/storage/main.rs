@@ -19,6 +19,7 @@ use attestlog_server::storage::{
 use rs_merkle::{Hasher, MerkleTree};
 use sha2::{Digest, Sha256};
 
+mod cache_cases;
 mod cluster_cases;
 mod harness;
 mod log_cases;
@@ -29,6 +30,7 @@ mod reference;
 mod seaweed;
 mod tree_cases;
 
+use cache_cases::*;
 use cluster_cases::*;
 use harness::*;
 use log_cases::*;
@@ -391,6 +393,7 @@ conformance!(sqlite => Sqlite:
     out_of_range_requests_are_errors_not_panics,
     concurrent_readers_while_appending,
     second_writer_cannot_fork,
+    cached_reads_match_the_backend_as_the_tree_grows,
 );
 
 conformance!(postgres_file => PgFile:
@@ -407,6 +410,7 @@ conformance!(postgres_file => PgFile:
     two_writers_share_one_dense_tree,
     a_stale_integrator_is_fenced,
     objects_are_at_the_c2sp_paths,
+    cached_reads_match_the_backend_as_the_tree_grows,
 );
 
 conformance!(postgres_s3 => PgS3:
@@ -423,4 +427,5 @@ conformance!(postgres_s3 => PgS3:
     two_writers_share_one_dense_tree,
     a_stale_integrator_is_fenced,
     objects_are_at_the_c2sp_paths,
+    cached_reads_match_the_backend_as_the_tree_grows,
 );
