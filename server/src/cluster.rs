@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use attestlog::tlog::note::NoteSigner;
 
-use crate::storage::cluster::POLL;
+use crate::storage::cluster::{MAX_INTEGRATE, POLL};
 use crate::storage::postgres::RENEW_AFTER;
 use crate::storage::{Event, LogStore};
 
@@ -100,12 +100,15 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
         match (holds, signer) {
             (true, Some(signer)) => {
                 let seen = cluster.events(Event::Sequenced);
+                let before = store.tree_size();
                 let behind = match store.integrate(signer) {
                     Ok(size) => {
                         if let Err(e) = cluster.flush(false) {
                             tracing::warn!(error = %e, "bucket flush failed; retrying");
                         }
-                        cluster.sequenced_size().is_ok_and(|next| next > size)
+                        // A full step may have left more behind; anything
+                        // sequenced since `seen` ends the wait below at once.
+                        size.saturating_sub(before) >= MAX_INTEGRATE
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "integration failed; leaving the lease to others for a while");

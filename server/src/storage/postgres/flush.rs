@@ -36,6 +36,14 @@ use crate::storage::{Cluster, SignedCheckpoint, StorageError};
 /// A `hot_tiles` row: level, index, hashes, mid.
 pub(super) type HotRow = (u8, u64, Vec<u8>, Vec<u8>);
 
+/// What [`PostgresBackend::hot_edge`] reads in one statement.
+pub(super) struct HotEdge {
+    pub head: SignedCheckpoint,
+    pub tiles: Vec<HotRow>,
+    /// The latest cosigned checkpoint `(size, note)`.
+    pub cosigned: Option<(u64, String)>,
+}
+
 /// How often at most the bucket's partial tiles, partial bundle and
 /// checkpoint are rewritten while the log grows.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -68,7 +76,7 @@ impl PostgresBackend {
         if !force && last.is_some_and(|(_, at)| at.elapsed() < FLUSH_EVERY) {
             return Ok(None);
         }
-        let Some((head, tiles)) = self.hot_edge()? else {
+        let Some(HotEdge { head, tiles, .. }) = self.hot_edge()? else {
             return Ok(None);
         };
         if last.is_some_and(|(size, _)| size == head.size) {
@@ -111,15 +119,16 @@ impl PostgresBackend {
         Ok(Some(head.size))
     }
 
-    /// The published head and every `hot_tiles` row, read in one
-    /// statement (one snapshot).
-    pub(super) fn hot_edge(&self) -> Result<Option<(SignedCheckpoint, Vec<HotRow>)>, StorageError> {
+    /// The published head, every `hot_tiles` row and the latest cosigned
+    /// checkpoint, read in one statement (one snapshot).
+    pub(super) fn hot_edge(&self) -> Result<Option<HotEdge>, StorageError> {
         let c = self.readers.get(&self.connector)?;
         let rows = self.connector.block_on(async {
             let statement = c
                 .prepare(
-                    "SELECT c.size, c.root, c.note, t.level, t.idx, t.hashes, t.mid \
+                    "SELECT c.size, c.root, c.note, t.level, t.idx, t.hashes, t.mid, w.size, w.note \
              FROM checkpoints c LEFT JOIN hot_tiles t ON true \
+             LEFT JOIN (SELECT size, note FROM cosigned ORDER BY size DESC LIMIT 1) w ON true \
              WHERE c.size = (SELECT size FROM log_head) ORDER BY t.level",
                 )
                 .await?;
@@ -132,6 +141,10 @@ impl PostgresBackend {
             size: first.try_get::<_, i64>(0)? as u64,
             root: hash_of(first.try_get(1)?, "checkpoint root")?,
             note: first.try_get(2)?,
+        };
+        let cosigned = match first.try_get::<_, Option<i64>>(7)? {
+            Some(size) => Some((size as u64, first.try_get::<_, String>(8)?)),
+            None => None,
         };
         let mut tiles = Vec::new();
         for r in &rows {
@@ -147,6 +160,10 @@ impl PostgresBackend {
                 .map_err(|_| StorageError::Corrupt(format!("hot tile level {level}")))?;
             tiles.push((level, index as u64, hashes, mid));
         }
-        Ok(Some((head, tiles)))
+        Ok(Some(HotEdge {
+            head,
+            tiles,
+            cosigned,
+        }))
     }
 }

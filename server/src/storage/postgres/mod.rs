@@ -80,6 +80,9 @@ pub struct PostgresBackend {
     recent: recent::RecentEntries,
     /// When the bucket's copy of the hot edge was last written.
     flusher: flush::Flusher,
+    /// The latest cosigned checkpoint read with the head, for the one
+    /// [`Backend::latest_cosigned`] call that follows it (`refresh`).
+    cosigned_read: Mutex<Option<Option<(u64, String)>>>,
     lease: lease::Lease,
     events: Arc<lease::Events>,
     read_only: bool,
@@ -118,6 +121,7 @@ impl PostgresBackend {
             listener: Mutex::new((None, None)),
             connector,
             flusher: flush::Flusher::default(),
+            cosigned_read: Mutex::new(None),
             objects,
             tile_cache: read::TileCache::default(),
             recent: recent::RecentEntries::default(),
@@ -210,16 +214,18 @@ impl Backend for PostgresBackend {
         self.publish(batch)
     }
 
-    /// The head's checkpoint, read with the `hot_tiles` rows in one
-    /// statement; the rows go in the tile cache under the paths of their
-    /// widths at that size, so loading the edge of the new head (a
-    /// follower's refresh) needs no further round trip for them.
+    /// The head's checkpoint, read with the `hot_tiles` rows and the latest
+    /// cosigned checkpoint in one statement; the rows go in the tile cache
+    /// under the paths of their widths at that size, and the cosigned one
+    /// answers the next [`Backend::latest_cosigned`], so a follower's
+    /// refresh costs one round trip.
     fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StorageError> {
-        let Some((head, rows)) = self.hot_edge()? else {
+        let Some(edge) = self.hot_edge()? else {
             return Ok(None);
         };
-        self.cache_hot_rows(head.size, rows);
-        Ok(Some(head))
+        self.cache_hot_rows(edge.head.size, edge.tiles);
+        *self.cosigned_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(edge.cosigned);
+        Ok(Some(edge.head))
     }
 
     fn checkpoint_at(&self, size: u64) -> Result<Option<SignedCheckpoint>, StorageError> {
@@ -294,6 +300,14 @@ impl Backend for PostgresBackend {
     }
 
     fn latest_cosigned(&self) -> Result<Option<(u64, String)>, StorageError> {
+        let read = self
+            .cosigned_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(cosigned) = read {
+            return Ok(cosigned);
+        }
         self.read_latest_cosigned()
     }
 
