@@ -88,6 +88,9 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
         return;
     };
     let mut backoff_until: Option<Instant> = None;
+    // The Integrated counter at the follower's last refresh: a change means
+    // it was woken by a notification.
+    let mut notified = u64::MAX;
     while !stop.load(Ordering::Acquire) {
         let compete = backoff_until.is_none_or(|t| Instant::now() >= t);
         let holds = match signer {
@@ -124,7 +127,11 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
             }
             _ => {
                 let seen = cluster.events(Event::Integrated);
-                if let Err(e) = store.refresh() {
+                let told = (seen != notified)
+                    .then(|| cluster.integrated_hint())
+                    .filter(|&size| size > 0);
+                notified = seen;
+                if let Err(e) = store.refresh_to(told) {
                     tracing::warn!(error = %e, "following the published head failed; retrying");
                 }
                 let period = if signer.is_some() {

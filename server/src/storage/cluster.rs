@@ -21,6 +21,7 @@
 //! [`INTEGRATION_WAIT`]. Readers and non-integrating frontends keep their
 //! in-memory head current with [`Log::refresh`].
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use attestlog::tlog::merkle;
@@ -63,8 +64,14 @@ pub trait Cluster: Send + Sync {
         claims: &[Option<Hash>],
     ) -> Result<Vec<Appended>, StorageError>;
 
-    /// How many entries are sequenced (the next index to assign).
-    fn sequenced_size(&self) -> Result<u64, StorageError>;
+    /// How many entries are sequenced (the next index to assign), or a
+    /// smaller size above `beyond`: a size that a committed sequencing
+    /// transaction reached, known without a round trip (PostgreSQL: the
+    /// `attestlog_sequenced` notifications' payloads and this process's own
+    /// sequencing). It may lag the true size, never exceed it; when nothing
+    /// known is above `beyond`, the size is read from the store, so a
+    /// missed notification costs a caller at most one wait (`POLL`).
+    fn sequenced_size(&self, beyond: u64) -> Result<u64, StorageError>;
 
     /// The bytes of the sequenced entries `[from, to)`, in index order;
     /// [`StorageError::Corrupt`] if any is missing.
@@ -87,6 +94,11 @@ pub trait Cluster: Send + Sync {
 
     /// A counter of `event` notifications received so far.
     fn events(&self, event: Event) -> u64;
+
+    /// The largest published size an [`Event::Integrated`] notification
+    /// named (0: none). A lower bound of the published size that lags when
+    /// notifications are missed.
+    fn integrated_hint(&self) -> u64;
 
     /// Blocks until the counter of `event` differs from `seen` or `timeout`
     /// has passed (the poll fallback: a missed notification costs at most
@@ -176,7 +188,12 @@ impl<B: Backend> Log<B> {
                 });
             }
             cluster.wait(Event::Integrated, seen, POLL.min(deadline - now));
-            self.refresh()?;
+            // Woken by a notification: load the head it names, unless the
+            // worker already did; woken by the poll: ask.
+            let told = (cluster.events(Event::Integrated) != seen)
+                .then(|| cluster.integrated_hint())
+                .filter(|&size| size > 0);
+            self.refresh_to(told)?;
         }
     }
 
@@ -205,7 +222,7 @@ impl<B: Backend> Log<B> {
             (st.tree.clone(), st.checkpoint.clone())
         };
         let from = tree.size();
-        let next = cluster.sequenced_size()?;
+        let next = cluster.sequenced_size(from)?;
         if next <= from && previous.is_some() {
             return Ok(from);
         }
@@ -274,10 +291,36 @@ impl<B: Backend> Log<B> {
     /// cluster backend: another process may have integrated). Loads the
     /// right edge from the tiles of the new size and checks its root. Does
     /// nothing on a single-writer backend.
+    ///
+    /// Single flight: callers that arrive while a refresh runs wait for it,
+    /// and one that finds a refresh *started after it arrived* completed
+    /// returns without asking again (that refresh read a head at least as
+    /// new as any this caller was told of). A follower's worker and its
+    /// waiting submitters, woken by the same notification, ask once.
     pub fn refresh(&self) -> Result<(), StorageError> {
+        self.refresh_to(None)
+    }
+
+    /// [`Log::refresh`], but with `told` (the size a notification said was
+    /// published) it asks the backend only while the in-memory head is
+    /// below `told`: a caller woken by the same notification as another
+    /// thread that already loaded that head asks nothing.
+    pub fn refresh_to(&self, told: Option<u64>) -> Result<(), StorageError> {
         if self.backend.cluster().is_none() {
             return Ok(());
         }
+        let arrived = self.refresh_started.load(Ordering::Acquire);
+        let mut completed = self.refresh_gate.lock().unwrap_or_else(|e| e.into_inner());
+        if *completed > arrived || told.is_some_and(|size| self.tree_size() >= size) {
+            return Ok(());
+        }
+        let id = self.refresh_started.fetch_add(1, Ordering::AcqRel) + 1;
+        self.refresh_now()?;
+        *completed = id;
+        Ok(())
+    }
+
+    fn refresh_now(&self) -> Result<(), StorageError> {
         let Some(head) = self.backend.latest_checkpoint()? else {
             return Ok(());
         };

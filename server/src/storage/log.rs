@@ -21,6 +21,7 @@
 //! reloaded and its root checked against the latest checkpoint.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use attestlog::claim::entry_claim_id;
@@ -56,6 +57,10 @@ pub struct Log<B> {
     pub(super) upper_tiles: UpperTileCache,
     /// Full tiles and bundles (`read.rs`); [`Log::with_read_cache_bytes`].
     pub(super) read_cache: ReadCache,
+    /// [`Log::refresh`]'s single flight: refreshes started so far, and the
+    /// number of the latest one that completed.
+    pub(super) refresh_started: AtomicU64,
+    pub(super) refresh_gate: Mutex<u64>,
 }
 
 impl<B: Backend> Log<B> {
@@ -83,6 +88,8 @@ impl<B: Backend> Log<B> {
             }),
             upper_tiles: UpperTileCache::default(),
             read_cache: ReadCache::new(DEFAULT_READ_CACHE_BYTES),
+            refresh_started: AtomicU64::new(0),
+            refresh_gate: Mutex::new(0),
         })
     }
 

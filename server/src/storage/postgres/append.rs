@@ -138,7 +138,7 @@ impl PostgresBackend {
                     return Err(e);
                 }
                 client
-                    .commit_with(INTEGRATED_CHANNEL, std::future::ready(Ok(())))
+                    .commit_with(INTEGRATED_CHANNEL, cp.size, std::future::ready(Ok(())))
                     .await?;
                 Ok(())
             })

@@ -155,7 +155,9 @@ impl Connector {
         self.runtime().spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(n))) => events.notified(n.channel()),
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        events.notified(n.channel(), n.payload())
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "PostgreSQL listener connection closed");
@@ -164,7 +166,7 @@ impl Connector {
                     None => break,
                 }
             }
-            events.notified("");
+            events.notified("", "");
         });
         let listen: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
         self.block_on(client.batch_execute(&listen))?;
@@ -258,15 +260,19 @@ impl Conn {
         Ok(out)
     }
 
-    /// Sends `NOTIFY channel` and `COMMIT` behind the statements of `last`,
-    /// in one pipeline. If a statement of `last` fails, PostgreSQL turns the
-    /// `COMMIT` into a rollback and its error is returned.
+    /// Sends `NOTIFY channel, 'size'` and `COMMIT` behind the statements of
+    /// `last`, in one pipeline. If a statement of `last` fails, PostgreSQL
+    /// turns the `COMMIT` into a rollback and its error is returned; the
+    /// notification is delivered only with the commit. `size` (the payload,
+    /// a decimal number) is what the transaction made true: the sequenced or
+    /// the published size ([`Events::hint`]).
     pub async fn commit_with<T>(
         &self,
-        notify: &str,
+        channel: &str,
+        size: u64,
         last: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, tokio_postgres::Error> {
-        let end = format!("NOTIFY {notify}; COMMIT");
+        let end = format!("NOTIFY {channel}, '{size}'; COMMIT");
         let (out, _) = tokio::try_join!(last, self.client.batch_execute(&end))?;
         Ok(out)
     }

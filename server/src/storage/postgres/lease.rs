@@ -130,11 +130,19 @@ impl Lease {
     }
 }
 
-/// Counters of the notifications received, with a condition variable.
+/// Counters of the notifications received, with a condition variable, and
+/// the largest size each kind of notification carried.
 #[derive(Default)]
 pub struct Events {
-    counts: Mutex<[u64; 2]>,
+    counts: Mutex<Counts>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct Counts {
+    seen: [u64; 2],
+    /// The largest payload (a size, `Conn::commit_with`) per event.
+    hint: [u64; 2],
 }
 
 fn slot(event: Event) -> usize {
@@ -145,22 +153,36 @@ fn slot(event: Event) -> usize {
 }
 
 impl Events {
-    /// Counts a notification on `channel` (unknown channels wake everyone).
-    pub fn notified(&self, channel: &str) {
+    /// Counts a notification on `channel` whose payload is `payload`
+    /// (unknown channels wake everyone; a payload that is not a size is
+    /// only counted).
+    pub fn notified(&self, channel: &str, payload: &str) {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        match channel {
-            super::sequence::SEQUENCED_CHANNEL => c[0] += 1,
-            INTEGRATED_CHANNEL => c[1] += 1,
-            _ => {
-                c[0] += 1;
-                c[1] += 1;
+        let slots: &[usize] = match channel {
+            super::sequence::SEQUENCED_CHANNEL => &[0],
+            INTEGRATED_CHANNEL => &[1],
+            _ => &[0, 1],
+        };
+        let size = payload.parse::<u64>().ok();
+        for &i in slots {
+            c.seen[i] += 1;
+            if let Some(size) = size {
+                c.hint[i] = c.hint[i].max(size);
             }
         }
         self.changed.notify_all();
     }
 
+    /// The largest size a notification of `event` carried: a size some
+    /// committed transaction reached (entries sequenced, or the published
+    /// head). A lower bound that lags when notifications are missed, never
+    /// more than what is committed.
+    pub fn hint(&self, event: Event) -> u64 {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).hint[slot(event)]
+    }
+
     pub fn count(&self, event: Event) -> u64 {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())[slot(event)]
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).seen[slot(event)]
     }
 
     /// Blocks until the count of `event` is not `seen`, or `timeout`.
@@ -168,6 +190,31 @@ impl Events {
         let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self
             .changed
-            .wait_timeout_while(c, timeout, |c| c[slot(event)] == seen);
+            .wait_timeout_while(c, timeout, |c| c.seen[slot(event)] == seen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::postgres::sequence::SEQUENCED_CHANNEL;
+
+    #[test]
+    fn hints_keep_the_largest_size_per_channel() {
+        let e = Events::default();
+        assert_eq!(e.hint(Event::Sequenced), 0);
+        e.notified(SEQUENCED_CHANNEL, "17");
+        e.notified(SEQUENCED_CHANNEL, "9"); // late delivery: never goes back
+        e.notified(INTEGRATED_CHANNEL, "5");
+        e.notified(INTEGRATED_CHANNEL, "not a size"); // counted, no hint
+        e.notified(INTEGRATED_CHANNEL, "");
+        assert_eq!(e.hint(Event::Sequenced), 17);
+        assert_eq!(e.hint(Event::Integrated), 5);
+        assert_eq!(e.count(Event::Sequenced), 2);
+        assert_eq!(e.count(Event::Integrated), 3);
+        // A closed listener wakes everyone without a size.
+        e.notified("", "");
+        assert_eq!(e.count(Event::Sequenced), 3);
+        assert_eq!(e.hint(Event::Sequenced), 17);
     }
 }

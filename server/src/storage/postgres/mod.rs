@@ -46,6 +46,7 @@ mod read;
 mod recent;
 mod sequence;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,9 @@ pub struct PostgresBackend {
     cosigned_read: Mutex<Option<Option<(u64, String)>>>,
     lease: lease::Lease,
     events: Arc<lease::Events>,
+    /// The sequenced size this process's own last sequencing committed
+    /// (with [`lease::Events::hint`]: [`Cluster::sequenced_size`]).
+    own_sequenced: AtomicU64,
     read_only: bool,
 }
 
@@ -127,6 +131,7 @@ impl PostgresBackend {
             recent: recent::RecentEntries::default(),
             lease: lease::Lease::new(),
             events: Arc::new(lease::Events::default()),
+            own_sequenced: AtomicU64::new(0),
             read_only,
         };
         backend.check_consistent()?;
@@ -326,6 +331,8 @@ impl Cluster for PostgresBackend {
             self.connector
                 .block_on(sequence::sequence(c, batch, claims))
         })?;
+        let next = out.iter().map(|a| a.index + 1).max().unwrap_or(0);
+        self.own_sequenced.fetch_max(next, Ordering::AcqRel);
         self.recent.insert(
             batch
                 .iter()
@@ -336,7 +343,14 @@ impl Cluster for PostgresBackend {
         Ok(out)
     }
 
-    fn sequenced_size(&self) -> Result<u64, StorageError> {
+    fn sequenced_size(&self, beyond: u64) -> Result<u64, StorageError> {
+        let hint = self
+            .events
+            .hint(Event::Sequenced)
+            .max(self.own_sequenced.load(Ordering::Acquire));
+        if hint > beyond {
+            return Ok(hint);
+        }
         let c = self.readers.get(&self.connector)?;
         let next: i64 = self
             .connector
@@ -349,11 +363,18 @@ impl Cluster for PostgresBackend {
     }
 
     fn sequenced_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
-        if let Some(cached) = self.recent.range(from, to) {
-            return Ok(cached);
+        // This process's own entries from memory; only the others' (another
+        // frontend's, or all after a restart) from PostgreSQL.
+        let found = self.recent.lookup(from, to);
+        if found.iter().all(Option::is_some) {
+            return Ok(found.into_iter().flatten().collect());
         }
         let c = self.readers.get(&self.connector)?;
-        self.connector.block_on(sequence::entries(&c, from, to))
+        if found.iter().all(Option::is_none) {
+            return self.connector.block_on(sequence::entries(&c, from, to));
+        }
+        self.connector
+            .block_on(sequence::fill_entries(&c, from, found))
     }
 
     fn lease(&self) -> Result<bool, StorageError> {
@@ -402,6 +423,10 @@ impl Cluster for PostgresBackend {
 
     fn events(&self, event: Event) -> u64 {
         self.events.count(event)
+    }
+
+    fn integrated_hint(&self) -> u64 {
+        self.events.hint(Event::Integrated)
     }
 
     fn wait(&self, event: Event, seen: u64, timeout: Duration) {

@@ -1,9 +1,8 @@
 //! [`RecentEntries`], which keeps round trips off the submission path of a
 //! cluster frontend: the bytes of the entries this process sequenced and
-//! that are not yet (or only just) integrated. The integrator (and the
-//! bucket flush) reads the sequenced range and the prefix of the partial
-//! bundle from here when all of it is present, and from PostgreSQL
-//! otherwise (another frontend's entries, or after a restart). Only a
+//! that are not yet (or only just) integrated. The integrator reads
+//! what it holds from here and only the rest from PostgreSQL
+//! (another frontend's entries, or all after a restart). Only a
 //! cache: PostgreSQL is the record.
 
 use std::collections::BTreeMap;
@@ -30,11 +29,12 @@ impl RecentEntries {
         }
     }
 
-    /// Entries `[from, to)` if every one is cached.
-    pub fn range(&self, from: u64, to: u64) -> Option<Vec<Vec<u8>>> {
+    /// Entries `[from, to)`, each one `None` where it is not cached.
+    pub fn lookup(&self, from: u64, to: u64) -> Vec<Option<Vec<u8>>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let found: Vec<Vec<u8>> = map.range(from..to).map(|(_, b)| b.to_vec()).collect();
-        (found.len() as u64 == to.saturating_sub(from)).then_some(found)
+        (from..to)
+            .map(|i| map.get(&i).map(|b| b.to_vec()))
+            .collect()
     }
 
     /// Drops what no integration needs any more: everything before the

@@ -169,7 +169,7 @@ pub async fn sequence(
     let p_search: [&(dyn ToSql + Sync); 3] = [&c.search_kind, &c.search_key, &c.search_idx];
     let p_head: [&(dyn ToSql + Sync); 1] = [&new_next];
     client
-        .commit_with(SEQUENCED_CHANNEL, async {
+        .commit_with(SEQUENCED_CHANNEL, new_next as u64, async {
             tokio::try_join!(
                 client.execute(&ins_entries, &p_entries),
                 client.execute(&ins_leaves, &p_leaves),
@@ -251,4 +251,45 @@ pub async fn entries(client: &Conn, from: u64, to: u64) -> Result<Vec<Vec<u8>>, 
         )));
     }
     Ok(out)
+}
+
+/// Fills the `None`s of `found` (entries `from..`, some already known) with
+/// the stored entries, in one statement; [`StorageError::Corrupt`] if any
+/// of them is missing.
+pub async fn fill_entries(
+    client: &Conn,
+    from: u64,
+    found: Vec<Option<Vec<u8>>>,
+) -> Result<Vec<Vec<u8>>, StorageError> {
+    let mut wanted = Vec::new();
+    for (i, e) in found.iter().enumerate() {
+        if e.is_none() {
+            wanted.push(i64_of(from + i as u64, "index")?);
+        }
+    }
+    let mut found = found;
+    if !wanted.is_empty() {
+        let at = client
+            .prepare("SELECT idx, data FROM entries WHERE idx = ANY($1)")
+            .await?;
+        for r in client.query(&at, &[&wanted]).await? {
+            let idx: i64 = r.try_get(0)?;
+            let slot = u64::try_from(idx)
+                .ok()
+                .and_then(|i| i.checked_sub(from))
+                .and_then(|i| found.get_mut(usize::try_from(i).ok()?));
+            if let Some(slot) = slot {
+                *slot = Some(r.try_get(1)?);
+            }
+        }
+    }
+    found
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.ok_or_else(|| {
+                StorageError::Corrupt(format!("sequenced entry {} is missing", from + i as u64))
+            })
+        })
+        .collect()
 }
