@@ -287,6 +287,21 @@ fn a_sqlite_log_moves_to_postgres_and_s3_and_the_monitor_finds_it_consistent() {
     assert!(err.starts_with("error: not_moved: "), "{err}");
     let (code, _, err) = migrate(&[&from[..], &to[..]].concat());
     assert_eq!(code, 0, "moved again: {err}");
+    // A mark whose root is not the moved log's at that size (the mark
+    // edited, or another log at that destination): --undo refuses, and the
+    // source stays retired.
+    let set_mark_root = |root: &[u8]| {
+        rusqlite::Connection::open(src.join("log.db"))
+            .unwrap()
+            .execute("UPDATE moved SET root = ?1", [root])
+            .unwrap();
+    };
+    set_mark_root(&[7; 32]);
+    let (code, _, err) = migrate(&[&from[..], &to[..], &undo[..]].concat());
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: migrated_root_mismatch: "), "{err}");
+    assert_eq!(serve_once(&src, &root).0, 1, "still retired");
+    set_mark_root(&mark.root[..]);
 
     // Served by the postgres backend: byte for byte what SQLite served
     // (the checkpoint too: Ed25519 signing is deterministic), and the
