@@ -188,6 +188,9 @@ pg_bytes() { # database -> bytes of its tables (with indexes and TOAST)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
         WHERE c.relkind = 'r' AND n.nspname = 'public'"
 }
+# Bytes in the object store's folder (SeaweedFS's data directory, or the
+# file:// buckets); 0 without one.
+objects_bytes() { { du -sbc "$WORK"/weed "$WORK"/*-objects 2>/dev/null || true; } | awk 'END { print $1 + 0 }'; }
 field() { sed -n "s/^bench: $1=//p" "$2" | tail -1; }
 status_mb() { awk -v f="$2:" '$1==f {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 # The C2SP tlog-tiles encoding of a tile index: x001/234 for 1234.
@@ -243,6 +246,7 @@ storage_args write
 SERVER_ARGS=()
 for a in "${STORAGE_ARGS[@]}"; do SERVER_ARGS+=("--server-arg=$a"); done
 rm -rf "$WORK/write" # a fresh log each run; only DIR/read is reused
+WRITE_OBJ_BEFORE=$(objects_bytes)
 "$BIN/attestlog-loadgen" --dir "$WORK/write" "${SERVER_ARGS[@]}" write \
     --entries "$WRITE_ENTRIES" --concurrency "$CONCURRENCY" --frontends "$FRONTENDS" >"$WORK/write.txt"
 SUBMIT=$(field submissions_per_s "$WORK/write.txt")
@@ -255,7 +259,10 @@ REAL_BYTES=$(field entry_bytes "$WORK/write.txt")
 if [[ $STORAGE == sqlite ]]; then
     REAL_DISK=$(field disk_bytes_per_entry "$WORK/write.txt")
 else
-    REAL_DISK=$(pg_bytes "${DATABASES[0]}" | awk -v n="$WRITE_ENTRIES" '{printf "%.0f", $1/n}')
+    # A cluster log's bytes are PostgreSQL's tables plus the bucket's growth.
+    REAL_PG=$(pg_bytes "${DATABASES[0]}" | awk -v n="$WRITE_ENTRIES" '{printf "%.0f", $1/n}')
+    REAL_OBJ=$(objects_bytes | awk -v a="$WRITE_OBJ_BEFORE" -v n="$WRITE_ENTRIES" '{printf "%.0f", ($1-a)/n}')
+    REAL_DISK=$((REAL_PG + REAL_OBJ))
 fi
 
 # ---------------------------------------------------------------- reads
@@ -268,7 +275,7 @@ else
     echo "== filling a log with $ENTRIES entries of $ENTRY_BYTES bytes" >&2
     fill_args=()
     [[ $STORAGE == postgres ]] && fill_args=("${STORAGE_ARGS[@]}")
-    OBJ_BEFORE=$(du -sb "$WORK/weed" 2>/dev/null | cut -f1 || echo 0)
+    OBJ_BEFORE=$(objects_bytes)
     "$BIN/attestlog-loadgen" --dir "$READ" fill --entries "$ENTRIES" --entry-bytes "$ENTRY_BYTES" \
         "${fill_args[@]}" >"$WORK/fill.txt"
 fi
@@ -276,9 +283,9 @@ if [[ $STORAGE == sqlite ]]; then
     FILL_DISK=$(field disk_bytes_per_entry "$WORK/fill.txt" 2>/dev/null | cut -d. -f1 || true)
     [[ -n $FILL_DISK ]] || FILL_DISK=$(du -sb "$READ/log" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
 else
-    FILL_DISK=$(pg_bytes "${DATABASES[-1]}" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
-    OBJ_AFTER=$(du -sb "$WORK/weed" 2>/dev/null | cut -f1 || echo 0)
-    OBJ_DISK=$(awk -v a="${OBJ_BEFORE:-0}" -v b="$OBJ_AFTER" -v n="$ENTRIES" 'BEGIN{printf "%.0f", (b-a)/n}')
+    FILL_PG=$(pg_bytes "${DATABASES[-1]}" | awk -v n="$ENTRIES" '{printf "%.0f", $1/n}')
+    OBJ_DISK=$(objects_bytes | awk -v a="${OBJ_BEFORE:-0}" -v n="$ENTRIES" '{printf "%.0f", ($1-a)/n}')
+    FILL_DISK=$((FILL_PG + OBJ_DISK))
 fi
 # shellcheck disable=SC2046
 start_server "$READ/log" "$WORK/read-server.log" "${STORAGE_ARGS[@]}" $(reader_args)
@@ -395,7 +402,8 @@ echo "| Server RSS after the read runs at $ENTRIES (peak) | $READ_RSS MB ($READ_
 echo "| Disk per entry, real $REAL_BYTES B entries with search keys | $REAL_DISK B ($((REAL_DISK - REAL_BYTES)) beyond the entry) | ≤ 1.1 × entry + 100 B = $(awk -v e="$REAL_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
 echo "| Disk per entry, synthetic $ENTRY_BYTES B entries, no search keys | $FILL_DISK B ($((FILL_DISK - ENTRY_BYTES)) beyond the entry) | ≤ $(awk -v e="$ENTRY_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
 if [[ $STORAGE == postgres ]]; then
-    echo "| Of which: PostgreSQL per entry / bucket per entry (SeaweedFS data directory, the fill's growth) | $FILL_DISK B / ${OBJ_DISK:-?} B | |"
+    echo "| Of which: PostgreSQL / bucket per entry, real entries (the write run's growth) | $REAL_PG B / $REAL_OBJ B | |"
+    echo "| Of which: PostgreSQL / bucket per entry, synthetic entries (the fill's growth) | $FILL_PG B / $OBJ_DISK B | |"
 fi
 echo "| Server CPU per request: healthz / checkpoint / tile / bundle / inclusion / consistency | $(for k in healthz checkpoint tile bundle inclusion consistency; do printf '%s / ' "$(cat "$WORK/cpu-$k")"; done | sed 's| / $||') µs | |"
 echo "| nginx, same tile / bundle | $NGINX_TILE / $NGINX_BUNDLE /s, $(cat "$WORK/cpu-nginx-tile") / $(cat "$WORK/cpu-nginx-bundle") µs CPU per request | |"
