@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Where a write run's CPU goes, per verified submission, on this machine:
+#
+#   bench/write-cpu.sh sqlite|pg1|pg2 [ENTRIES=20000]
+#
+# pgK: K frontends on a fresh PostgreSQL database (127.0.0.1:5432, dropped
+# after) and a SeaweedFS bucket (`weed mini` on loopback, removed after).
+# Prints the load generator's figures (rate, p50/p99, the servers' and its
+# own CPU µs per submission), then PostgreSQL's backends' CPU µs per
+# submission (sampled from /proc while the run lasts), SeaweedFS's, and
+# pg_stat_database's transactions and tuples per submission. BIN (default
+# target/release) holds attestlog-server and attestlog-loadgen; LOGSTMT=1
+# sets log_statement = all on the database (count statements in the server
+# log afterwards), TABLES=1 prints pg_stat_user_tables at the end. Not a
+# test and not part of scripts/bench.sh: a tool for the write path's
+# profile (docs/performance.md).
+set -euo pipefail
+[[ $# -ge 1 ]] || { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}; MODE=$1; N=${2:-20000}
+case "$MODE" in sqlite|pg[1-9]) ;; *) echo "write-cpu: MODE is sqlite or pgK" >&2; exit 2 ;; esac
+W=$(mktemp -d /tmp/write-cpu.XXXXXX); PIDS=(); DB=""
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [[ -n $DB ]] && psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ticks() { # pid... -> user+system CPU time in 1/100 s
+    local f=(/dev/null); for p in "$@"; do [[ -r /proc/$p/stat ]] && f+=("/proc/$p/stat"); done
+    awk '{ sub(/.*\) /, ""); t += $12 + $13 } END { print t + 0 }' "${f[@]}" 2>/dev/null
+}
+ARGS=(); FRONTENDS=1
+if [[ $MODE == pg* ]]; then
+    FRONTENDS=${MODE#pg}
+    DB=write_cpu_$$
+    psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $DB"
+    [[ -n ${LOGSTMT:-} ]] && psql -q -h 127.0.0.1 -U postgres -d postgres -c "ALTER DATABASE $DB SET log_statement = 'all'"
+    S3=$(free_port); mkdir -p "$W/weed"
+    weed mini -dir="$W/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$S3" -master.port="$(free_port)" \
+        -volume.port="$(free_port)" -filer.port="$(free_port)" -admin.port="$(free_port)" \
+        -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false >"$W/weed.log" 2>&1 &
+    WEED=$!; PIDS+=("$WEED")
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$S3/" >/dev/null && break; sleep 0.2; done
+    sleep 1; curl -sf -X PUT "http://127.0.0.1:$S3/write-cpu" >/dev/null
+    export AWS_ENDPOINT_URL=http://127.0.0.1:$S3 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
+        AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+    ARGS=(--server-arg=--storage "--server-arg=postgres://postgres@127.0.0.1:5432/$DB"
+          --server-arg=--objects --server-arg=s3://write-cpu)
+fi
+backends() { psql -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'" 2>/dev/null; }
+# PostgreSQL backends come and go with the servers: keep each one's latest CPU time.
+if [[ -n $DB ]]; then
+    (
+        declare -A last
+        while true; do
+            for p in $(backends); do last[$p]=$(ticks "$p"); done
+            for p in "${!last[@]}"; do echo "${last[$p]}"; done >"$W/pg-ticks.tmp"
+            mv "$W/pg-ticks.tmp" "$W/pg-ticks"
+            sleep 0.5
+        done
+    ) &
+    PIDS+=($!)
+    WEED0=$(ticks "$WEED")
+fi
+"$BIN/attestlog-loadgen" --dir "$W/log" "${ARGS[@]}" write --entries "$N" --concurrency 64 \
+    --frontends "$FRONTENDS" >"$W/out.txt" 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
+grep -E "submissions_per_s|p50|p99|cpu_us" "$W/out.txt"
+if [[ -n $DB ]]; then
+    sleep 0.6 # one more sample
+    awk -v n="$N" '{ t += $1 } END { printf "postgres_cpu_us_per_submission=%.0f\n", t * 10000 / n }' "$W/pg-ticks"
+    awk -v t=$(( $(ticks "$WEED") - WEED0 )) -v n="$N" 'BEGIN { printf "seaweedfs_cpu_us_per_submission=%.0f\n", t * 10000 / n }'
+    psql -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT 'xact_per_submission=' || round(xact_commit::numeric / $N, 3) \
+        || ' tup_fetched_per_submission=' || round(tup_fetched::numeric / $N, 1) FROM pg_stat_database WHERE datname = '$DB'"
+    if [[ -n ${TABLES:-} ]]; then
+        psql -h 127.0.0.1 -U postgres -d "$DB" -c "SELECT relname, seq_scan, idx_scan, idx_tup_fetch, n_tup_ins, \
+            n_tup_upd, n_tup_del FROM pg_stat_user_tables ORDER BY relname"
+    fi
+fi
