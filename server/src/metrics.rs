@@ -78,8 +78,11 @@ impl Metrics {
         self.tree_size.set(tree_size);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with `tree_size` the published size
+    /// now (on a cluster follower or a `--read-only` replica the log grows
+    /// by another process's integrations, not by this one's batches).
+    pub fn render(&self, tree_size: u64) -> String {
+        self.tree_size.set(tree_size);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -228,6 +228,20 @@ fn two_frontends_and_a_reader_share_one_log() {
         (&again["index"], &again["duplicate"]),
         (&first["index"], &Value::Bool(true))
     );
+    // The log grows after the reader started: its /metrics follows (the
+    // reader commits no batch of its own).
+    let (status, answer) = submit_to(&client, &frontends[1].url, &entry(&nsm, 99)).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let grown = total + 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = get_text(&client, format!("{}/metrics", reader.url));
+        if metrics.contains(&format!("attestlog_tree_size {grown}\n")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reader's /metrics: {metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(frontends);
     drop(reader);
 }

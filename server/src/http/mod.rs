@@ -117,7 +117,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        app.metrics.render(app.store.tree_size()),
     )
         .into_response()
 }
