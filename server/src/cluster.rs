@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use attestlog::tlog::note::NoteSigner;
 
-use crate::storage::cluster::{MAX_INTEGRATE, POLL};
+use crate::storage::cluster::POLL;
 use crate::storage::postgres::RENEW_AFTER;
 use crate::storage::{Event, LogStore};
 
@@ -109,9 +109,10 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
                         if let Err(e) = cluster.flush(false) {
                             tracing::warn!(error = %e, "bucket flush failed; retrying");
                         }
-                        // A full step may have left more behind; anything
-                        // sequenced since `seen` ends the wait below at once.
-                        size.saturating_sub(before) >= MAX_INTEGRATE
+                        // A step bounded by MAX_INTEGRATE or its bytes may
+                        // have left known entries behind; anything sequenced
+                        // since `seen` ends the wait below at once.
+                        size > before && cluster.sequenced_hint() > size
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "integration failed; leaving the lease to others for a while");

@@ -39,6 +39,13 @@ use super::{
 pub const INTEGRATION_WAIT: Duration = Duration::from_secs(20);
 /// Most entries one integration takes (later ones go in the next).
 pub const MAX_INTEGRATE: u64 = 65_536;
+/// Most entry bytes one integration holds in memory: it stops after the
+/// bundle-sized chunk that reaches this (so at most this plus one chunk of
+/// 256 entries of at most `MAX_ENTRY_LEN` bytes, 80 MiB). Without it, a
+/// backlog of large entries would load `MAX_INTEGRATE` × 64 KiB (4 GiB).
+pub const MAX_INTEGRATE_BYTES: usize = 64 << 20;
+/// Entries read per step of an integration.
+const INTEGRATE_CHUNK: u64 = super::tiles::TILE_WIDTH;
 /// The poll fallback when no notification arrives.
 pub const POLL: Duration = Duration::from_millis(100);
 
@@ -63,6 +70,11 @@ pub trait Cluster: Send + Sync {
         batch: &[NewEntry],
         claims: &[Option<Hash>],
     ) -> Result<Vec<Appended>, StorageError>;
+
+    /// The largest sequenced size this process knows of without a round
+    /// trip (notifications, its own sequencing; 0: none): above the
+    /// published size, more is waiting to be integrated.
+    fn sequenced_hint(&self) -> u64;
 
     /// How many entries are sequenced (the next index to assign), or a
     /// smaller size above `beyond`: a size that a committed sequencing
@@ -198,7 +210,7 @@ impl<B: Backend> Log<B> {
     }
 
     /// Integrates the sequenced entries not yet in the tree (at most
-    /// [`MAX_INTEGRATE`]): grows the tiles, signs, and commits through
+    /// [`MAX_INTEGRATE`] and about [`MAX_INTEGRATE_BYTES`]): grows the tiles, signs, and commits through
     /// [`Backend::append`] (objects, then the fenced head CAS). For the
     /// lease holder; anyone else's append is refused by the fence. Returns
     /// the published size. On an empty log with no checkpoint, signs the
@@ -226,8 +238,7 @@ impl<B: Backend> Log<B> {
         if next <= from && previous.is_some() {
             return Ok(from);
         }
-        let to = next.min(from + MAX_INTEGRATE);
-        let data = cluster.sequenced_entries(from, to)?;
+        let (data, to) = Self::read_sequenced(cluster, from, next.min(from + MAX_INTEGRATE))?;
         let leaves: Vec<Hash> = data.iter().map(|d| merkle::leaf_hash(d)).collect();
         let tiles = tree.append(leaves.iter().copied());
         let checkpoint = Self::sign(signer, &tree)?;
@@ -256,6 +267,24 @@ impl<B: Backend> Log<B> {
         appended?;
         self.publish(tree, checkpoint);
         Ok(to)
+    }
+
+    /// The sequenced entries from `from`, up to `to` or until they hold
+    /// [`MAX_INTEGRATE_BYTES`], with where they end.
+    fn read_sequenced(
+        cluster: &dyn Cluster,
+        from: u64,
+        to: u64,
+    ) -> Result<(Vec<Vec<u8>>, u64), StorageError> {
+        let (mut data, mut bytes, mut at) = (Vec::new(), 0usize, from);
+        while at < to && bytes < MAX_INTEGRATE_BYTES {
+            let end = to.min(at + INTEGRATE_CHUNK);
+            let chunk = cluster.sequenced_entries(at, end)?;
+            bytes += chunk.iter().map(Vec::len).sum::<usize>();
+            data.extend(chunk);
+            at = end;
+        }
+        Ok((data, at))
     }
 
     /// Makes `tree` and `checkpoint` the published state unless a larger one

@@ -230,3 +230,45 @@ pub fn objects_are_at_the_c2sp_paths<H: Harness<Backend = PostgresBackend>>() {
         store.hash_tile(0, 2, Some(88)).unwrap().unwrap()
     );
 }
+
+/// A backlog of large entries is integrated in steps that each hold about
+/// `MAX_INTEGRATE_BYTES` (whole 256-entry chunks until they reach it), not
+/// `MAX_INTEGRATE` entries of up to 64 KiB (4 GiB).
+pub fn an_integration_holds_a_bounded_number_of_bytes<H: Harness<Backend = PostgresBackend>>() {
+    use attestlog_server::storage::cluster::MAX_INTEGRATE_BYTES;
+    let (_dir, path, a) = tmp_store::<H>();
+    append_range(&a, 0, 1); // a holds the lease
+    let b = H::open(&path);
+    let big = |i: u64| {
+        let mut v = vec![(i % 251) as u8; 60_000];
+        v[..8].copy_from_slice(&i.to_be_bytes());
+        v
+    };
+    // b only sequences (84 MB); a integrates.
+    let total = 1_401u64;
+    for start in (1..total).step_by(100) {
+        let batch: Vec<NewEntry> = (start..start + 100)
+            .map(|i| NewEntry::new(big(i), Vec::new()))
+            .collect();
+        cluster_of(&b)
+            .sequence(&batch, &vec![None; batch.len()])
+            .unwrap();
+    }
+    // a learns the sequenced size from b's notifications.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cluster_of(&a).sequenced_hint() < total {
+        assert!(std::time::Instant::now() < deadline, "no notification");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let chunk = 256 * 60_000;
+    let chunks = MAX_INTEGRATE_BYTES.div_ceil(chunk) as u64;
+    assert!(1 + chunks * 256 < total, "the case must exceed the bound");
+    assert_eq!(a.integrate(&sign).unwrap(), 1 + chunks * 256);
+    assert_eq!(a.integrate(&sign).unwrap(), total);
+    let leaves: Vec<Hash> = std::iter::once(rfc_leaf(&entry_bytes(0)))
+        .chain((1..total).map(|i| rfc_leaf(&big(i))))
+        .collect();
+    assert_eq!(a.root_hash(), ref_root(&leaves));
+    b.refresh().unwrap();
+    assert_eq!(b.root_hash(), ref_root(&leaves));
+}

@@ -409,6 +409,7 @@ conformance!(postgres_file => PgFile:
     failing_sign_publishes_nothing_and_the_entries_wait,
     two_writers_share_one_dense_tree,
     a_stale_integrator_is_fenced,
+    an_integration_holds_a_bounded_number_of_bytes,
     objects_are_at_the_c2sp_paths,
     cached_reads_match_the_backend_as_the_tree_grows,
 );

@@ -343,11 +343,14 @@ impl Cluster for PostgresBackend {
         Ok(out)
     }
 
-    fn sequenced_size(&self, beyond: u64) -> Result<u64, StorageError> {
-        let hint = self
-            .events
+    fn sequenced_hint(&self) -> u64 {
+        self.events
             .hint(Event::Sequenced)
-            .max(self.own_sequenced.load(Ordering::Acquire));
+            .max(self.own_sequenced.load(Ordering::Acquire))
+    }
+
+    fn sequenced_size(&self, beyond: u64) -> Result<u64, StorageError> {
+        let hint = self.sequenced_hint();
         if hint > beyond {
             return Ok(hint);
         }
