@@ -63,18 +63,7 @@ fn migrate(args: &[&str]) -> (i32, String, String) {
 /// after 30 s (it is then killed).
 fn serve_once(dir: &Path, root: &Path) -> (i32, String) {
     use std::io::Read;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--origin",
-            TEST_ORIGIN,
-            "--trust-root",
-        ])
-        .arg(root)
-        .env("RUST_LOG", "warn")
+    let mut child = Server::command(dir, root)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

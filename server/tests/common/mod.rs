@@ -35,6 +35,20 @@ impl Server {
         Self::start_env(data_dir, dev_root, extra, &[])
     }
 
+    /// The server command every test starts: the log in `data_dir` on a
+    /// free loopback port, origin [`TEST_ORIGIN`], `dev_root` trusted,
+    /// warnings logged.
+    pub fn command(data_dir: &Path, dev_root: &Path) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_attestlog-server"));
+        c.arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--origin", TEST_ORIGIN])
+            .arg("--trust-root")
+            .arg(dev_root)
+            .env("RUST_LOG", "warn");
+        c
+    }
+
     /// [`Server::start`] with extra environment variables.
     pub fn start_env(
         data_dir: &Path,
@@ -42,18 +56,9 @@ impl Server {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_attestlog-server"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--origin")
-            .arg("test.attestlog/log")
-            .arg("--trust-root")
-            .arg(dev_root)
+        let mut child = Self::command(data_dir, dev_root)
             .args(extra)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
