@@ -128,9 +128,7 @@ fn run(store: &LogStore, signer: Option<&NoteSigner>, stop: &AtomicBool) {
             }
             _ => {
                 let seen = cluster.events(Event::Integrated);
-                let told = (seen != notified)
-                    .then(|| cluster.integrated_hint())
-                    .filter(|&size| size > 0);
+                let told = cluster.notified_size(notified);
                 notified = seen;
                 if let Err(e) = store.refresh_to(told) {
                     tracing::warn!(error = %e, "following the published head failed; retrying");

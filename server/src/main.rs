@@ -290,7 +290,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ))
     };
 
-    let metrics = Arc::new(Metrics::new(store.tree_size()));
+    let metrics = Arc::new(Metrics::new());
     let (sequencer, sequencer_task) = Sequencer::start(
         Arc::clone(&store),
         Arc::clone(&signer),
@@ -413,7 +413,7 @@ async fn run_reader(args: Args, storage: Storage, serve_config: ServeConfig) -> 
         })?;
     }
     let worker = Worker::start(Arc::clone(&store), None);
-    let metrics = Arc::new(Metrics::new(store.tree_size()));
+    let metrics = Arc::new(Metrics::new());
     let app = Arc::new(AppState {
         store: Arc::clone(&store),
         nitro: NitroVerifier::new(trust_roots(&args.trust_roots)?),

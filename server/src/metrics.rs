@@ -21,8 +21,14 @@ pub struct Metrics {
     tree_size: Gauge<u64, AtomicU64>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    pub fn new(initial_size: u64) -> Self {
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("attestlog");
         let submissions = Family::<Labels, Counter>::default();
         registry.register(
@@ -48,8 +54,8 @@ impl Metrics {
             "Time from a submission arriving to its answer with a signed checkpoint",
             time_to_checkpoint.clone(),
         );
+        // Set when scraped (`render`): the store's published size.
         let tree_size = Gauge::<u64, AtomicU64>::default();
-        tree_size.set(initial_size);
         registry.register("tree_size", "Entries in the log", tree_size.clone());
         Metrics {
             registry,
@@ -72,10 +78,9 @@ impl Metrics {
         self.time_to_checkpoint.observe(elapsed.as_secs_f64());
     }
 
-    pub fn batch_committed(&self, entries: usize, elapsed: Duration, tree_size: u64) {
+    pub fn batch_committed(&self, entries: usize, elapsed: Duration) {
         self.batch_size.observe(entries as f64);
         self.batch_seconds.observe(elapsed.as_secs_f64());
-        self.tree_size.set(tree_size);
     }
 
     /// The Prometheus text exposition, with `tree_size` the published size

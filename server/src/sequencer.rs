@@ -338,7 +338,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
         let (mut tree_size, mut checkpoint) = (signed.size, signed.note);
         // append_batch returns after the store has published the new size.
         published_size.send_replace(outcome.tree_size);
-        metrics.batch_committed(replies.len(), opened.elapsed(), outcome.tree_size);
+        metrics.batch_committed(replies.len(), opened.elapsed());
         tracing::debug!(
             entries = replies.len(),
             size = outcome.tree_size,

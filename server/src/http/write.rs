@@ -357,7 +357,7 @@ mod tests {
         let store = Arc::new(LogStore::open(&dir.path().join("log.db")).unwrap());
         let signer = Arc::new(NoteSigner::generate("test/log").unwrap());
         store.ensure_checkpoint(&*signer).unwrap();
-        let metrics = Arc::new(Metrics::new(0));
+        let metrics = Arc::new(Metrics::new());
         let config = BatchConfig {
             max_entries: 16,
             max_age: Duration::from_millis(10),

@@ -112,6 +112,15 @@ pub trait Cluster: Send + Sync {
     /// notifications are missed.
     fn integrated_hint(&self) -> u64;
 
+    /// For [`Log::refresh_to`]: if an [`Event::Integrated`] notification
+    /// arrived since the counter read `since`, the largest published size
+    /// one named; `None` after a wake-up by timeout (the poll must ask).
+    fn notified_size(&self, since: u64) -> Option<u64> {
+        (self.events(Event::Integrated) != since)
+            .then(|| self.integrated_hint())
+            .filter(|&size| size > 0)
+    }
+
     /// Blocks until the counter of `event` differs from `seen` or `timeout`
     /// has passed (the poll fallback: a missed notification costs at most
     /// `timeout`).
@@ -202,16 +211,13 @@ impl<B: Backend> Log<B> {
             cluster.wait(Event::Integrated, seen, POLL.min(deadline - now));
             // Woken by a notification: load the head it names, unless the
             // worker already did; woken by the poll: ask.
-            let told = (cluster.events(Event::Integrated) != seen)
-                .then(|| cluster.integrated_hint())
-                .filter(|&size| size > 0);
-            self.refresh_to(told)?;
+            self.refresh_to(cluster.notified_size(seen))?;
         }
     }
 
     /// Integrates the sequenced entries not yet in the tree (at most
-    /// [`MAX_INTEGRATE`] and about [`MAX_INTEGRATE_BYTES`]): grows the tiles, signs, and commits through
-    /// [`Backend::append`] (objects, then the fenced head CAS). For the
+    /// [`MAX_INTEGRATE`] and about [`MAX_INTEGRATE_BYTES`]): grows the
+    /// tiles, signs, and commits through [`Backend::append`] (objects, then the fenced head CAS). For the
     /// lease holder; anyone else's append is refused by the fence. Returns
     /// the published size. On an empty log with no checkpoint, signs the
     /// empty tree first.

@@ -259,7 +259,7 @@ pub async fn entries(client: &Conn, from: u64, to: u64) -> Result<Vec<Vec<u8>>, 
 pub async fn fill_entries(
     client: &Conn,
     from: u64,
-    found: Vec<Option<Vec<u8>>>,
+    mut found: Vec<Option<Vec<u8>>>,
 ) -> Result<Vec<Vec<u8>>, StorageError> {
     let mut wanted = Vec::new();
     for (i, e) in found.iter().enumerate() {
@@ -267,7 +267,6 @@ pub async fn fill_entries(
             wanted.push(i64_of(from + i as u64, "index")?);
         }
     }
-    let mut found = found;
     if !wanted.is_empty() {
         let at = client
             .prepare("SELECT idx, data FROM entries WHERE idx = ANY($1)")
