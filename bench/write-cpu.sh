@@ -11,7 +11,8 @@
 # pg_stat_database's transactions and tuples per submission. BIN (default
 # target/release) holds attestlog-server and attestlog-loadgen; LOGSTMT=1
 # sets log_statement = all on the database (count statements in the server
-# log afterwards), TABLES=1 prints pg_stat_user_tables at the end. Not a
+# log afterwards), TABLES=1 prints pg_stat_user_tables at the end,
+# SERVER_ARGS="--batch-max-age 5" adds arguments to every server. Not a
 # test and not part of scripts/bench.sh: a tool for the write path's
 # profile (docs/performance.md).
 set -euo pipefail
@@ -65,6 +66,7 @@ if [[ -n $DB ]]; then
     PIDS+=($!)
     WEED0=$(ticks "$WEED")
 fi
+for a in ${SERVER_ARGS:-}; do ARGS+=("--server-arg=$a"); done
 "$BIN/attestlog-loadgen" --dir "$W/log" "${ARGS[@]}" write --entries "$N" --concurrency 64 \
     --frontends "$FRONTENDS" >"$W/out.txt" 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
 grep -E "submissions_per_s|p50|p99|cpu_us" "$W/out.txt"

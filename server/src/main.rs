@@ -78,8 +78,10 @@ struct Args {
     /// Close a batch when it holds this many entries...
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
-    /// ...or when its first entry has waited this many milliseconds.
-    #[arg(long, default_value_t = 50, value_name = "MS")]
+    /// ...or, when nothing verified is queued behind it, wait up to this
+    /// many milliseconds for submissions still being verified (0: commit
+    /// what is queued at once; the next batch forms during the commit).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
     batch_max_age: u64,
     /// A c2sp.org/tlog-witness witness to cosign every checkpoint, as
     /// URL=VKEY (VKEY: the witness's cosignature/v1 verifier key).

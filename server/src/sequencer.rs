@@ -2,14 +2,17 @@
 //! into one atomic storage append and one signed checkpoint
 //! ([`LogStore::append_batch`], signed with the log's key passed in).
 //!
-//! A batch closes when it holds `max_entries`, when its first entry has
-//! waited `max_age`, or as soon as nothing more is coming: no submission is
-//! queued and none is still being verified. The last rule is group commit:
-//! a lone submission is committed at once instead of waiting out `max_age`,
-//! while under load the submissions verified during one commit form the
-//! next batch. Commits never run two at once. A submitter hears back only
-//! after its batch is durable and covered by a signed checkpoint (zero merge
-//! delay). With witnesses ([`crate::witnessing`]), it also waits until the
+//! A batch closes when it holds `max_entries`, or when no verified
+//! submission is queued behind it and either none is still being verified
+//! or its first entry has waited `max_age`. The server's default `max_age`
+//! is 0: the committer takes what is queued as soon as it is free, so under
+//! load the submissions verified during one commit form the next batch and
+//! the verifiers never stop for a commit. (Waiting for every submission in
+//! verification put a closed loop of clients in lock step: all of them
+//! waited for one commit while the cores idled; docs/performance.md.) A
+//! lone submission is committed at once either way. Commits never run two
+//! at once. A submitter hears back only after its batch is durable and
+//! covered by a signed checkpoint (zero merge delay). With witnesses ([`crate::witnessing`]), it also waits until the
 //! checkpoint is cosigned by the quorum; if that fails, the batch stays
 //! committed and its submitters get [`SequenceError::WitnessQuorum`].
 //!
