@@ -366,18 +366,31 @@ impl Cluster for PostgresBackend {
     }
 
     fn sequenced_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
-        // This process's own entries from memory; only the others' (another
-        // frontend's, or all after a restart) from PostgreSQL.
+        // This process's own entries, and those it read before, from
+        // memory; only the rest (another frontend's the first time, or all
+        // after a restart) from PostgreSQL.
         let found = self.recent.lookup(from, to);
         if found.iter().all(Option::is_some) {
             return Ok(found.into_iter().flatten().collect());
         }
+        let missing: Vec<bool> = found.iter().map(Option::is_none).collect();
         let c = self.readers.get(&self.connector)?;
-        if found.iter().all(Option::is_none) {
-            return self.connector.block_on(sequence::entries(&c, from, to));
-        }
-        self.connector
-            .block_on(sequence::fill_entries(&c, from, found))
+        let all = if missing.iter().all(|m| *m) {
+            self.connector.block_on(sequence::entries(&c, from, to))?
+        } else {
+            self.connector
+                .block_on(sequence::fill_entries(&c, from, found))?
+        };
+        // Kept for the bundle they complete and the flushes of the partial
+        // one, which would read them again.
+        self.recent.insert(
+            (from..)
+                .zip(&all)
+                .zip(missing)
+                .filter(|(_, m)| *m)
+                .map(|((i, b), _)| (i, b.clone())),
+        );
+        Ok(all)
     }
 
     fn lease(&self) -> Result<bool, StorageError> {
