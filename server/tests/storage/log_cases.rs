@@ -166,6 +166,8 @@ pub fn search_by_kind_and_key<H: Harness>() {
                     &[
                         (SearchKind::ArtifactSha256, b"art2"),
                         (SearchKind::Commit, b"c1"),
+                        // Two subjects with one digest: one row, no error.
+                        (SearchKind::ArtifactSha256, b"art2"),
                     ],
                 ),
                 e(b"z", &[(SearchKind::Pcr0, b"c1")]),

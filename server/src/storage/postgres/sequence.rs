@@ -83,7 +83,14 @@ fn columns<'a>(entries: &[BatchEntry<'a>]) -> Result<Columns<'a>, StorageError> 
             c.claim_id.push(&claim[..]);
             c.claim_idx.push(idx);
         }
-        for (kind, key) in e.search_keys {
+        // Two subjects of one statement may name the same digest.
+        for (n, (kind, key)) in e.search_keys.iter().enumerate() {
+            if e.search_keys[..n]
+                .iter()
+                .any(|(k, v)| k == kind && v == key)
+            {
+                continue;
+            }
             c.search_kind.push(kind.code() as i16);
             c.search_key.push(key);
             c.search_idx.push(idx);
@@ -105,8 +112,11 @@ const INSERT_LEAVES: &str =
     "INSERT INTO leaf_index (leaf_hash, idx) SELECT * FROM UNNEST($1::bytea[], $2::bigint[])";
 const INSERT_CLAIMS: &str =
     "INSERT INTO claim_index (claim_id, idx) SELECT * FROM UNNEST($1::bytea[], $2::bigint[])";
+/// A plain insert: the rows are distinct (`columns` drops an entry's
+/// repeated keys) and their indices new, so no conflict is possible and
+/// none is checked for (`ON CONFLICT` costs a second index search per row).
 const INSERT_SEARCH: &str = "INSERT INTO search (kind, key, idx) \
-     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bigint[]) ON CONFLICT DO NOTHING";
+     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bigint[])";
 const MOVE_SEQ_HEAD: &str = "UPDATE seq_head SET next_idx = $1";
 
 /// Dedups and sequences `batch` in one transaction; see the module doc.
