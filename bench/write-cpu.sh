@@ -3,7 +3,7 @@
 #
 #   bench/write-cpu.sh sqlite|pg1|pg2 [ENTRIES=20000]
 #
-# pgK: K frontends on a fresh PostgreSQL database (127.0.0.1:5432, dropped
+# pgK: K frontends on a fresh PostgreSQL database (127.0.0.1:5432, or PGPORT; dropped
 # after) and a SeaweedFS bucket (`weed mini` on loopback, removed after).
 # Prints the load generator's figures (rate, p50/p99, the servers' and its
 # own CPU µs per submission), then PostgreSQL's backends' CPU µs per
@@ -12,7 +12,10 @@
 # target/release) holds attestlog-server and attestlog-loadgen; LOGSTMT=1
 # sets log_statement = all on the database (count statements in the server
 # log afterwards), TABLES=1 prints pg_stat_user_tables at the end,
-# SERVER_ARGS="--batch-max-age 5" adds arguments to every server. Not a
+# SERVER_ARGS="--batch-max-age 5" adds arguments to every server,
+# STATEMENTS=1 prints pg_stat_statements' costliest statements (a PostgreSQL
+# started with shared_preload_libraries=pg_stat_statements and the
+# extension created in database postgres; PGPORT picks it). Not a
 # test and not part of scripts/bench.sh: a tool for the write path's
 # profile (docs/performance.md).
 set -euo pipefail
@@ -48,7 +51,7 @@ if [[ $MODE == pg* ]]; then
     sleep 1; curl -sf -X PUT "http://127.0.0.1:$S3/write-cpu" >/dev/null
     export AWS_ENDPOINT_URL=http://127.0.0.1:$S3 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
         AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
-    ARGS=(--server-arg=--storage "--server-arg=postgres://postgres@127.0.0.1:5432/$DB"
+    ARGS=(--server-arg=--storage "--server-arg=postgres://postgres@127.0.0.1:${PGPORT:-5432}/$DB"
           --server-arg=--objects --server-arg=s3://write-cpu)
 fi
 backends() { psql -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'" 2>/dev/null; }
@@ -76,6 +79,13 @@ if [[ -n $DB ]]; then
     awk -v t=$(( $(ticks "$WEED") - WEED0 )) -v n="$N" 'BEGIN { printf "seaweedfs_cpu_us_per_submission=%.0f\n", t * 10000 / n }'
     psql -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT 'xact_per_submission=' || round(xact_commit::numeric / $N, 3) \
         || ' tup_fetched_per_submission=' || round(tup_fetched::numeric / $N, 1) FROM pg_stat_database WHERE datname = '$DB'"
+    if [[ -n ${STATEMENTS:-} ]]; then
+        psql -h 127.0.0.1 -U postgres -d postgres -c "SELECT calls, round(total_exec_time) AS total_ms, \
+            round((total_exec_time * 1000 / $N)::numeric, 1) AS us_per_submission, rows, \
+            wal_bytes / $N AS wal_b_per_sub, left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS query \
+            FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+            WHERE d.datname = '$DB' ORDER BY total_exec_time DESC LIMIT 20"
+    fi
     if [[ -n ${TABLES:-} ]]; then
         psql -h 127.0.0.1 -U postgres -d "$DB" -c "SELECT relname, seq_scan, idx_scan, idx_tup_fetch, n_tup_ins, \
             n_tup_upd, n_tup_del FROM pg_stat_user_tables ORDER BY relname"
