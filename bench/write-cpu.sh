@@ -54,13 +54,21 @@ if [[ $MODE == pg* ]]; then
     ARGS=(--server-arg=--storage "--server-arg=postgres://postgres@127.0.0.1:${PGPORT:-5432}/$DB"
           --server-arg=--objects --server-arg=s3://write-cpu)
 fi
-backends() { psql -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'" 2>/dev/null; }
-# PostgreSQL backends come and go with the servers: keep each one's latest CPU time.
+# The server binary, not Debian's Perl wrapper: this samples while the run
+# lasts, and the wrapper cost ~8% of the machine at two calls a second.
+PSQL=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -1 || true); PSQL=${PSQL:-psql}
+backends() { "$PSQL" -At -h 127.0.0.1 -U postgres -d postgres -c "SELECT pid FROM pg_stat_activity WHERE datname = '$DB'" 2>/dev/null; }
+# PostgreSQL backends come and go with the servers: keep each one's latest
+# CPU time (backends listed every 2 s, their CPU read every 0.5 s).
 if [[ -n $DB ]]; then
     (
-        declare -A last
+        declare -A last; pids=(); n=0
         while true; do
-            for p in $(backends); do last[$p]=$(ticks "$p"); done
+            (( n++ % 4 == 0 )) && pids=($(backends))
+            files=(); for p in "${pids[@]}"; do [[ -r /proc/$p/stat ]] && files+=("/proc/$p/stat"); done
+            if [[ ${#files[@]} -gt 0 ]]; then
+                while read -r p t; do last[$p]=$t; done < <(awk '{ split(FILENAME, f, "/"); sub(/.*\) /, ""); print f[3], $12 + $13 }' "${files[@]}" 2>/dev/null)
+            fi
             for p in "${!last[@]}"; do echo "${last[$p]}"; done >"$W/pg-ticks.tmp"
             mv "$W/pg-ticks.tmp" "$W/pg-ticks"
             sleep 0.5
