@@ -3,8 +3,9 @@
 #
 #   bench/write-cpu.sh sqlite|pg1|pg2 [ENTRIES=20000]
 #
-# pgK: K frontends on a fresh PostgreSQL database (127.0.0.1:5432, or PGPORT; dropped
-# after) and a SeaweedFS bucket (`weed mini` on loopback, removed after).
+# pgK: K frontends on a fresh PostgreSQL database (127.0.0.1, port 5432 or
+# PGPORT; dropped after) and a SeaweedFS bucket (`weed mini` on loopback,
+# removed after).
 # Prints the load generator's figures (rate, p50/p99, the servers' and its
 # own CPU µs per submission), then PostgreSQL's backends' CPU µs per
 # submission (sampled from /proc while the run lasts), SeaweedFS's, and
@@ -90,7 +91,7 @@ if [[ -n $DB ]]; then
     if [[ -n ${STATEMENTS:-} ]]; then
         psql -h 127.0.0.1 -U postgres -d postgres -c "SELECT calls, round(total_exec_time) AS total_ms, \
             round((total_exec_time * 1000 / $N)::numeric, 1) AS us_per_submission, rows, \
-            wal_bytes / $N AS wal_b_per_sub, left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS query \
+            round(wal_bytes / $N) AS wal_b_per_sub, left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS query \
             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
             WHERE d.datname = '$DB' ORDER BY total_exec_time DESC LIMIT 20"
     fi

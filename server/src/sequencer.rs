@@ -12,9 +12,10 @@
 //! waited for one commit while the cores idled; docs/performance.md.) A
 //! lone submission is committed at once either way. Commits never run two
 //! at once. A submitter hears back only after its batch is durable and
-//! covered by a signed checkpoint (zero merge delay). With witnesses ([`crate::witnessing`]), it also waits until the
-//! checkpoint is cosigned by the quorum; if that fails, the batch stays
-//! committed and its submitters get [`SequenceError::WitnessQuorum`].
+//! covered by a signed checkpoint (zero merge delay). With witnesses
+//! ([`crate::witnessing`]), it also waits until the checkpoint is cosigned
+//! by the quorum; if that fails, the batch stays committed and its
+//! submitters get [`SequenceError::WitnessQuorum`].
 //!
 //! A batch's rows become visible to the store's readers (so a resubmission
 //! finds its leaf) a moment before the store publishes the new size and
