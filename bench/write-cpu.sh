@@ -6,7 +6,8 @@
 # pgK: K frontends on a fresh PostgreSQL database (127.0.0.1, port 5432 or
 # PGPORT; dropped after) and a SeaweedFS bucket (`weed mini` on loopback,
 # removed after).
-# Prints the load generator's figures (rate, p50/p99, the servers' and its
+# Prints the one-core P-384 ceiling (as scripts/bench.sh), the load
+# generator's figures (rate, p50/p99, the servers' and its
 # own CPU µs per submission), then PostgreSQL's backends' CPU µs per
 # submission (sampled from /proc while the run lasts), SeaweedFS's, and
 # pg_stat_database's transactions and tuples per submission. BIN (default
@@ -78,6 +79,9 @@ if [[ -n $DB ]]; then
     PIDS+=($!)
     WEED0=$(ticks "$WEED")
 fi
+# The ceiling of the same run, as scripts/bench.sh measures it: one core's
+# P-384 verifies (rate by the wall clock, and CPU per verify).
+taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 | grep -E "p384_verify_per_s|p384_cpu_us_per_verify"
 for a in ${SERVER_ARGS:-}; do ARGS+=("--server-arg=$a"); done
 "$BIN/attestlog-loadgen" --dir "$W/log" "${ARGS[@]}" write --entries "$N" --concurrency 64 \
     --frontends "$FRONTENDS" >"$W/out.txt" 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
