@@ -13,7 +13,10 @@ const FETCH_TIMEOUT_MS = 10000;
 const AWS_ROOT_SHA256 = '641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b';
 const $ = (id) => document.getElementById(id);
 
-const state = { trust: null, pinned: null, policy: null, artifact: null, artifactName: null };
+// `renders` counts the head and entry renders started: a render whose
+// awaits end after a newer one started (a policy applied twice quickly, an
+// entry opened while another verifies) is dropped, not shown over it.
+const state = { trust: null, pinned: null, policy: null, artifact: null, artifactName: null, renders: { head: 0, entry: 0 } };
 
 // GET with a deadline and a size bound; refuses non-2xx answers.
 async function get(path, limit, as = 'bytes') {
@@ -67,10 +70,12 @@ function trustFor() {
 
 async function loadHead() {
   const dl = $('head-facts');
+  const ticket = ++state.renders.head;
   try {
     const note = await get('/checkpoint', 1 << 20, 'text');
     const t = trustFor();
     const v = await verifyCheckpoint(note, t.logKeys, t.witnessKeys, t.quorum, t.origin);
+    if (ticket !== state.renders.head) return;
     const newest = Math.max(0, ...v.cosigners.map((c) => c.time));
     facts(dl, [
       ['status', el('span', { class: 'verdict valid', 'data-head': 'valid' }, 'checkpoint verified in this browser')],
@@ -82,6 +87,7 @@ async function loadHead() {
       ['quorum', `${v.cosigners.length} of ${t.quorum} required`],
     ]);
   } catch (e) {
+    if (ticket !== state.renders.head) return;
     facts(dl, [['status', el('span', { class: 'verdict invalid', 'data-head': 'invalid', 'data-code': e.code ?? '' }, `checkpoint refused: ${e.code ?? 'internal'}`)], ['why', e.detail ?? String(e)]]);
   }
 }
@@ -103,6 +109,7 @@ async function check(index) {
 
 async function showEntry(index) {
   const box = $('entry');
+  const ticket = ++state.renders.entry;
   box.hidden = false;
   box.replaceChildren(el('h2', {}, `Entry ${index}`), el('p', {}, 'verifying…'));
   try {
@@ -112,6 +119,7 @@ async function showEntry(index) {
       try { pcrStatus = `accepted: ${checkPolicy(state.policy, result.statement, result.document)}`; } catch (e) { pcrStatus = `refused: ${e.code}`; }
     }
     const chainHashes = result.document?.chain ? await Promise.all(result.document.chain.map(async (c) => hex(await sha256(c.der)))) : [];
+    if (ticket !== state.renders.entry) return;
     const name = result.statement?.subjects[0]?.name ?? `entry-${index}`;
     for (const url of state.blobs ?? []) URL.revokeObjectURL(url);
     const downloads = {
@@ -123,7 +131,7 @@ async function showEntry(index) {
     box.replaceChildren(...entryView(index, result, downloads, pcrStatus, chainHashes));
     box.dataset.verdict = result.valid ? 'valid' : 'invalid';
   } catch (e) {
-    showError(box, e);
+    if (ticket === state.renders.entry) showError(box, e);
   }
 }
 
@@ -187,18 +195,25 @@ async function route() {
 async function applyPolicy() {
   const status = $('policy-status');
   const text = $('policy-text').value;
+  let outcome;
   try {
     state.policy = text.trim() ? await parsePolicy(text) : null;
     status.textContent = state.policy ? `Policy applied: ${state.policy.logKeys.length} log key(s), ${state.policy.measurements.length} endorsed measurement(s).` : 'No policy.';
-    status.dataset.policy = state.policy ? 'applied' : 'none';
+    outcome = state.policy ? 'applied' : 'none';
   } catch (e) {
     state.policy = null;
     status.textContent = `Policy refused: ${e.code ?? 'bad_policy'}: ${e.detail ?? e.message}`;
-    status.dataset.policy = 'refused';
+    outcome = 'refused';
     status.dataset.code = e.code ?? 'bad_policy';
   }
-  await loadHead();
-  if (location.hash.startsWith('#/entry/')) await route();
+  try {
+    await loadHead();
+    if (location.hash.startsWith('#/entry/')) await route();
+  } finally {
+    // Marked last, so that once it is set every verdict shown is the new
+    // policy's (Firefox showed the previous verdict for a moment).
+    status.dataset.policy = outcome;
+  }
 }
 
 function wire() {
