@@ -14,9 +14,11 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 # tests/publish.rs pushes to and pulls from a real OCI registry (CNCF Distribution).
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
-# tests/explorer.rs drives the explorer page in headless Chromium through chromedriver.
+# tests/explorer.rs drives the explorer page in headless Chromium through chromedriver,
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# ... and in headless Firefox ESR through Marionette (Debian has no geckodriver).
+[ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
 # server/tests/failover/ runs private PostgreSQL 15 instances (initdb, postgres) through setpriv.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)

@@ -2,10 +2,13 @@
 //! samples in $ATTESTLOG_SHARED/nitro-samples, aimed mutations of each, and
 //! random one-bit flips of two of them run through both, with the same code
 //! required from each; and policies pasted into the page are accepted or
-//! refused as `Policy::from_toml` does. Needs /usr/bin/chromium and
-//! /usr/bin/chromedriver (scripts/test.sh installs them).
+//! refused as `Policy::from_toml` does. Each test runs in Chromium and in
+//! Firefox ESR. Needs /usr/bin/chromium, /usr/bin/chromedriver and
+//! /usr/bin/firefox-esr (scripts/test.sh installs them).
 
 mod common;
+#[path = "explorer/marionette.rs"]
+mod marionette;
 #[path = "explorer/util.rs"]
 mod util;
 #[path = "explorer/webdriver.rs"]
@@ -23,7 +26,7 @@ use attestlog::verify::BundleVerifier;
 use common::*;
 use serde_json::{json, Value};
 use util::{b64, open};
-use webdriver::Browser;
+use webdriver::{Browser, Engine};
 
 /// Random one-bit changes of each of two samples run through both verifiers.
 const FLIPS: usize = 600;
@@ -85,6 +88,16 @@ fn mutations(doc: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn browser_and_rust_verifiers_agree_on_the_aws_samples() {
+    agree_on_the_aws_samples(Engine::Chromium);
+}
+
+/// The same in Firefox ESR.
+#[test]
+fn firefox_and_rust_verifiers_agree_on_the_aws_samples() {
+    agree_on_the_aws_samples(Engine::Firefox);
+}
+
+fn agree_on_the_aws_samples(engine: Engine) {
     let shared =
         PathBuf::from(std::env::var("ATTESTLOG_SHARED").unwrap_or_else(|_| "../../shared".into()));
     let samples = shared.join("nitro-samples");
@@ -99,7 +112,7 @@ fn browser_and_rust_verifiers_agree_on_the_aws_samples() {
             "the explorer test needs git, bwrap, cc and the workspace binaries (scripts/test.sh)"
         )
     };
-    let b = Browser::start(&std::env::temp_dir());
+    let b = Browser::start_engine(engine, &std::env::temp_dir());
     open(&b, &format!("{}/", w.server.url));
     let mut cases: Vec<(String, Vec<u8>)> = vec![];
     for d in manifest["documents"].as_array().expect("documents") {
@@ -212,6 +225,16 @@ const ENTRY_FLIPS: usize = 400;
 
 #[test]
 fn browser_and_rust_agree_on_mutated_entries() {
+    agree_on_mutated_entries(Engine::Chromium);
+}
+
+/// The same in Firefox ESR.
+#[test]
+fn firefox_and_rust_agree_on_mutated_entries() {
+    agree_on_mutated_entries(Engine::Firefox);
+}
+
+fn agree_on_mutated_entries(engine: Engine) {
     let Some(w) = World::new() else {
         panic!("needs git, bwrap, cc and the workspace binaries (scripts/test.sh)")
     };
@@ -227,7 +250,7 @@ fn browser_and_rust_agree_on_mutated_entries() {
             .unwrap();
     let policy = Policy::load(&w.policy("good.toml", &w.pcrs(), &w.server.key, false)).unwrap();
     let verifier = BundleVerifier::new(policy);
-    let b = Browser::start(&std::env::temp_dir());
+    let b = Browser::start_engine(engine, &std::env::temp_dir());
     open(&b, &format!("{}/", w.server.url));
 
     let stmt_len = usize::from(u16::from_be_bytes([bundle.entry[4], bundle.entry[5]]));

@@ -1,6 +1,6 @@
-//! The explorer page in a real headless Chromium against a real
-//! `attestlog-server` filled by real builds (simulated NSM, dev CA): the
-//! head and entries show and verify in the browser; searching, dropping a
+//! The explorer page in a real headless Chromium and Firefox ESR against a
+//! real `attestlog-server` filled by real builds (simulated NSM, dev CA):
+//! the head and entries show and verify in the browser; searching, dropping a
 //! file and pasting a policy give the right verdicts; a tampered entry, a
 //! forged checkpoint signature, a wrong inclusion proof and an untrusted
 //! root are each shown as failures with the CLI's code; with two real
@@ -9,12 +9,15 @@
 //! Nitro verifier and the Rust one must agree on the AWS samples in
 //! $ATTESTLOG_SHARED/nitro-samples and on mutations of them.
 //!
-//! Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian `chromium`,
-//! `chromium-driver`; scripts/test.sh installs them). Screenshots go to a
-//! temporary folder whose path the test prints (kept when
-//! ATTESTLOG_SCREENSHOTS names a folder).
+//! Needs /usr/bin/chromium, /usr/bin/chromedriver and /usr/bin/firefox-esr
+//! (Debian `chromium`, `chromium-driver`, `firefox-esr`; scripts/test.sh
+//! installs them). Screenshots go to a temporary folder whose path the test
+//! prints, one subfolder per browser (kept when ATTESTLOG_SCREENSHOTS names
+//! a folder).
 
 mod common;
+#[path = "explorer/marionette.rs"]
+mod marionette;
 #[path = "explorer/proxy.rs"]
 mod proxy;
 #[path = "explorer/util.rs"]
@@ -33,7 +36,7 @@ use common::*;
 use proxy::{Proxy, Tamper};
 use serde_json::{json, Value};
 use util::{b64, open, shots_dir};
-use webdriver::Browser;
+use webdriver::{Browser, Engine};
 
 fn entry_verdict(b: &Browser) -> (String, String) {
     let v = b.wait(
@@ -101,6 +104,16 @@ fn apply_policy(b: &Browser, text: &str) -> String {
 
 #[test]
 fn explorer_shows_searches_and_verifies_in_the_browser() {
+    shows_searches_and_verifies(Engine::Chromium);
+}
+
+/// The same in Firefox ESR.
+#[test]
+fn explorer_shows_searches_and_verifies_in_firefox() {
+    shows_searches_and_verifies(Engine::Firefox);
+}
+
+fn shows_searches_and_verifies(engine: Engine) {
     let Some(w) = World::new() else {
         panic!(
             "the explorer test needs git, bwrap, cc and the workspace binaries (scripts/test.sh)"
@@ -113,10 +126,13 @@ fn explorer_shows_searches_and_verifies_in_the_browser() {
     let out = w.build(&c2, "out2", &[]);
     assert!(out.status.success(), "build 2: {}", stderr(&out));
     let artifact = std::fs::read(w.tmp.path().join("out1/hello")).unwrap();
-    let shots = shots_dir();
+    // One folder per browser: both tests run at once and each empties its
+    // downloads folder.
+    let shots = shots_dir().join(format!("{engine:?}").to_lowercase());
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
     let _ = std::fs::remove_dir_all(shots.join("downloads"));
     let proxy = Proxy::start(&w.server.url);
-    let b = Browser::start(&shots.join("downloads"));
+    let b = Browser::start_engine(engine, &shots.join("downloads"));
 
     // The head: verified in the browser, size 2. First render time measured.
     let t = Instant::now();
@@ -192,18 +208,23 @@ fn explorer_shows_searches_and_verifies_in_the_browser() {
     assert_eq!(entry_verdict(&b).0, "valid");
     b.exec("document.getElementById('bundle-link').click();", json!([]));
     let saved = shots.join("downloads/hello.attestlog.json");
+    // Until it parses: Firefox creates the file empty at once and renames
+    // its `.part` over it when the download ends.
     let deadline = Instant::now() + std::time::Duration::from_secs(20);
-    while !saved.is_file() {
+    let bundle = loop {
+        let parsed = std::fs::read(&saved)
+            .ok()
+            .and_then(|b| attestlog::bundle::Bundle::parse(&b).ok());
+        if let Some(bundle) = parsed {
+            break bundle;
+        }
         assert!(
             Instant::now() < deadline,
-            "the bundle was not downloaded to {}",
+            "no bundle that parses was downloaded to {}",
             saved.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let bundle = attestlog::bundle::Bundle::parse(&std::fs::read(&saved).unwrap())
-        .expect("the page's bundle parses");
+    };
     let pcrs = w.pcrs();
     let good = w.policy("good.toml", &pcrs, &w.server.key, false);
     assert_eq!(verify_code(&good, &bundle, &artifact), Ok(c1.clone()));
@@ -296,6 +317,16 @@ fn start_witness(dir: &Path, name: &str, logs: &Path) -> (Child, String, String)
 
 #[test]
 fn explorer_checks_witness_cosignatures() {
+    checks_witness_cosignatures(Engine::Chromium);
+}
+
+/// The same in Firefox ESR.
+#[test]
+fn explorer_checks_witness_cosignatures_in_firefox() {
+    checks_witness_cosignatures(Engine::Firefox);
+}
+
+fn checks_witness_cosignatures(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca");
     let out = Command::new(builder_bin())
@@ -348,7 +379,7 @@ fn explorer_checks_witness_cosignatures() {
         .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
         .expect("server started");
     let proxy = Proxy::start(&url);
-    let b = Browser::start(&std::env::temp_dir());
+    let b = Browser::start_engine(engine, &std::env::temp_dir());
     let head = |b: &Browser| {
         b.wait("document.querySelector('[data-head]')", "the head");
         b.exec(
@@ -367,7 +398,7 @@ fn explorer_checks_witness_cosignatures() {
             && text.contains("2 of 2 required"),
         "{text}"
     );
-    b.screenshot(&shots_dir().join("witnessed-head.png"));
+    b.screenshot(&shots_dir().join(format!("witnessed-head-{engine:?}.png").to_lowercase()));
     for (tamper, code) in [
         (Tamper::Cosignature, "invalid_cosignature"),
         (Tamper::DropCosignature, "witness_quorum"),

@@ -1,26 +1,47 @@
 //! A minimal W3C WebDriver client for the browser tests: it starts the
 //! Debian `chromedriver` on a free loopback port, opens one headless
 //! `/usr/bin/chromium` session, and drives it over HTTP (navigate, run
-//! scripts, screenshots). Every call has a deadline. A missing browser or
-//! driver is a test failure naming the package, never a skip.
+//! scripts, screenshots); or it starts a headless Firefox ESR and sends the
+//! same commands over Marionette (`marionette.rs`). Every call has a
+//! deadline. A missing browser or driver is a test failure naming the
+//! package, never a skip.
 
 #![allow(dead_code)] // each test binary uses a subset
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use base64::Engine as _;
 use serde_json::{json, Value};
+
+use super::marionette::Marionette;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// Which browser a test drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian's Chromium, through chromedriver.
+    Chromium,
+    /// Debian's Firefox ESR, through Marionette.
+    Firefox,
+}
+
 pub struct Browser {
-    driver: Child,
-    base: String,
-    http: reqwest::blocking::Client,
+    transport: Transport,
+}
+
+enum Transport {
+    WebDriver {
+        driver: Child,
+        base: String,
+        http: reqwest::blocking::Client,
+    },
+    Marionette(Mutex<Marionette>),
 }
 
 fn free_port() -> u16 {
@@ -29,8 +50,22 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// A browser whose downloads go to `downloads`.
+    /// A Chromium whose downloads go to `downloads`.
     pub fn start(downloads: &Path) -> Browser {
+        Self::start_engine(Engine::Chromium, downloads)
+    }
+
+    /// `engine` with its downloads going to `downloads`.
+    pub fn start_engine(engine: Engine, downloads: &Path) -> Browser {
+        match engine {
+            Engine::Chromium => Self::chromium(downloads),
+            Engine::Firefox => Browser {
+                transport: Transport::Marionette(Mutex::new(Marionette::start(downloads))),
+            },
+        }
+    }
+
+    fn chromium(downloads: &Path) -> Browser {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             assert!(
                 Path::new(path).is_file(),
@@ -48,15 +83,10 @@ impl Browser {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("http client");
-        let mut browser = Browser {
-            driver,
-            base: format!("http://127.0.0.1:{port}"),
-            http,
-        };
+        let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while browser
-            .http
-            .get(format!("{}/status", browser.base))
+        while http
+            .get(format!("{base}/status"))
             .send()
             .ok()
             .and_then(|r| r.json::<Value>().ok())
@@ -78,18 +108,26 @@ impl Browser {
                 }
             }
         }}});
+        let mut browser = Browser {
+            transport: Transport::WebDriver { driver, base, http },
+        };
         let v = browser.call("POST", "/session", caps);
         let id = v["sessionId"].as_str().expect("session id").to_string();
-        browser.base = format!("{}/session/{id}", browser.base);
+        if let Transport::WebDriver { base, .. } = &mut browser.transport {
+            *base = format!("{base}/session/{id}");
+        }
         browser
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
-        let url = format!("{}{path}", self.base);
+        let Transport::WebDriver { base, http, .. } = &self.transport else {
+            unreachable!("HTTP WebDriver call on Marionette");
+        };
+        let url = format!("{base}{path}");
         let req = match method {
-            "GET" => self.http.get(&url),
-            "DELETE" => self.http.delete(&url),
-            _ => self.http.post(&url).json(&body),
+            "GET" => http.get(&url),
+            "DELETE" => http.delete(&url),
+            _ => http.post(&url).json(&body),
         };
         let res = req
             .send()
@@ -100,25 +138,38 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// One command: the WebDriver HTTP route, or the Marionette command.
+    fn command(&self, method: &str, path: &str, marionette: &str, body: Value) -> Value {
+        match &self.transport {
+            Transport::WebDriver { .. } => self.call(method, path, body),
+            Transport::Marionette(m) => m
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .command(marionette, body),
+        }
+    }
+
     pub fn goto(&self, url: &str) {
-        self.call("POST", "/url", json!({ "url": url }));
+        self.command("POST", "/url", "WebDriver:Navigate", json!({ "url": url }));
     }
 
     /// Runs `script` as an async function body: it gets `arguments` and
     /// must call `arguments[arguments.length - 1]` with its result.
     pub fn exec_async(&self, script: &str, args: Value) -> Value {
-        self.call(
+        self.command(
             "POST",
             "/execute/async",
+            "WebDriver:ExecuteAsyncScript",
             json!({ "script": script, "args": args }),
         )
     }
 
     /// Runs `script` (a function body that `return`s) synchronously.
     pub fn exec(&self, script: &str, args: Value) -> Value {
-        self.call(
+        self.command(
             "POST",
             "/execute/sync",
+            "WebDriver:ExecuteScript",
             json!({ "script": script, "args": args }),
         )
     }
@@ -143,7 +194,12 @@ impl Browser {
     }
 
     pub fn screenshot(&self, path: &Path) {
-        let v = self.call("GET", "/screenshot", Value::Null);
+        let v = self.command(
+            "GET",
+            "/screenshot",
+            "WebDriver:TakeScreenshot",
+            json!({"full": false, "hash": false}),
+        );
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("screenshot base64"))
             .expect("screenshot decodes");
@@ -153,8 +209,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.http.delete(&self.base).send();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        if let Transport::WebDriver { driver, base, http } = &mut self.transport {
+            let _ = http.delete(base.as_str()).send();
+            let _ = driver.kill();
+            let _ = driver.wait();
+        }
     }
 }
