@@ -20,6 +20,9 @@
 //!   `file://` the same compare-then-write runs under an exclusive `flock`
 //!   on `DIR/.checkpoint.lock`, writing a temporary file and renaming it
 //!   over `checkpoint` (atomic on POSIX).
+//! - [`Objects::delete_partials`] removes the partial objects under a tile
+//!   or bundle whose full object exists, as C2SP tlog-tiles allows; nothing
+//!   else is ever deleted.
 //! - Every call has a deadline: the HTTP client's connect and request
 //!   timeouts and an overall [`OBJECT_TIMEOUT`] around each call. A failure
 //!   is [`StorageError::Objects`] (or `ObjectsTimeout`), which the HTTP layer
@@ -242,6 +245,29 @@ impl Objects {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Deletes every partial object of the tile or bundle at `full_path`
+    /// (`<full_path>.p/<W>`, any width) and returns how many there were.
+    /// Only for a tile or bundle whose full object exists: C2SP tlog-tiles
+    /// lets a log delete a partial tile once the full one is available, and
+    /// a reader that finds one gone falls back to the full one.
+    pub fn delete_partials(&self, full_path: &str) -> Result<usize, StorageError> {
+        self.block_on(async {
+            let prefix = ObjectPath::from(format!("{full_path}.p"));
+            let listed = self
+                .store
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| self.error(&format!("LIST {prefix}"), e))?;
+            for object in &listed.objects {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.error(&format!("DELETE {}", object.location), e)),
+                }
+            }
+            Ok(listed.objects.len())
         })
     }
 

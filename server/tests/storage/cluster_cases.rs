@@ -231,6 +231,58 @@ pub fn objects_are_at_the_c2sp_paths<H: Harness<Backend = PostgresBackend>>() {
     );
 }
 
+/// A flush deletes the partial objects under tiles and bundles that are
+/// full by then (C2SP tlog-tiles allows it once the full object exists) and
+/// keeps those of the head's partial tiles and bundle.
+pub fn partial_objects_go_once_their_tile_is_full<H: Harness<Backend = PostgresBackend>>() {
+    let (_dir, _path, store) = tmp_store::<H>();
+    let objects = store.backend().objects();
+    let old = [
+        "tile/0/000.p/100",
+        "tile/0/000.p/200",
+        "tile/entries/000.p/100",
+        "tile/entries/000.p/200",
+    ];
+    append_range(&store, 0, 100);
+    cluster_of(&store).flush(true).unwrap();
+    append_range(&store, 100, 200);
+    cluster_of(&store).flush(true).unwrap();
+    for p in old {
+        assert!(
+            objects.get(p).unwrap().is_some(),
+            "{p} while its tile is partial"
+        );
+    }
+    append_range(&store, 200, 300);
+    cluster_of(&store).flush(true).unwrap();
+    for p in old {
+        assert_eq!(objects.get(p).unwrap(), None, "{p} once its tile is full");
+    }
+    for p in [
+        "tile/0/000",
+        "tile/entries/000",
+        "tile/0/001.p/44",
+        "tile/entries/001.p/44",
+        "tile/1/000.p/1",
+    ] {
+        assert!(objects.get(p).unwrap().is_some(), "{p} is kept");
+    }
+    // The older sizes' partial tiles are the full tile's prefixes, which is
+    // what a C2SP client falls back to.
+    let full = objects.get("tile/0/000").unwrap().unwrap();
+    assert_eq!(
+        store.hash_tile(0, 0, Some(100)).unwrap().unwrap(),
+        full[..32 * 100]
+    );
+    // The next tile's partials go the same way.
+    append_range(&store, 300, 520);
+    cluster_of(&store).flush(true).unwrap();
+    for p in ["tile/0/001.p/44", "tile/entries/001.p/44"] {
+        assert_eq!(objects.get(p).unwrap(), None, "{p} once its tile is full");
+    }
+    assert!(objects.get("tile/0/002.p/8").unwrap().is_some());
+}
+
 /// A backlog of large entries is integrated in steps that each hold about
 /// `MAX_INTEGRATE_BYTES` (whole 256-entry chunks until they reach it), not
 /// `MAX_INTEGRATE` entries of up to 64 KiB (4 GiB).

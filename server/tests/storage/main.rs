@@ -411,6 +411,7 @@ conformance!(postgres_file => PgFile:
     a_stale_integrator_is_fenced,
     an_integration_holds_a_bounded_number_of_bytes,
     objects_are_at_the_c2sp_paths,
+    partial_objects_go_once_their_tile_is_full,
     cached_reads_match_the_backend_as_the_tree_grows,
 );
 
@@ -428,5 +429,6 @@ conformance!(postgres_s3 => PgS3:
     two_writers_share_one_dense_tree,
     a_stale_integrator_is_fenced,
     objects_are_at_the_c2sp_paths,
+    partial_objects_go_once_their_tile_is_full,
     cached_reads_match_the_backend_as_the_tree_grows,
 );

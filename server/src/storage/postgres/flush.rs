@@ -19,8 +19,19 @@
 //!    every tile and bundle it needs; the bucket lags PostgreSQL by at most
 //!    about [`FLUSH_EVERY`] while an integrator runs.
 //!
+//! 4. Then the partial objects under tiles and bundles that are full by now
+//!    are deleted ([`Objects::delete_partials`]; C2SP tlog-tiles allows it
+//!    once the full object exists, which the integration wrote before the
+//!    head named it): those of every partial this process flushed before,
+//!    and on its first flush those of the newest full tile of each level
+//!    and the newest full bundle (a previous lease holder's last ones).
+//!    Without this, a log growing by one entry per flush would keep 255
+//!    partial bundles of 1..255 entries beside each full one.
+//!
 //! A flush is idempotent (same bytes at the same paths) and may be run by
-//! any process; a failure is reported and retried at the next call.
+//! any process; a failure is reported and retried at the next call (a
+//! failed delete leaves garbage for the next flush to retry, never a
+//! missing object).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -48,18 +59,38 @@ pub(super) struct HotEdge {
 /// checkpoint are rewritten while the log grows.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// What the last flush of this process wrote.
+/// What the flushes of this process wrote.
 #[derive(Default)]
 pub struct Flusher {
     /// Held for a whole flush, so two never interleave.
-    last: Mutex<Option<(u64, Instant)>>,
+    state: Mutex<FlushState>,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// The size and time of the last flush.
+    last: Option<(u64, Instant)>,
+    /// Tiles and bundles whose partial objects were written and not yet
+    /// deleted (deleted once the tile is full).
+    partials: Vec<(TileKind, u64)>,
+    /// Whether the first flush's sweep ran.
+    swept: bool,
 }
 
 impl Flusher {
     /// The next flush runs whatever the time (a new lease holder's first).
     pub fn reset(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).last = None;
     }
+}
+
+/// Whether tile or bundle `(kind, index)` is full in a tree of `size`.
+fn is_full(kind: TileKind, index: u64, size: u64) -> bool {
+    let count = match kind {
+        TileKind::Hashes { level } => hashes_at_level(size, level),
+        TileKind::Entries => size,
+    };
+    index < count / TILE_WIDTH
 }
 
 impl PostgresBackend {
@@ -72,17 +103,18 @@ impl PostgresBackend {
         if self.read_only {
             return Err(StorageError::ReadOnly);
         }
-        let mut last = self.flusher.last.lock().unwrap_or_else(|e| e.into_inner());
-        if !force && last.is_some_and(|(_, at)| at.elapsed() < FLUSH_EVERY) {
+        let mut st = self.flusher.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !force && st.last.is_some_and(|(_, at)| at.elapsed() < FLUSH_EVERY) {
             return Ok(None);
         }
         let Some(HotEdge { head, tiles, .. }) = self.hot_edge()? else {
             return Ok(None);
         };
-        if last.is_some_and(|(size, _)| size == head.size) {
-            *last = Some((head.size, Instant::now()));
+        if st.last.is_some_and(|(size, _)| size == head.size) {
+            st.last = Some((head.size, Instant::now()));
             return Ok(Some(head.size));
         }
+        let mut written: Vec<(TileKind, u64)> = Vec::new();
         let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
         for (level, index, hashes, _) in tiles {
             let count = hashes_at_level(head.size, level);
@@ -98,6 +130,7 @@ impl PostgresBackend {
                 object_path(TileKind::Hashes { level }, index, width),
                 hashes,
             ));
+            written.push((TileKind::Hashes { level }, index));
         }
         let width = head.size % TILE_WIDTH;
         if width != 0 {
@@ -110,13 +143,58 @@ impl PostgresBackend {
                 object_path(TileKind::Entries, start / TILE_WIDTH, width),
                 bundle,
             ));
+            written.push((TileKind::Entries, start / TILE_WIDTH));
         }
         if !objects.is_empty() {
             self.objects.put_immutable(objects)?;
         }
         self.objects.publish_checkpoint(head.size, &head.note)?;
-        *last = Some((head.size, Instant::now()));
+        st.last = Some((head.size, Instant::now()));
+        self.collect_partials(&mut st, head.size, written);
         Ok(Some(head.size))
+    }
+
+    /// Step 4 of the module documentation: deletes the partial objects of
+    /// the tiles and bundles full at `size`, keeps the rest (and `written`)
+    /// for a later flush. A failure is logged and retried then.
+    fn collect_partials(&self, st: &mut FlushState, size: u64, written: Vec<(TileKind, u64)>) {
+        let mut pending = std::mem::take(&mut st.partials);
+        if !st.swept {
+            st.swept = true;
+            let mut level = 0u8;
+            while hashes_at_level(size, level) >= TILE_WIDTH {
+                let full = hashes_at_level(size, level) / TILE_WIDTH;
+                pending.push((TileKind::Hashes { level }, full - 1));
+                level += 1;
+            }
+            if size >= TILE_WIDTH {
+                pending.push((TileKind::Entries, size / TILE_WIDTH - 1));
+            }
+        }
+        let mut keep = Vec::new();
+        for (kind, index) in pending {
+            if !is_full(kind, index, size) {
+                keep.push((kind, index));
+                continue;
+            }
+            match self
+                .objects
+                .delete_partials(&object_path(kind, index, TILE_WIDTH))
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(?kind, index, n, "deleted partial objects"),
+                Err(e) => {
+                    tracing::warn!(?kind, index, error = %e, "deleting partial objects failed; retried at the next flush");
+                    keep.push((kind, index));
+                }
+            }
+        }
+        for w in written {
+            if !keep.contains(&w) {
+                keep.push(w);
+            }
+        }
+        st.partials = keep;
     }
 
     /// The published head, every `hot_tiles` row and the latest cosigned
