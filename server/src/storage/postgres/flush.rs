@@ -59,6 +59,9 @@ pub(super) struct HotEdge {
 /// checkpoint are rewritten while the log grows.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// Most tiles and bundles whose partial objects wait to be deleted.
+const MAX_PENDING_PARTIALS: usize = 64;
+
 /// What the flushes of this process wrote.
 #[derive(Default)]
 pub struct Flusher {
@@ -194,6 +197,11 @@ impl PostgresBackend {
                 keep.push(w);
             }
         }
+        // A store that keeps refusing deletes (no delete permission) must
+        // not grow this list forever: the oldest are given up (left as
+        // garbage).
+        let over = keep.len().saturating_sub(MAX_PENDING_PARTIALS);
+        keep.drain(..over);
         st.partials = keep;
     }
 
