@@ -14,12 +14,14 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use super::webdriver::free_port;
 
 pub const FIREFOX: &str = "/usr/bin/firefox-esr";
 
@@ -31,11 +33,6 @@ pub struct Marionette {
     stream: BufReader<TcpStream>,
     next_id: u64,
     _profile: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// The profile's preferences: Marionette on `port`, downloads to

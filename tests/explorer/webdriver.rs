@@ -44,7 +44,8 @@ enum Transport {
     Marionette(Mutex<Marionette>),
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now (for a driver or browser to listen on).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
 }

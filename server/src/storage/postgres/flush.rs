@@ -41,7 +41,7 @@ use attestlog::tlog::tiles::{encode_entry_bundle, TileKind};
 use super::append::object_path;
 use super::sequence::hash_of;
 use super::PostgresBackend;
-use crate::storage::tiles::{hashes_at_level, TILE_WIDTH};
+use crate::storage::tiles::{hashes_at_level, tile_is_full, TILE_WIDTH};
 use crate::storage::{Cluster, SignedCheckpoint, StorageError};
 
 /// A `hot_tiles` row: level, index, hashes, mid.
@@ -87,13 +87,14 @@ impl Flusher {
     }
 }
 
-/// Whether tile or bundle `(kind, index)` is full in a tree of `size`.
+/// Whether tile or bundle `(kind, index)` is full in a tree of `size` (a
+/// bundle is full when the level-0 tile of the same index is).
 fn is_full(kind: TileKind, index: u64, size: u64) -> bool {
-    let count = match kind {
-        TileKind::Hashes { level } => hashes_at_level(size, level),
-        TileKind::Entries => size,
+    let level = match kind {
+        TileKind::Hashes { level } => level,
+        TileKind::Entries => 0,
     };
-    index < count / TILE_WIDTH
+    tile_is_full(size, level, index)
 }
 
 impl PostgresBackend {
@@ -164,11 +165,12 @@ impl PostgresBackend {
         let mut pending = std::mem::take(&mut st.partials);
         if !st.swept {
             st.swept = true;
-            let mut level = 0u8;
-            while hashes_at_level(size, level) >= TILE_WIDTH {
+            for level in 0u8.. {
                 let full = hashes_at_level(size, level) / TILE_WIDTH;
+                if full == 0 {
+                    break;
+                }
                 pending.push((TileKind::Hashes { level }, full - 1));
-                level += 1;
             }
             if size >= TILE_WIDTH {
                 pending.push((TileKind::Entries, size / TILE_WIDTH - 1));
