@@ -274,8 +274,9 @@ fn append(store: &LogStore, bytes: &[u8]) -> (u64, bool, Hash) {
     (a.index, a.duplicate, a.leaf_hash)
 }
 
-/// Lowers a schema-4 database to what schema 3 held: no claim index.
+/// Lowers a database to what schema 3 held: full leaf hashes, no claim index.
 fn to_schema_3(path: &Path) {
+    to_schema_5(path);
     let conn = rusqlite::Connection::open(path).expect("open");
     conn.execute_batch("DROP TABLE claim_index; PRAGMA user_version = 3;")
         .expect("downgrade");

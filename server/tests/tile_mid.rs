@@ -5,6 +5,8 @@
 //! database from before the migration) are identical, and a `mid` of the
 //! wrong length is an error, never a panic or a wrong proof.
 
+mod common;
+
 use std::path::Path;
 
 use attestlog::tlog::merkle;
@@ -284,10 +286,15 @@ fn database_from_before_the_migration_gets_identical_proofs() {
     let before = proofs(&store, &sizes);
     drop(store);
 
-    // Turn the file into a schema-2 database: no `mid` column at all.
+    // Turn the file into a schema-2 database: no `mid` column at all,
+    // whole leaf hashes, no claim index and no `moved` table.
+    common::to_schema_5(&path);
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("ALTER TABLE tiles DROP COLUMN mid; PRAGMA user_version = 2;")
-        .unwrap();
+    conn.execute_batch(
+        "ALTER TABLE tiles DROP COLUMN mid; DROP TABLE claim_index; DROP TABLE moved; \
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
     drop(conn);
     let store = LogStore::open(&path).unwrap();
     assert_eq!(proofs(&store, &sizes), before);

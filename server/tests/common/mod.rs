@@ -295,3 +295,43 @@ pub fn smuggle(dir: &Path, signer: &attestlog::tlog::note::NoteSigner, entries: 
         .collect();
     store.append_batch(&batch, &sign).expect("append");
 }
+
+/// Lowers the SQLite log at `path` to schema version 5: `leaf_index` and
+/// `claim_index` keyed by the whole 32-byte leaf hash and claim id, as
+/// versions 1 to 5 stored them, rebuilt from the entries (the first index of
+/// each claim).
+pub fn to_schema_5(path: &Path) {
+    use attestlog::claim::entry_claim_id;
+    use attestlog::tlog::merkle::leaf_hash;
+    let mut conn = rusqlite::Connection::open(path).expect("open");
+    let tx = conn.transaction().expect("begin");
+    tx.execute_batch(
+        "DROP TABLE leaf_index; DROP TABLE claim_index;
+         CREATE TABLE leaf_index (leaf_hash BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE claim_index (claim_id BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;",
+    )
+    .expect("full-key tables");
+    let rows: Vec<(i64, Vec<u8>)> = tx
+        .prepare("SELECT idx, data FROM entries ORDER BY idx")
+        .expect("select")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (idx, data) in rows {
+        tx.execute(
+            "INSERT INTO leaf_index (leaf_hash, idx) VALUES (?1, ?2)",
+            rusqlite::params![&leaf_hash(&data)[..], idx],
+        )
+        .expect("leaf row");
+        if let Ok(id) = entry_claim_id(&data) {
+            tx.execute(
+                "INSERT OR IGNORE INTO claim_index (claim_id, idx) VALUES (?1, ?2)",
+                rusqlite::params![&id[..], idx],
+            )
+            .expect("claim row");
+        }
+    }
+    tx.pragma_update(None, "user_version", 5).expect("version");
+    tx.commit().expect("commit");
+}

@@ -1,5 +1,5 @@
 //! SQLite plumbing: connection settings, schema migrations, the reader pool.
-//! Unchanged file format: WAL, `synchronous=FULL`, `migrations/0001..0005`.
+//! Unchanged file format: WAL, `synchronous=FULL`, `migrations/0001..0006`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/0003_tile_mid.sql"),
     include_str!("../../../../migrations/0004_claim_id.sql"),
     include_str!("../../../../migrations/0005_moved.sql"),
+    include_str!("../../../../migrations/0006_short_keys.sql"),
 ];
 
 /// The schema version that adds `claim_index`; after its script the rows for

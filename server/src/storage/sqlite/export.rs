@@ -7,6 +7,7 @@
 
 use rusqlite::Connection;
 
+use super::dedup::Index;
 use super::{checkpoint_row, SqliteBackend, LATEST_CHECKPOINT};
 use crate::storage::copy::{RawRows, RawSource, RAW_CHUNK, RAW_CHUNK_BYTES};
 use crate::storage::{SignedCheckpoint, StorageError};
@@ -20,18 +21,8 @@ impl RawSource for SqliteBackend {
         let tx = writer.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let latest = checkpoint_row(&tx, LATEST_CHECKPOINT, [])?;
         export_entries(&tx, sink)?;
-        export_pairs(
-            &tx,
-            "SELECT leaf_hash, idx FROM leaf_index",
-            sink,
-            RawRows::Leaves,
-        )?;
-        export_pairs(
-            &tx,
-            "SELECT claim_id, idx FROM claim_index",
-            sink,
-            RawRows::Claims,
-        )?;
+        export_keys(&tx, Index::Leaf, sink, RawRows::Leaves)?;
+        export_keys(&tx, Index::Claim, sink, RawRows::Claims)?;
         export_search(&tx, sink)?;
         // Read only: the rollback on drop ends the transaction.
         drop(tx);
@@ -61,17 +52,34 @@ fn export_entries(
     Ok(())
 }
 
-fn export_pairs(
+/// The rows of a dedup index with their full keys, recomputed from the
+/// entries they name (SQLite stores 16-byte prefixes, the destination the
+/// whole key); a row whose entry does not give its prefix is `storage_corrupt`.
+fn export_keys(
     c: &Connection,
-    sql: &str,
+    index: Index,
     sink: &mut dyn FnMut(RawRows) -> Result<(), StorageError>,
     wrap: fn(Vec<(Vec<u8>, i64)>) -> RawRows,
 ) -> Result<(), StorageError> {
-    let mut st = c.prepare(sql)?;
+    let mut st = c.prepare(index.all_rows_sql())?;
     let mut rows = st.query([])?;
     let mut chunk = Vec::new();
     while let Some(r) = rows.next()? {
-        chunk.push((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?));
+        let idx: i64 = r.get(0)?;
+        let data = r
+            .get_ref(1)?
+            .as_blob()
+            .map_err(|e| StorageError::Corrupt(format!("entry {idx} is not a blob: {e}")))?;
+        let stored = r.get_ref(2)?.as_blob().ok();
+        let key = index
+            .key_of(data)
+            .filter(|k| Some(Index::prefix(k)) == stored)
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "the {index:?} index row of entry {idx} does not match the entry"
+                ))
+            })?;
+        chunk.push((key.to_vec(), idx));
         if chunk.len() >= RAW_CHUNK {
             sink(wrap(std::mem::take(&mut chunk)))?;
         }

@@ -8,8 +8,8 @@
 //!   insert the new `checkpoints` row, then COMMIT. IMMEDIATE takes
 //!   SQLite's write lock first, so the check and the writes are one atomic
 //!   step even against another process on the same file. Primary keys on
-//!   `entries.idx`, `leaf_index.leaf_hash`, `claim_index.claim_id` and
-//!   `checkpoints.size` refuse any overwrite.
+//!   `entries.idx` and `checkpoints.size` refuse any overwrite. The dedup
+//!   indexes store 16-byte key prefixes and answer exactly (`dedup.rs`).
 //! - Crash safety: WAL with `synchronous=FULL` makes COMMIT durable before
 //!   it returns; a crash before it leaves the file at the previous batch.
 //!   [`SqliteBackend::open`] checks that the entries are exactly those the
@@ -32,6 +32,7 @@ pub use moved::MovedMark;
 
 use super::{Backend, Hash, SearchKind, SequencedBatch, SignedCheckpoint, StorageError};
 use super::{LogStore, StoredTile};
+use dedup::Index;
 
 /// Read-only connections kept for concurrent readers.
 const READERS: usize = 4;
@@ -139,19 +140,17 @@ impl Backend for SqliteBackend {
         {
             let mut ins_entry =
                 tx.prepare_cached("INSERT INTO entries (idx, data) VALUES (?1, ?2)")?;
-            let mut ins_leaf =
-                tx.prepare_cached("INSERT INTO leaf_index (leaf_hash, idx) VALUES (?1, ?2)")?;
-            let mut ins_claim =
-                tx.prepare_cached("INSERT INTO claim_index (claim_id, idx) VALUES (?1, ?2)")?;
+            let mut ins_leaf = tx.prepare_cached(Index::Leaf.insert_sql())?;
+            let mut ins_claim = tx.prepare_cached(Index::Claim.insert_sql())?;
             let mut ins_search = tx.prepare_cached(
                 "INSERT OR IGNORE INTO search (kind, key, idx) VALUES (?1, ?2, ?3)",
             )?;
             for e in &batch.entries {
                 let idx = to_i64(e.index, "entry index")?;
                 ins_entry.execute(params![idx, e.bytes])?;
-                ins_leaf.execute(params![&e.leaf_hash[..], idx])?;
+                ins_leaf.execute(params![Index::prefix(e.leaf_hash), idx])?;
                 if let Some(claim_id) = e.claim_id {
-                    ins_claim.execute(params![&claim_id[..], idx])?;
+                    ins_claim.execute(params![Index::prefix(claim_id), idx])?;
                 }
                 for (kind, key) in e.search_keys {
                     ins_search.execute(params![kind.code(), key, idx])?;
@@ -266,23 +265,13 @@ impl Backend for SqliteBackend {
     }
 
     fn find_leaves(&self, leaf_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
-        self.readers.with(|c| {
-            dedup::lookup(
-                c,
-                "SELECT idx FROM leaf_index WHERE leaf_hash = ?1",
-                leaf_hashes,
-            )
-        })
+        self.readers
+            .with(|c| dedup::lookup(c, Index::Leaf, leaf_hashes))
     }
 
     fn find_claims(&self, claim_ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
-        self.readers.with(|c| {
-            dedup::lookup(
-                c,
-                "SELECT idx FROM claim_index WHERE claim_id = ?1",
-                claim_ids,
-            )
-        })
+        self.readers
+            .with(|c| dedup::lookup(c, Index::Claim, claim_ids))
     }
 
     fn search(
