@@ -1,8 +1,8 @@
 //! [`ReadCache`]: a byte-bounded cache of the read data that never changes.
 //!
 //! # Contract
-//! - Only immutable data goes in: FULL hash tiles (with their interior
-//!   node levels, so proofs hash almost nothing), FULL
+//! - Only immutable data goes in: FULL hash tiles (with their `mid`, so a
+//!   proof hashes at most 7 nodes per subtree it takes), FULL
 //!   entry bundles, and the gzip encoding of full bundles. A full tile or
 //!   bundle is the same bytes forever (C2SP tlog-tiles), so an entry is
 //!   never invalidated and a hit is always the right answer. Partial tiles
@@ -28,8 +28,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// The read cache's default capacity: 64 MiB, ~5,400 full tiles with their
-/// interior levels (12,224 bytes each: 1.39M entries' level-0 tiles), or
+/// The read cache's default capacity: 64 MiB, ~7,600 full tiles with their
+/// `mid` (8,704 bytes each: 1.95M entries' level-0 tiles), or
 /// fewer bundles.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 
@@ -41,7 +41,7 @@ pub const ENTRY_OVERHEAD: usize = 96;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     /// Full hash tile `(level, index)`: its 8,192 bytes of hashes followed
-    /// by its interior levels (`tiles.rs`, `full_tile_value`).
+    /// by its `mid` (`tiles.rs`, `full_tile_value`).
     Tile { level: u8, index: u64 },
     /// Full entry bundle `index`, as served.
     Bundle(u64),

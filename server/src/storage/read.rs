@@ -267,7 +267,7 @@ impl<B: Backend> Log<B> {
             && tile_is_full(size, level, index)
             && tile.len() == 32 * TILE_WIDTH as usize
         {
-            let value = full_tile_value(&tile);
+            let value = full_tile_value(&tile, None);
             self.read_cache
                 .insert(CacheKey::Tile { level, index }, value.clone());
             return Ok(Some(value.slice(..32 * end)));
