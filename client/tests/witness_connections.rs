@@ -99,12 +99,20 @@ fn connections_over_the_cap_are_refused_and_idle_ones_closed() {
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("too_many_connections"), "{refused}");
 
-    // They send nothing, so they are closed within the deadlines...
+    // They send nothing, so they are closed within the deadlines... (On a
+    // loaded machine one of them may have been accepted only after a probe
+    // above held the other slot: then it was refused with the 503.)
     let t = Instant::now();
     for s in &mut idle {
         let (bytes, closed) = read_all(s, Duration::from_secs(5));
         assert!(closed, "an idle connection was kept open");
-        assert!(bytes.is_empty() || bytes.starts_with(b"HTTP/1.1 408"));
+        assert!(
+            bytes.is_empty()
+                || bytes.starts_with(b"HTTP/1.1 408")
+                || bytes.starts_with(b"HTTP/1.1 503"),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
     // ... and a real request is served again.
