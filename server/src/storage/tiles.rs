@@ -152,17 +152,24 @@ pub(super) fn full_tile_hashes(value: &Bytes) -> Option<Bytes> {
     (value.len() == FULL_VALUE).then(|| value.slice(..FULL_HASHES))
 }
 
-/// Node `j` at level `8L + r` (r < 8) of a [`full_tile_value`].
-fn full_tile_node(value: &[u8], r: u8, j: usize) -> Option<Hash> {
-    if value.len() != FULL_VALUE || r >= TILE_HEIGHT as u8 || j >= TILE_WIDTH as usize >> r {
-        return None;
-    }
-    let (below, span) = if r >= MID_LEVEL {
-        (&value[FULL_HASHES..], 32usize << (r - MID_LEVEL))
-    } else {
-        (&value[..FULL_HASHES], 32usize << r)
+/// The hashes and the `mid` of a [`full_tile_value`] (`None` if it is not one).
+fn full_tile_parts(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    (value.len() == FULL_VALUE).then(|| value.split_at(FULL_HASHES))
+}
+
+/// Root of the perfect subtree over the `2^r` (r < 8) hashes of a tile
+/// starting at hash `off`, from a stored row or a [`full_tile_value`]'s
+/// parts: over `2^(r-4)` hashes of `mid` when `r >= 4` and `mid` is given,
+/// else over the hashes themselves. `None` when the tile holds too few.
+/// Subtrees of 16+ hashes start on a group boundary (alignment), and the
+/// `mid` invariant gives `have/16 >= end/16` groups.
+fn tile_subtree(hashes: &[u8], mid: Option<&[u8]>, r: u8, off: usize) -> Option<Hash> {
+    let end = off + (1usize << r);
+    let want = match (mid, r >= MID_LEVEL) {
+        (Some(mid), true) => mid.get(32 * (off / MID_GROUP)..32 * (end / MID_GROUP)),
+        _ => hashes.get(32 * off..32 * end),
     };
-    perfect_root(below.get(span * j..span * (j + 1))?)
+    want.and_then(perfect_root)
 }
 
 /// Whether tile `(level, index)` is full in a tree of `size` leaves (and so
@@ -295,25 +302,19 @@ impl<'c, B: Backend + ?Sized> TileReader<'c, B> {
             }
         };
         let end = off + count;
-        let row = match &self.cache[pos].1 {
+        let (hashes, mid) = match &self.cache[pos].1 {
             Held::Full(value) => {
-                return full_tile_node(value, r, off >> r)
-                    .map(Some)
-                    .ok_or_else(|| Self::short(tile_level, tile, 256, end));
+                let (hashes, mid) = full_tile_parts(value)
+                    .ok_or_else(|| Self::short(tile_level, tile, 256, end))?;
+                (hashes, Some(mid))
             }
-            Held::Stored(row) => row,
+            Held::Stored(row) => (&row.hashes[..], row.mid.as_deref()),
         };
-        let have = row.hashes.len() / 32;
+        let have = hashes.len() / 32;
         if have < end {
             return Err(Self::short(tile_level, tile, have, end));
         }
-        // Subtrees of 16+ hashes start on a group boundary (alignment), and
-        // the mid invariant gives have/16 >= end/16 groups.
-        let want = match (&row.mid, r >= MID_LEVEL) {
-            (Some(mid), true) => mid.get(32 * (off / MID_GROUP)..32 * (end / MID_GROUP)),
-            _ => row.hashes.get(32 * off..32 * end),
-        };
-        want.and_then(perfect_root)
+        tile_subtree(hashes, mid, r, off)
             .map(Some)
             .ok_or_else(|| Self::short(tile_level, tile, have, end))
     }
@@ -382,14 +383,21 @@ mod tests {
         assert_eq!(value.len(), FULL_VALUE);
         assert_eq!(full_tile_value(&hashes, Some(&mid_hashes(&hashes))), value);
         assert_eq!(full_tile_hashes(&value).unwrap(), hashes);
-        assert_eq!(full_tile_node(&value[..FULL_VALUE - 1], 0, 0), None);
+        assert_eq!(full_tile_parts(&value[..FULL_VALUE - 1]), None);
+        let (h, mid) = full_tile_parts(&value).unwrap();
         for r in 0..TILE_HEIGHT as u8 {
             let span = 32usize << r;
             for j in 0..(TILE_WIDTH as usize >> r) {
                 let want = perfect_root(&hashes[span * j..span * (j + 1)]).unwrap();
-                assert_eq!(full_tile_node(&value, r, j), Some(want), "r {r} j {j}");
+                let off = j << r;
+                assert_eq!(
+                    tile_subtree(h, Some(mid), r, off),
+                    Some(want),
+                    "r {r} j {j}"
+                );
+                assert_eq!(tile_subtree(h, None, r, off), Some(want), "r {r} j {j}");
             }
-            assert_eq!(full_tile_node(&value, r, TILE_WIDTH as usize >> r), None);
+            assert_eq!(tile_subtree(h, Some(mid), r, TILE_WIDTH as usize), None);
         }
     }
 }

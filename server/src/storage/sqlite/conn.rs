@@ -1,5 +1,5 @@
 //! SQLite plumbing: connection settings, schema migrations, the reader pool.
-//! Unchanged file format: WAL, `synchronous=FULL`, `migrations/0001..0006`.
+//! File format: WAL, `synchronous=FULL`, `migrations/0001..0006`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};

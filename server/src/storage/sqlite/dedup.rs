@@ -95,6 +95,17 @@ impl Index {
     }
 }
 
+/// Column `col` of `row` as the bytes of entry `idx`; not a blob is corrupt.
+pub(super) fn entry_blob<'r>(
+    row: &'r rusqlite::Row<'_>,
+    col: usize,
+    idx: i64,
+) -> Result<&'r [u8], StorageError> {
+    row.get_ref(col)?
+        .as_blob()
+        .map_err(|e| StorageError::Corrupt(format!("entry {idx} is not a blob: {e}")))
+}
+
 /// The index of the entry whose full key is each of `keys`, or `None`.
 pub(super) fn lookup(
     c: &Connection,
@@ -107,10 +118,7 @@ pub(super) fn lookup(
             let mut rows = st.query([Index::prefix(k)])?;
             while let Some(row) = rows.next()? {
                 let idx: i64 = row.get(0)?;
-                let data = row.get_ref(1)?.as_blob().map_err(|e| {
-                    StorageError::Corrupt(format!("entry {idx} is not a blob: {e}"))
-                })?;
-                if index.key_of(data).as_ref() == Some(k) {
+                if index.key_of(entry_blob(row, 1, idx)?).as_ref() == Some(k) {
                     return Ok(Some(idx as u64));
                 }
             }
@@ -130,11 +138,7 @@ pub(super) fn backfill_claim_index(c: &Connection) -> Result<u64, StorageError> 
     let mut added = 0;
     while let Some(row) = rows.next()? {
         let idx: i64 = row.get(0)?;
-        let data = row
-            .get_ref(1)?
-            .as_blob()
-            .map_err(|e| StorageError::Corrupt(format!("entry {idx} is not a blob: {e}")))?;
-        if let Some(claim_id) = Index::Claim.key_of(data) {
+        if let Some(claim_id) = Index::Claim.key_of(entry_blob(row, 1, idx)?) {
             added += insert.execute(params![&claim_id[..], idx])? as u64;
         }
     }

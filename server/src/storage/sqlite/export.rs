@@ -7,7 +7,7 @@
 
 use rusqlite::Connection;
 
-use super::dedup::Index;
+use super::dedup::{entry_blob, Index};
 use super::{checkpoint_row, SqliteBackend, LATEST_CHECKPOINT};
 use crate::storage::copy::{RawRows, RawSource, RAW_CHUNK, RAW_CHUNK_BYTES};
 use crate::storage::{SignedCheckpoint, StorageError};
@@ -66,13 +66,9 @@ fn export_keys(
     let mut chunk = Vec::new();
     while let Some(r) = rows.next()? {
         let idx: i64 = r.get(0)?;
-        let data = r
-            .get_ref(1)?
-            .as_blob()
-            .map_err(|e| StorageError::Corrupt(format!("entry {idx} is not a blob: {e}")))?;
         let stored = r.get_ref(2)?.as_blob().ok();
         let key = index
-            .key_of(data)
+            .key_of(entry_blob(r, 1, idx)?)
             .filter(|k| Some(Index::prefix(k)) == stored)
             .ok_or_else(|| {
                 StorageError::Corrupt(format!(
