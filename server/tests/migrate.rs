@@ -514,3 +514,42 @@ fn a_log_with_only_the_empty_checkpoint_moves() {
     use attestlog_server::storage::Backend;
     assert_eq!(moved.latest_checkpoint().unwrap(), Some(before));
 }
+
+/// A SQLite index row that does not match the entry it names (the store
+/// keeps 16-byte key prefixes; the export recomputes the full keys) stops
+/// the move with `storage_corrupt` and writes nothing: once the row is
+/// repaired, the same destination takes the log.
+#[test]
+fn an_index_row_that_does_not_match_its_entry_stops_the_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("sqlite");
+    let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+    write_key(&src, &signer);
+    let entries: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 40]).collect();
+    smuggle(&src, &signer, &entries);
+    let db_path = src.join("log.db");
+    let set_prefix = |prefix: &[u8]| {
+        rusqlite::Connection::open(&db_path)
+            .unwrap()
+            .execute(
+                "UPDATE leaf_index SET leaf_prefix = ?1 WHERE idx = 1",
+                [prefix],
+            )
+            .unwrap()
+    };
+    assert_eq!(set_prefix(&[0u8; 16]), 1);
+    let db = TestDb::create();
+    let objects = format!("file://{}/objects", dir.path().display());
+    let from_arg = format!("sqlite:{}", src.display());
+    let args = ["--from", &from_arg, "--to", &db.url, "--objects", &objects];
+    let (code, _, err) = migrate(&args);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error: storage_corrupt: "), "{err}");
+    assert!(err.contains("does not match the entry"), "{err}");
+
+    let leaf = attestlog::tlog::merkle::leaf_hash(&entries[1]);
+    assert_eq!(set_prefix(&leaf[..16]), 1);
+    let (code, out, err) = migrate(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("migrated 3 entries"), "{out}");
+}
