@@ -283,13 +283,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .witnesses
             .iter()
             .map(|w| WitnessConfig::parse(w))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?;
+            .collect::<Result<Vec<_>, _>>()?;
         let quorum = args.witness_quorum.unwrap_or(configs.len());
         let log_key = signer.verifier_key().context("the log's verifier key")?;
-        Some(Arc::new(
-            Witnesses::new(configs, quorum, log_key).map_err(anyhow::Error::msg)?,
-        ))
+        Some(Arc::new(Witnesses::new(configs, quorum, log_key)?))
     };
 
     let metrics = Arc::new(Metrics::new());

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attestlog::tlog::checkpoint::verify_checkpoint;
-use attestlog::tlog::cosignature::CosignatureVerifierKey;
+use attestlog::tlog::cosignature::{CosignatureError, CosignatureVerifierKey};
 use attestlog::tlog::note::NoteVerifierKey;
 use attestlog::witness::AddCheckpointRequest;
 
-use crate::storage::LogStore;
+use crate::storage::{LogStore, StorageError};
 
 /// How long one witness has to answer one add-checkpoint request.
 pub const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,15 +33,19 @@ pub struct WitnessConfig {
 
 impl WitnessConfig {
     /// Parses `URL=VKEY` (split at the first `=`).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, WitnessConfigError> {
         let (url, vkey) = text
             .split_once('=')
-            .ok_or_else(|| format!("--witness {text:?}: expected URL=VKEY"))?;
-        let key = CosignatureVerifierKey::parse(vkey.trim())
-            .map_err(|e| format!("--witness {url}: verifier key: {e}"))?;
+            .ok_or_else(|| WitnessConfigError::Syntax(text.to_string()))?;
+        let key = CosignatureVerifierKey::parse(vkey.trim()).map_err(|source| {
+            WitnessConfigError::Key {
+                url: url.to_string(),
+                source,
+            }
+        })?;
         let url = url.trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("--witness {url}: URL must be http(s)"));
+            return Err(WitnessConfigError::Scheme(url));
         }
         Ok(WitnessConfig { url, key })
     }
@@ -52,25 +56,84 @@ impl WitnessConfig {
     }
 }
 
-/// Why a checkpoint could not be published.
-#[derive(Debug, Clone)]
-pub struct QuorumFailure {
-    pub have: usize,
-    pub need: usize,
-    /// "name (url): reason" for each witness that did not cosign.
-    pub failed: Vec<String>,
+/// Why the witness configuration was refused (at startup).
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessConfigError {
+    #[error("--witness {0:?}: expected URL=VKEY")]
+    Syntax(String),
+    #[error("--witness {url}: verifier key: {source}")]
+    Key {
+        url: String,
+        source: CosignatureError,
+    },
+    #[error("--witness {0}: URL must be http(s)")]
+    Scheme(String),
+    #[error("--witness-quorum {quorum} is more than the {count} witnesses given")]
+    Quorum { quorum: usize, count: usize },
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
-impl std::fmt::Display for QuorumFailure {
+/// Why one witness did not cosign a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    #[error("witness holds size {held}, beyond this checkpoint's {size}")]
+    Ahead { held: u64, size: u64 },
+    #[error("consistency proof: {0}")]
+    Proof(StorageError),
+    #[error("consistency proof task: {0}")]
+    ProofTask(tokio::task::JoinError),
+    #[error("unreachable: {0}")]
+    Unreachable(reqwest::Error),
+    #[error("reading the answer: {0}")]
+    Answer(reqwest::Error),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("409 with a bad size {0:?}")]
+    BadConflictSize(String),
+    #[error("409: witness holds size {0}, a different tree at that size")]
+    Fork(u64),
+    #[error("409 again: witness holds size {0}")]
+    ConflictAgain(u64),
+    #[error("answer holds no valid cosignature by its key")]
+    NoCosignature,
+}
+
+/// One witness that did not cosign, and why.
+#[derive(Debug)]
+pub struct FailedWitness {
+    pub name: String,
+    pub url: String,
+    pub why: WitnessError,
+}
+
+impl std::fmt::Display for FailedWitness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "witness quorum not met: {} of {} required cosignatures; failed witnesses: {}",
-            self.have,
-            self.need,
-            self.failed.join("; ")
-        )
+        write!(f, "{} ({}): {}", self.name, self.url, self.why)
     }
+}
+
+/// Why a checkpoint could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(
+        "witness quorum not met: {have} of {need} required cosignatures; failed witnesses: {}",
+        list(.failed)
+    )]
+    Quorum {
+        have: usize,
+        need: usize,
+        failed: Vec<FailedWitness>,
+    },
+    #[error("storing the cosigned checkpoint failed: {0}")]
+    Store(StorageError),
+    #[error("storing the cosigned checkpoint failed: {0}")]
+    StoreTask(tokio::task::JoinError),
+}
+
+fn list(failed: &[FailedWitness]) -> String {
+    let parts: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    parts.join("; ")
 }
 
 /// The witnesses of a log and what each last cosigned.
@@ -89,17 +152,16 @@ impl Witnesses {
         witnesses: Vec<WitnessConfig>,
         quorum: usize,
         log_key: NoteVerifierKey,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WitnessConfigError> {
         if quorum > witnesses.len() {
-            return Err(format!(
-                "--witness-quorum {quorum} is more than the {} witnesses given",
-                witnesses.len()
-            ));
+            return Err(WitnessConfigError::Quorum {
+                quorum,
+                count: witnesses.len(),
+            });
         }
         let client = reqwest::Client::builder()
             .timeout(WITNESS_TIMEOUT)
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .build()?;
         let n = witnesses.len();
         Ok(Witnesses {
             witnesses,
@@ -128,7 +190,7 @@ impl Witnesses {
         store: &Arc<LogStore>,
         size: u64,
         note: &str,
-    ) -> Result<(u64, String), QuorumFailure> {
+    ) -> Result<(u64, String), PublishError> {
         let mut last = self.last.lock().await;
         if let Ok(Some((s, n))) = store.latest_cosigned() {
             if s >= size {
@@ -139,7 +201,7 @@ impl Witnesses {
             let old = last[i];
             self.ask(store, w, old, size, note)
         });
-        let answers = futures_join_all(asks).await;
+        let answers = futures_util::future::join_all(asks).await;
         let mut lines = String::new();
         let mut have = 0;
         let mut failed = Vec::new();
@@ -155,12 +217,16 @@ impl Witnesses {
                         last[i] = s;
                     }
                     tracing::warn!(witness = w.name(), url = %w.url, size, reason = %why, "witness did not cosign");
-                    failed.push(format!("{} ({}): {why}", w.name(), w.url));
+                    failed.push(FailedWitness {
+                        name: w.name().to_string(),
+                        url: w.url.clone(),
+                        why,
+                    });
                 }
             }
         }
         if have < self.quorum {
-            return Err(QuorumFailure {
+            return Err(PublishError::Quorum {
                 have,
                 need: self.quorum,
                 failed,
@@ -171,13 +237,8 @@ impl Witnesses {
         let stored = cosigned.clone();
         tokio::task::spawn_blocking(move || st.store_cosigned(size, &stored))
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|e| QuorumFailure {
-                have,
-                need: self.quorum,
-                failed: vec![format!("storing the cosigned checkpoint failed: {e}")],
-            })?;
+            .map_err(PublishError::StoreTask)?
+            .map_err(PublishError::Store)?;
         Ok((size, cosigned))
     }
 
@@ -190,22 +251,18 @@ impl Witnesses {
         old: u64,
         size: u64,
         note: &str,
-    ) -> Result<String, (String, Option<u64>)> {
+    ) -> Result<String, (WitnessError, Option<u64>)> {
         match self.ask_once(store, w, old, size, note).await {
             Err(Attempt::Conflict(held)) if held != old => {
                 match self.ask_once(store, w, held, size, note).await {
                     Ok(line) => Ok(line),
-                    Err(Attempt::Conflict(again)) => Err((
-                        format!("409 again: witness holds size {again}"),
-                        Some(again),
-                    )),
+                    Err(Attempt::Conflict(again)) => {
+                        Err((WitnessError::ConflictAgain(again), Some(again)))
+                    }
                     Err(Attempt::Failed(why)) => Err((why, Some(held))),
                 }
             }
-            Err(Attempt::Conflict(held)) => Err((
-                format!("409: witness holds size {held}, a different tree at that size"),
-                Some(held),
-            )),
+            Err(Attempt::Conflict(held)) => Err((WitnessError::Fork(held), Some(held))),
             Err(Attempt::Failed(why)) => Err((why, None)),
             Ok(line) => Ok(line),
         }
@@ -220,9 +277,7 @@ impl Witnesses {
         note: &str,
     ) -> Result<String, Attempt> {
         if old > size {
-            return Err(Attempt::Failed(format!(
-                "witness holds size {old}, beyond this checkpoint's {size}"
-            )));
+            return Err(Attempt::Failed(WitnessError::Ahead { held: old, size }));
         }
         let proof = if old == 0 || old == size {
             Vec::new()
@@ -230,8 +285,8 @@ impl Witnesses {
             let st = Arc::clone(store);
             tokio::task::spawn_blocking(move || st.consistency_proof(old, size))
                 .await
-                .map_err(|e| Attempt::Failed(e.to_string()))?
-                .map_err(|e| Attempt::Failed(format!("consistency proof: {e}")))?
+                .map_err(|e| Attempt::Failed(WitnessError::ProofTask(e)))?
+                .map_err(|e| Attempt::Failed(WitnessError::Proof(e)))?
         };
         let body = AddCheckpointRequest {
             old_size: old,
@@ -245,12 +300,12 @@ impl Witnesses {
             .body(body)
             .send()
             .await
-            .map_err(|e| Attempt::Failed(format!("unreachable: {e}")))?;
+            .map_err(|e| Attempt::Failed(WitnessError::Unreachable(e)))?;
         let status = resp.status().as_u16();
         let text = resp
             .text()
             .await
-            .map_err(|e| Attempt::Failed(format!("reading the answer: {e}")))?;
+            .map_err(|e| Attempt::Failed(WitnessError::Answer(e)))?;
         match status {
             200 => self
                 .check_cosignature(w, note, &text)
@@ -260,13 +315,13 @@ impl Witnesses {
                 .parse::<u64>()
                 .map(Attempt::Conflict)
                 .map_or_else(
-                    |_| Err(Attempt::Failed(format!("409 with a bad size {text:?}"))),
+                    |_| Err(Attempt::Failed(WitnessError::BadConflictSize(text.clone()))),
                     Err,
                 ),
-            other => Err(Attempt::Failed(format!(
-                "HTTP {other}: {}",
-                text.trim_end().chars().take(200).collect::<String>()
-            ))),
+            other => Err(Attempt::Failed(WitnessError::Status {
+                status: other,
+                body: text.trim_end().chars().take(200).collect(),
+            })),
         }
     }
 
@@ -277,7 +332,7 @@ impl Witnesses {
         w: &WitnessConfig,
         note: &str,
         body: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, WitnessError> {
         let mut good = String::new();
         for line in body.lines().filter(|l| !l.is_empty()) {
             let candidate = format!("{note}{line}\n");
@@ -289,7 +344,7 @@ impl Witnesses {
             }
         }
         if good.is_empty() {
-            return Err("answer holds no valid cosignature by its key".into());
+            return Err(WitnessError::NoCosignature);
         }
         Ok(good)
     }
@@ -297,39 +352,7 @@ impl Witnesses {
 
 enum Attempt {
     Conflict(u64),
-    Failed(String),
-}
-
-/// Runs the futures concurrently and returns their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Poll all together: a small join_all without the futures crate.
-    let mut slots: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if slots[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => slots[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for s in slots {
-        out.extend(s);
-    }
-    out
+    Failed(WitnessError),
 }
 
 #[cfg(test)]
