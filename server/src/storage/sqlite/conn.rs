@@ -30,7 +30,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens (creating if needed) the writer connection: WAL, synchronous=FULL,
-/// then applies pending migrations in one transaction.
+/// SQLite's automatic checkpoint replaced by the WAL hook of
+/// `checkpointer.rs`, then applies pending migrations in one transaction.
 pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -43,8 +44,10 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
     }
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
+         PRAGMA cache_size = -65536;",
     )?;
+    // Checkpoints run off the commit path (`checkpointer.rs`).
+    super::checkpointer::install(&conn);
     migrate(&mut conn)?;
     Ok(conn)
 }

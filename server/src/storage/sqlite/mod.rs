@@ -16,7 +16,10 @@
 //!   latest checkpoint covers.
 //! - Reads use a small pool of read-only connections (WAL readers never
 //!   block the writer); the writer connection is behind a mutex.
+//! - WAL checkpoints run on a thread of their own, not in the COMMIT
+//!   (`checkpointer.rs`).
 
+mod checkpointer;
 mod conn;
 mod dedup;
 mod export;
@@ -41,6 +44,7 @@ const READERS: usize = 4;
 pub struct SqliteBackend {
     writer: Mutex<Connection>,
     readers: conn::ReaderPool,
+    checkpointer: checkpointer::Checkpointer,
 }
 
 impl LogStore {
@@ -117,6 +121,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             writer: Mutex::new(conn),
             readers: conn::ReaderPool::new(path.to_path_buf(), READERS),
+            checkpointer: checkpointer::Checkpointer::start(path)?,
         })
     }
 
@@ -173,6 +178,7 @@ impl Backend for SqliteBackend {
                 .execute(params![to_i64(cp.size, "size")?, &cp.root[..], cp.note])?;
         }
         tx.commit()?;
+        self.checkpointer.after_commit(&writer);
         Ok(())
     }
 
