@@ -15,6 +15,7 @@
 # sets log_statement = all on the database (count statements in the server
 # log afterwards), TABLES=1 prints pg_stat_user_tables at the end,
 # SERVER_ARGS="--batch-max-age 5" adds arguments to every server,
+# CONCURRENCY=128 changes the load generator's submitters (64),
 # STATEMENTS=1 prints pg_stat_statements' costliest statements (a PostgreSQL
 # started with shared_preload_libraries=pg_stat_statements and the
 # extension created in database postgres; PGPORT picks it). Not a
@@ -83,7 +84,7 @@ fi
 # P-384 verifies (rate by the wall clock, and CPU per verify).
 taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 | grep -E "p384_verify_per_s|p384_cpu_us_per_verify"
 for a in ${SERVER_ARGS:-}; do ARGS+=("--server-arg=$a"); done
-"$BIN/attestlog-loadgen" --dir "$W/log" "${ARGS[@]}" write --entries "$N" --concurrency 64 \
+"$BIN/attestlog-loadgen" --dir "$W/log" "${ARGS[@]}" write --entries "$N" --concurrency "${CONCURRENCY:-64}" \
     --frontends "$FRONTENDS" >"$W/out.txt" 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
 grep -E "submissions_per_s|p50|p99|cpu_us" "$W/out.txt"
 if [[ -n $DB ]]; then

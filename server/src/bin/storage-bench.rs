@@ -111,7 +111,7 @@ fn main() {
     );
 
     let store = Arc::new(LogStore::open(&path).expect("open"));
-    let sign = |size: u64, root: [u8; 32]| -> Result<String, String> {
+    let sign = |size: u64, root: [u8; 32]| -> Result<String, std::convert::Infallible> {
         Ok(format!(
             "bench.example/log\n{size}\n{root:02x?}\n\n\u{2014} bench sig\n"
         ))
