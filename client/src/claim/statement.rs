@@ -205,19 +205,16 @@ impl Statement {
         if canonical_json(&json)? != bytes {
             return Err(ClaimError::StatementNotCanonical);
         }
-        let field = |v: &Value, name: &'static str| -> Result<Value, ClaimError> {
-            v.get(name).cloned().ok_or(ClaimError::StatementField(name))
-        };
         if json.get("_type").and_then(Value::as_str) != Some(STATEMENT_TYPE) {
             return Err(ClaimError::StatementField("_type"));
         }
         if json.get("predicateType").and_then(Value::as_str) != Some(PROVENANCE_TYPE) {
             return Err(ClaimError::StatementField("predicateType"));
         }
-        let subjects = parse_subjects(&field(&json, "subject")?)?;
+        let subjects = parse_subjects(field(&json, "subject")?)?;
         let predicate = field(&json, "predicate")?;
-        let definition = field(&predicate, "buildDefinition")?;
-        let deps = field(&definition, "resolvedDependencies")?;
+        let definition = field(predicate, "buildDefinition")?;
+        let deps = field(definition, "resolvedDependencies")?;
         let source = deps
             .as_array()
             .into_iter()
@@ -232,7 +229,7 @@ impl Statement {
         let build_type = definition.get("buildType").and_then(Value::as_str);
         let (mut build_definition, mut source_ref) = (None, None);
         if build_type == Some(BUILD_TYPE) || build_type == Some(BUILD_TYPE_V1) {
-            let external = field(&definition, "externalParameters")?;
+            let external = field(definition, "externalParameters")?;
             let same = external.get("repository").and_then(Value::as_str) == Some(&source.uri)
                 && external.get("commit").and_then(Value::as_str) == Some(&source.git_commit);
             if !same {
@@ -243,7 +240,7 @@ impl Statement {
                 source_ref = Some(parse_source_ref(external.get("sourceRef"))?);
             }
         }
-        let builder_id = field(&field(&predicate, "runDetails")?, "builder")?
+        let builder_id = field(field(predicate, "runDetails")?, "builder")?
             .get("id")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
@@ -263,6 +260,11 @@ impl Statement {
     pub fn subject_with_digest(&self, digest: &[u8; 32]) -> Option<&Subject> {
         self.subjects.iter().find(|s| &s.sha256 == digest)
     }
+}
+
+/// `v[name]`, or the error naming the missing field.
+fn field<'a>(v: &'a Value, name: &'static str) -> Result<&'a Value, ClaimError> {
+    v.get(name).ok_or(ClaimError::StatementField(name))
 }
 
 fn parse_subjects(value: &Value) -> Result<Vec<Subject>, ClaimError> {
