@@ -16,6 +16,8 @@
 # log afterwards), TABLES=1 prints pg_stat_user_tables at the end,
 # SERVER_ARGS="--batch-max-age 5" adds arguments to every server,
 # CONCURRENCY=128 changes the load generator's submitters (64),
+# OBJECTS=file puts the pgK objects in a folder instead (SeaweedFS still
+# runs, idle),
 # STATEMENTS=1 prints pg_stat_statements' costliest statements (a PostgreSQL
 # started with shared_preload_libraries=pg_stat_statements and the
 # extension created in database postgres; PGPORT picks it). Not a
@@ -54,8 +56,10 @@ if [[ $MODE == pg* ]]; then
     sleep 1; curl -sf -X PUT "http://127.0.0.1:$S3/write-cpu" >/dev/null
     export AWS_ENDPOINT_URL=http://127.0.0.1:$S3 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
         AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+    OBJ=s3://write-cpu
+    [[ ${OBJECTS:-s3} == file ]] && { OBJ=file://$W/objects; mkdir -p "$W/objects"; }
     ARGS=(--server-arg=--storage "--server-arg=postgres://postgres@127.0.0.1:${PGPORT:-5432}/$DB"
-          --server-arg=--objects --server-arg=s3://write-cpu)
+          --server-arg=--objects "--server-arg=$OBJ")
 fi
 # The server binary, not Debian's Perl wrapper: this samples while the run
 # lasts, and the wrapper cost ~8% of the machine at two calls a second.
