@@ -15,7 +15,9 @@
 //! covered by a signed checkpoint (zero merge delay). With witnesses
 //! ([`crate::witnessing`]), it also waits until the checkpoint is cosigned
 //! by the quorum; if that fails, the batch stays committed and its
-//! submitters get [`SequenceError::WitnessQuorum`].
+//! submitters get [`SequenceError::WitnessQuorum`] (or
+//! [`SequenceError::Storage`] when the cosigned checkpoint could not be
+//! stored).
 //!
 //! A batch's rows become visible to the store's readers (so a resubmission
 //! finds its leaf) a moment before the store publishes the new size and
@@ -41,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::storage::{Appended, Hash, LogStore, NewEntry, StorageError};
-use crate::witnessing::Witnesses;
+use crate::witnessing::{PublishError, Witnesses};
 use pool::VerifierPool;
 pub use pool::WorkerLost;
 
@@ -65,6 +67,15 @@ impl std::fmt::Display for SequenceError {
             SequenceError::Unavailable(m) | SequenceError::WitnessQuorum(m) => f.write_str(m),
             SequenceError::Storage { message, .. } => f.write_str(message),
         }
+    }
+}
+
+/// The stable code of a storage failure, as submitters get it.
+fn storage_code(e: &StorageError) -> &'static str {
+    match e {
+        StorageError::IntegrationTimeout { .. } => "integration_timeout",
+        e if e.is_unavailable() => "storage_unavailable",
+        _ => "storage_failure",
     }
 }
 
@@ -316,11 +327,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "batch commit failed");
-                let code = match &e {
-                    StorageError::IntegrationTimeout { .. } => "integration_timeout",
-                    e if e.is_unavailable() => "storage_unavailable",
-                    _ => "storage_failure",
-                };
+                let code = storage_code(&e);
                 for reply in replies {
                     let _ = reply.send(Err(SequenceError::Storage {
                         code,
@@ -370,8 +377,17 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
                 }
                 Err(failure) => {
                     tracing::error!(size = tree_size, error = %failure, "checkpoint not published");
+                    let code = match &failure {
+                        PublishError::Quorum { .. } => None,
+                        PublishError::Store(e) => Some(storage_code(e)),
+                        PublishError::StoreTask(_) => Some("storage_failure"),
+                    };
                     for reply in replies {
-                        let _ = reply.send(Err(SequenceError::WitnessQuorum(failure.to_string())));
+                        let message = failure.to_string();
+                        let _ = reply.send(Err(match code {
+                            None => SequenceError::WitnessQuorum(message),
+                            Some(code) => SequenceError::Storage { code, message },
+                        }));
                     }
                     continue;
                 }

@@ -60,7 +60,8 @@ async fn cosigned_covering(app: &Arc<AppState>, index: u64) -> Result<(u64, Stri
         .await
         .map_err(|e| match e {
             PublishError::Store(e) => ApiError::from(e),
-            other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", other),
+            PublishError::StoreTask(e) => ApiError::from(e),
+            quorum => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", quorum),
         })
 }
 
