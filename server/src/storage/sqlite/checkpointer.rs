@@ -27,7 +27,7 @@ use std::os::raw::c_int;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
@@ -94,7 +94,7 @@ impl Checkpointer {
         backstop: u32,
     ) -> Result<Self, StorageError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(super::conn::BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         let (wake, woken) = sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
@@ -153,6 +153,8 @@ impl Drop for Checkpointer {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn writer(path: &Path) -> Connection {

@@ -27,7 +27,7 @@ const CLAIM_INDEX_VERSION: i64 = 4;
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens (creating if needed) the writer connection: WAL, synchronous=FULL,
 /// SQLite's automatic checkpoint replaced by the WAL hook of
