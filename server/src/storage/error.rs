@@ -83,6 +83,12 @@ pub enum StorageError {
     #[error("this server is read-only")]
     ReadOnly,
 
+    #[error("could not start the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
+
     #[error(
         "this log was moved to {destination} at size {size} ({moved_at}); serve the moved log: \
          appending here too would fork it under the same key (`attestlog-server migrate --undo` \
@@ -118,6 +124,7 @@ impl StorageError {
             StorageError::LeaseLost { .. } => "lease_lost",
             StorageError::IntegrationTimeout { .. } => "integration_timeout",
             StorageError::ReadOnly => "read_only",
+            StorageError::Thread { .. } => "storage_thread",
             StorageError::LogMoved { .. } => "log_moved",
         }
     }

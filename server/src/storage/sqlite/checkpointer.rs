@@ -39,6 +39,9 @@ use crate::storage::StorageError;
 /// write each often-dirtied index page fewer times.
 pub const CHECKPOINT_PAGES: u32 = 16_384;
 
+/// The checkpoint thread's name (in `ps`, and in the error if it cannot start).
+const THREAD_NAME: &str = "sqlite-checkpoint";
+
 /// WAL pages at which the writer checkpoints itself: 256 MiB.
 pub const BACKSTOP_PAGES: u32 = 4 * CHECKPOINT_PAGES;
 
@@ -98,7 +101,7 @@ impl Checkpointer {
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
         let (wake, woken) = sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
                 while woken.recv().is_ok() {
                     let started = Instant::now();
@@ -114,7 +117,10 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|e| StorageError::Corrupt(format!("starting the checkpoint thread: {e}")))?;
+            .map_err(|source| StorageError::Thread {
+                name: THREAD_NAME,
+                source,
+            })?;
         Ok(Checkpointer {
             wake: Some(wake),
             thread: Some(thread),
