@@ -91,11 +91,7 @@ impl Checkpointer {
         Self::with_limits(path, CHECKPOINT_PAGES, BACKSTOP_PAGES)
     }
 
-    pub(super) fn with_limits(
-        path: &Path,
-        trigger: u32,
-        backstop: u32,
-    ) -> Result<Self, StorageError> {
+    fn with_limits(path: &Path, trigger: u32, backstop: u32) -> Result<Self, StorageError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(super::conn::BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
