@@ -5,7 +5,8 @@
 //! Each witness gets `add-checkpoint` with a consistency proof from the size
 //! it last cosigned (kept in memory, 0 after a restart). A 409 names the size
 //! the witness holds; the request is retried once from that size. All
-//! witnesses are asked concurrently, each with [`WITNESS_TIMEOUT`]. Every
+//! witnesses are asked concurrently, each with [`WITNESS_TIMEOUT`] and an
+//! answer of at most [`MAX_BODY`] bytes. Every
 //! cosignature line returned is verified against that witness's key before
 //! it is appended to the note. One round runs at a time (a mutex), so the
 //! sizes sent to a witness never go backwards.
@@ -16,7 +17,7 @@ use std::time::Duration;
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::cosignature::{CosignatureError, CosignatureVerifierKey};
 use attestlog::tlog::note::NoteVerifierKey;
-use attestlog::witness::AddCheckpointRequest;
+use attestlog::witness::{AddCheckpointRequest, MAX_BODY};
 
 use crate::storage::{LogStore, StorageError};
 
@@ -97,6 +98,8 @@ pub enum WitnessError {
     ConflictAgain(u64),
     #[error("answer holds no valid cosignature by its key")]
     NoCosignature,
+    #[error("answer is over {limit} bytes")]
+    AnswerTooLarge { limit: usize },
 }
 
 /// One witness that did not cosign, and why.
@@ -302,10 +305,7 @@ impl Witnesses {
             .await
             .map_err(|e| Attempt::Failed(WitnessError::Unreachable(e)))?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| Attempt::Failed(WitnessError::Answer(e)))?;
+        let text = read_answer(resp).await.map_err(Attempt::Failed)?;
         match status {
             200 => self
                 .check_cosignature(w, note, &text)
@@ -348,6 +348,20 @@ impl Witnesses {
         }
         Ok(good)
     }
+}
+
+/// The body of a witness's answer as text (UTF-8, lossy), read up to
+/// [`MAX_BODY`]: an answer is a size or a few cosignature lines, and the
+/// witness, not this log, decides how much it sends.
+async fn read_answer(mut resp: reqwest::Response) -> Result<String, WitnessError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(WitnessError::Answer)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(WitnessError::AnswerTooLarge { limit: MAX_BODY });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 enum Attempt {

@@ -386,3 +386,90 @@ fn cosignature_under_the_wrong_key_is_not_counted() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+/// A witness that answers with more than `MAX_BODY` bytes is not read past
+/// the limit: it counts as failed with that reason, and nothing is published.
+#[test]
+fn an_oversized_witness_answer_is_refused() {
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (nsm, root) = dev_nsm(dir.path());
+    let signer = NoteSigner::generate(ORIGIN).unwrap();
+    let key_file = dir.path().join("log.key");
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&key_file)
+        .unwrap()
+        .write_all(format!("{}\n", signer.private_key_text()).as_bytes())
+        .unwrap();
+    // A fake witness: reads each request whole, answers 200 with 1 MiB of
+    // text lines.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body_len = loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    break Some(end + 4 + len);
+                }
+            };
+            let Some(total) = body_len else { continue };
+            while request.len() < total {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let body = "— witness.test/big AAAA\n".repeat(1 << 20 >> 5);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let vkey = attestlog::tlog::cosignature::CosignatureSigner::generate("witness.test/big")
+        .unwrap()
+        .verifier_key_text();
+    let key_arg = key_file.display().to_string();
+    let witness_arg = format!("{url}={vkey}");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &root,
+        &["--key-file", &key_arg, "--witness", &witness_arg],
+    );
+    let client = reqwest::blocking::Client::new();
+    let (status, answer) = submit_to(&client, &server.url, &entry(&nsm, 0)).unwrap();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "witness_quorum");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("witness.test/big"), "{message}");
+    assert!(message.contains("answer is over 65536 bytes"), "{message}");
+    let resp = client
+        .get(format!("{}/checkpoint", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}

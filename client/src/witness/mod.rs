@@ -65,7 +65,8 @@ pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// At most this many proof lines (the spec's limit).
 pub const MAX_PROOF_LINES: usize = 63;
-/// Largest request body the witness reads.
+/// Largest body of a tlog-witness exchange: the `add-checkpoint` request a
+/// witness reads, and the answer a log reads back.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// What the witness answers.
