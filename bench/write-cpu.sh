@@ -17,7 +17,8 @@
 # SERVER_ARGS="--batch-max-age 5" adds arguments to every server,
 # CONCURRENCY=128 changes the load generator's submitters (64),
 # OBJECTS=file puts the pgK objects in a folder instead (SeaweedFS still
-# runs, idle),
+# runs, idle), SERVER_LOG=FILE keeps the servers' and the load generator's
+# standard error there (the servers log at `warn`),
 # STATEMENTS=1 prints pg_stat_statements' costliest statements (a PostgreSQL
 # started with shared_preload_libraries=pg_stat_statements and the
 # extension created in database postgres; PGPORT picks it). Not a
@@ -91,6 +92,7 @@ for a in ${SERVER_ARGS:-}; do ARGS+=("--server-arg=$a"); done
 "$BIN/attestlog-loadgen" --dir "$W/log" "${ARGS[@]}" write --entries "$N" --concurrency "${CONCURRENCY:-64}" \
     --frontends "$FRONTENDS" >"$W/out.txt" 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
 grep -E "submissions_per_s|p50|p99|cpu_us" "$W/out.txt"
+[[ -n ${SERVER_LOG:-} ]] && cp "$W/err.txt" "$SERVER_LOG"
 if [[ -n $DB ]]; then
     sleep 0.6 # one more sample
     awk -v n="$N" '{ t += $1 } END { printf "postgres_cpu_us_per_submission=%.0f\n", t * 10000 / n }' "$W/pg-ticks"
