@@ -52,10 +52,12 @@ pub use pool::WorkerLost;
 pub enum SequenceError {
     /// Nothing was committed, or the sequencer is stopping.
     Unavailable(String),
-    /// The storage failed (a stable code: `storage_unavailable`,
-    /// `integration_timeout`, ...). Entries a cluster backend sequenced
-    /// before the failure stay sequenced and are integrated later.
-    Storage { code: &'static str, message: String },
+    /// The storage failed; answered as every storage error is
+    /// (`ApiError::storage`). Entries a cluster backend sequenced before
+    /// the failure stay sequenced and are integrated later.
+    Storage(Arc<StorageError>),
+    /// A task of the sequencer panicked (the batch may be committed).
+    Internal(&'static str),
     /// The entry is committed, but its checkpoint lacks the witness quorum
     /// (the message names the witnesses that failed).
     WitnessQuorum(String),
@@ -65,17 +67,9 @@ impl std::fmt::Display for SequenceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SequenceError::Unavailable(m) | SequenceError::WitnessQuorum(m) => f.write_str(m),
-            SequenceError::Storage { message, .. } => f.write_str(message),
+            SequenceError::Storage(e) => e.fmt(f),
+            SequenceError::Internal(m) => f.write_str(m),
         }
-    }
-}
-
-/// The stable code of a storage failure, as submitters get it.
-fn storage_code(e: &StorageError) -> &'static str {
-    match e {
-        StorageError::IntegrationTimeout { .. } => "integration_timeout",
-        e if e.is_unavailable() => "storage_unavailable",
-        _ => "storage_failure",
     }
 }
 
@@ -193,12 +187,12 @@ impl Sequencer {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(SequenceError::Storage {
-                    code: "integration_timeout",
-                    message: format!(
-                        "entry {index} is sequenced but not integrated within {INTEGRATION_WAIT:?}"
-                    ),
-                });
+                return Err(SequenceError::Storage(Arc::new(
+                    StorageError::IntegrationTimeout {
+                        index,
+                        waited: INTEGRATION_WAIT,
+                    },
+                )));
             }
             if let Ok(Err(_)) = tokio::time::timeout(POLL, committed.changed()).await {
                 return Err(SequenceError::Unavailable(
@@ -327,23 +321,20 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "batch commit failed");
-                let code = storage_code(&e);
-                for reply in replies {
-                    let _ = reply.send(Err(SequenceError::Storage {
-                        code,
-                        message: format!("batch commit failed: {e}"),
-                    }));
-                }
+                fail_all(replies, SequenceError::Storage(Arc::new(e)));
                 continue;
             }
             Err(e) => {
                 tracing::error!(error = %e, "batch task failed");
-                fail_all(replies, "batch task failed".into());
+                fail_all(replies, SequenceError::Internal("batch task failed"));
                 continue;
             }
         };
         let Some(signed) = outcome.checkpoint else {
-            fail_all(replies, "log has no checkpoint".into());
+            fail_all(
+                replies,
+                SequenceError::Unavailable("log has no checkpoint".into()),
+            );
             continue;
         };
         let (mut tree_size, mut checkpoint) = (signed.size, signed.note);
@@ -370,25 +361,21 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
                         Ok(proofs) => proofs,
                         Err(e) => {
                             tracing::error!(error = %e, "proof task failed");
-                            fail_all(replies, "proof task failed".into());
+                            fail_all(replies, SequenceError::Internal("proof task failed"));
                             continue;
                         }
                     };
                 }
                 Err(failure) => {
                     tracing::error!(size = tree_size, error = %failure, "checkpoint not published");
-                    let code = match &failure {
-                        PublishError::Quorum { .. } => None,
-                        PublishError::Store(e) => Some(storage_code(e)),
-                        PublishError::StoreTask(_) => Some("storage_failure"),
+                    let error = match failure {
+                        PublishError::Store(e) => SequenceError::Storage(Arc::new(e)),
+                        PublishError::StoreTask(_) => SequenceError::Internal(
+                            "the task storing the cosigned checkpoint failed",
+                        ),
+                        quorum => SequenceError::WitnessQuorum(quorum.to_string()),
                     };
-                    for reply in replies {
-                        let message = failure.to_string();
-                        let _ = reply.send(Err(match code {
-                            None => SequenceError::WitnessQuorum(message),
-                            Some(code) => SequenceError::Storage { code, message },
-                        }));
-                    }
+                    fail_all(replies, error);
                     continue;
                 }
             }
@@ -419,8 +406,8 @@ fn prove(
         .collect()
 }
 
-fn fail_all(replies: Vec<Reply>, why: String) {
+fn fail_all(replies: Vec<Reply>, error: SequenceError) {
     for reply in replies {
-        let _ = reply.send(Err(SequenceError::Unavailable(why.clone())));
+        let _ = reply.send(Err(error.clone()));
     }
 }

@@ -86,6 +86,16 @@ fn is_encoding(code: &str) -> bool {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
+        ApiError::storage(&e)
+    }
+}
+
+impl ApiError {
+    /// The one answer to a storage error, wherever it was met (a read, a
+    /// submission's batch, storing a cosigned checkpoint): 503 when the
+    /// request may succeed if retried, 500 `internal` for a fault of the
+    /// server's own (logged, not shown).
+    pub fn storage(e: &StorageError) -> Self {
         match e {
             StorageError::IndexOutOfRange { .. }
             | StorageError::SizeOutOfRange { .. }

@@ -208,9 +208,8 @@ fn sequence_error(e: SequenceError) -> ApiError {
         SequenceError::Unavailable(m) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
         }
-        SequenceError::Storage { code, message } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-        }
+        SequenceError::Storage(e) => ApiError::storage(&e),
+        SequenceError::Internal(m) => ApiError::internal(m),
     }
 }
 
@@ -351,6 +350,78 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::sequencer::{BatchConfig, Sequencer};
     use crate::storage::LogStore;
+
+    /// A storage error gets one answer whichever path met it: a read
+    /// (`From<StorageError>`) or a submission whose batch failed
+    /// (`SequenceError::Storage`). Before, a submission got 503
+    /// `storage_failure` for the fault a read answered with 500 `internal`.
+    #[test]
+    fn a_storage_error_is_answered_alike_on_reads_and_submissions() {
+        use crate::storage::StorageError as E;
+        let cases = || {
+            [
+                E::Corrupt("a tile is missing".into()),
+                E::EntryTooLarge {
+                    position: 0,
+                    len: 70_000,
+                },
+                E::Timeout(Duration::from_secs(30)),
+                E::LeaseLost { epoch: 7 },
+                E::IntegrationTimeout {
+                    index: 3,
+                    waited: Duration::from_secs(20),
+                },
+                E::ReadOnly,
+            ]
+        };
+        let expected = [
+            (500, "internal"),
+            (500, "internal"),
+            (503, "storage_unavailable"),
+            (503, "storage_unavailable"),
+            (503, "integration_timeout"),
+            (403, "read_only"),
+        ];
+        for ((read, batch), (status, code)) in cases().into_iter().zip(cases()).zip(expected) {
+            let read = ApiError::from(read);
+            let submitted = sequence_error(SequenceError::Storage(Arc::new(batch)));
+            assert_eq!((read.status.as_u16(), read.code), (status, code));
+            assert_eq!(
+                (submitted.status, submitted.code, &submitted.message),
+                (read.status, read.code, &read.message)
+            );
+        }
+    }
+
+    /// A batch that fails in storage answers every submitter of it with
+    /// the storage error's own answer (here an entry over the limit, which
+    /// the HTTP layer refuses earlier: a fault of the server's, 500).
+    #[tokio::test]
+    async fn a_failed_batch_answers_with_the_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LogStore::open(&dir.path().join("log.db")).unwrap());
+        let signer = Arc::new(NoteSigner::generate("test/log").unwrap());
+        store.ensure_checkpoint(&*signer).unwrap();
+        let config = BatchConfig {
+            max_entries: 16,
+            max_age: Duration::ZERO,
+        };
+        let (sequencer, task) =
+            Sequencer::start(store, signer, config, Arc::new(Metrics::new()), None);
+        let big = vec![7u8; crate::storage::MAX_ENTRY_LEN + 1];
+        let e = sequencer
+            .submit(sequencer.ticket(), NewEntry::new(big, Vec::new()))
+            .await
+            .expect_err("an oversized entry fails its batch");
+        assert!(
+            matches!(&e, SequenceError::Storage(s) if s.code() == "entry_too_large"),
+            "{e:?}"
+        );
+        let answer = sequence_error(e);
+        assert_eq!((answer.status.as_u16(), answer.code), (500, "internal"));
+        drop(sequencer);
+        task.await.unwrap();
+    }
 
     /// The race, made deterministic: a resubmission has found its entry's
     /// index (the batch's rows are visible) before the store published a
