@@ -46,23 +46,29 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the worker for `store`, whose backend must be a cluster one
-    /// (returns `None` otherwise). With `signer` it integrates.
-    pub fn start(store: Arc<LogStore>, signer: Option<Arc<NoteSigner>>) -> Option<Worker> {
-        store.backend().cluster()?;
+    /// Starts the worker for `store` if its backend is a cluster one
+    /// (`Ok(None)` otherwise). With `signer` it integrates. An error is the
+    /// operating system refusing the thread: a cluster process without its
+    /// worker would never integrate nor follow, so the caller stops.
+    pub fn start(
+        store: Arc<LogStore>,
+        signer: Option<Arc<NoteSigner>>,
+    ) -> std::io::Result<Option<Worker>> {
+        if store.backend().cluster().is_none() {
+            return Ok(None);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("attestlog-cluster".into())
             .spawn({
                 let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
                 move || run(&store, signer.as_deref(), &stop)
-            })
-            .ok()?;
-        Some(Worker {
+            })?;
+        Ok(Some(Worker {
             stop,
             thread: Some(thread),
             store,
-        })
+        }))
     }
 
     /// Stops the worker, flushes the bucket if this process holds the

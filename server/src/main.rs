@@ -270,7 +270,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await?
             .map_err(|e| anyhow::anyhow!("{}: signing the initial checkpoint: {e}", e.code()))?;
     }
-    let worker = Worker::start(Arc::clone(&store), Some(Arc::clone(&signer)));
+    let worker = start_worker(&store, Some(Arc::clone(&signer)))?;
 
     let witnesses = if args.witnesses.is_empty() {
         anyhow::ensure!(
@@ -411,7 +411,7 @@ async fn run_reader(args: Args, storage: Storage, serve_config: ServeConfig) -> 
             anyhow::anyhow!("log_key_mismatch: the published checkpoint does not verify under --verifier-key: {e}")
         })?;
     }
-    let worker = Worker::start(Arc::clone(&store), None);
+    let worker = start_worker(&store, None)?;
     let metrics = Arc::new(Metrics::new());
     let app = Arc::new(AppState {
         store: Arc::clone(&store),
@@ -470,4 +470,13 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("shutting down: finishing the batch in flight");
     })
+}
+
+/// [`Worker::start`], its failure as a startup error.
+fn start_worker(
+    store: &Arc<LogStore>,
+    signer: Option<Arc<attestlog::tlog::note::NoteSigner>>,
+) -> anyhow::Result<Option<Worker>> {
+    Worker::start(Arc::clone(store), signer)
+        .map_err(|e| anyhow::anyhow!("storage_thread: cannot start the cluster worker thread: {e}"))
 }
