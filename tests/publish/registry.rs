@@ -1,5 +1,7 @@
 //! A real CNCF Distribution registry (Debian's `docker-registry`) on a free
-//! loopback port with its storage in a temporary directory.
+//! loopback port with its storage in a temporary directory. Each of the two
+//! publishing test binaries uses a subset.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
