@@ -8,7 +8,8 @@
 //! in this order:
 //!
 //! 1. the body parses ("old N\n", at most 63 base64 proof lines, "\n", a
-//!    signed checkpoint), else 400;
+//!    signed checkpoint), else 400 "malformed request: <reason>" (the
+//!    reason is an [`AddCheckpointError`]);
 //! 2. the origin is in the log list, else 404;
 //! 3. a trusted key of that origin signed it (signed-note rules: a line that
 //!    matches a trusted key's name and ID but fails to verify also rejects),
@@ -100,35 +101,71 @@ pub struct AddCheckpointRequest {
     pub note: String,
 }
 
+/// An add-checkpoint request body was malformed (the witness answers 400
+/// "malformed request: <message>"). Each message names the failed check and
+/// is part of the HTTP answer, so it does not change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddCheckpointError {
+    #[error("body is not UTF-8")]
+    NotUtf8,
+    #[error("missing old size line")]
+    MissingOldSize,
+    #[error("first line is not \"old <size>\"")]
+    BadOldLine,
+    #[error("old size is not a decimal without leading zeroes")]
+    NonCanonicalOldSize,
+    #[error("missing empty line before the checkpoint")]
+    MissingEmptyLine,
+    #[error("more than {max} proof lines", max = MAX_PROOF_LINES)]
+    TooManyProofLines,
+    #[error("proof line is not base64 of 32 bytes")]
+    BadProofLine,
+}
+
+impl AddCheckpointError {
+    /// Stable snake_case code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotUtf8 => "request_not_utf8",
+            Self::MissingOldSize => "request_missing_old_size",
+            Self::BadOldLine => "request_bad_old_line",
+            Self::NonCanonicalOldSize => "request_non_canonical_old_size",
+            Self::MissingEmptyLine => "request_missing_empty_line",
+            Self::TooManyProofLines => "request_too_many_proof_lines",
+            Self::BadProofLine => "request_bad_proof_line",
+        }
+    }
+}
+
 impl AddCheckpointRequest {
     /// Parses a request body; the error names what is malformed.
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
-        let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
+    pub fn parse(body: &[u8]) -> Result<Self, AddCheckpointError> {
+        let text = std::str::from_utf8(body).map_err(|_| AddCheckpointError::NotUtf8)?;
         let (first, mut rest) = text
             .split_once('\n')
-            .ok_or_else(|| "missing old size line".to_string())?;
+            .ok_or(AddCheckpointError::MissingOldSize)?;
         let old = first
             .strip_prefix("old ")
-            .ok_or_else(|| "first line is not \"old <size>\"".to_string())?;
-        let old_size = crate::tlog::parse_canonical_u64(old)
-            .ok_or_else(|| "old size is not a decimal without leading zeroes".to_string())?;
+            .ok_or(AddCheckpointError::BadOldLine)?;
+        let old_size =
+            crate::tlog::parse_canonical_u64(old).ok_or(AddCheckpointError::NonCanonicalOldSize)?;
         let mut proof = Vec::new();
         loop {
             let (line, after) = rest
                 .split_once('\n')
-                .ok_or_else(|| "missing empty line before the checkpoint".to_string())?;
+                .ok_or(AddCheckpointError::MissingEmptyLine)?;
             rest = after;
             if line.is_empty() {
                 break;
             }
             if proof.len() == MAX_PROOF_LINES {
-                return Err(format!("more than {MAX_PROOF_LINES} proof lines"));
+                return Err(AddCheckpointError::TooManyProofLines);
             }
             let hash: Hash = crate::tlog::b64()
                 .decode(line)
                 .ok()
                 .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| "proof line is not base64 of 32 bytes".to_string())?;
+                .ok_or(AddCheckpointError::BadProofLine)?;
             proof.push(hash);
         }
         Ok(Self {
@@ -310,4 +347,68 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AddCheckpointError, AddCheckpointRequest};
+
+    /// Each malformed body gives its variant, and the message the witness's
+    /// 400 answers have always carried.
+    #[test]
+    fn parse_errors_keep_their_messages() {
+        let hash = format!("{}\n", "A".repeat(43) + "=");
+        let too_many = format!("old 1\n{}\nnote", hash.repeat(64));
+        let cases: [(&[u8], AddCheckpointError, &str); 7] = [
+            (
+                b"old 1\n\xff\n",
+                AddCheckpointError::NotUtf8,
+                "body is not UTF-8",
+            ),
+            (
+                b"old 1",
+                AddCheckpointError::MissingOldSize,
+                "missing old size line",
+            ),
+            (
+                b"new 1\n\nnote",
+                AddCheckpointError::BadOldLine,
+                "first line is not \"old <size>\"",
+            ),
+            (
+                b"old 01\n\nnote",
+                AddCheckpointError::NonCanonicalOldSize,
+                "old size is not a decimal without leading zeroes",
+            ),
+            (
+                b"old 1\nnote",
+                AddCheckpointError::MissingEmptyLine,
+                "missing empty line before the checkpoint",
+            ),
+            (
+                too_many.as_bytes(),
+                AddCheckpointError::TooManyProofLines,
+                "more than 63 proof lines",
+            ),
+            (
+                b"old 1\nAAAA\n\nnote",
+                AddCheckpointError::BadProofLine,
+                "proof line is not base64 of 32 bytes",
+            ),
+        ];
+        for (body, want, message) in cases {
+            let err = AddCheckpointRequest::parse(body).unwrap_err();
+            assert_eq!(err, want);
+            assert_eq!(err.to_string(), message);
+            assert!(err.code().starts_with("request_"));
+        }
+        let ok = format!("old 1\n{}\nnote", hash.repeat(63));
+        assert_eq!(
+            AddCheckpointRequest::parse(ok.as_bytes())
+                .unwrap()
+                .proof
+                .len(),
+            63
+        );
+    }
 }

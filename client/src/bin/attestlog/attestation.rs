@@ -27,13 +27,22 @@ pub struct AttestationVerifyArgs {
     json: bool,
 }
 
-pub fn parse_time(text: &str) -> Result<u64, String> {
+/// A `--at` value was rejected (clap prints the message after the value).
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error("not UNIX seconds or RFC 3339: {0}")]
+    Syntax(time::error::Parse),
+    #[error("time is before 1970")]
+    BeforeEpoch,
+}
+
+/// Parses `--at`: UNIX seconds, or an RFC 3339 time not before 1970.
+pub fn parse_time(text: &str) -> Result<u64, TimeError> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(secs);
     }
-    let t = OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("not UNIX seconds or RFC 3339: {e}"))?;
-    u64::try_from(t.unix_timestamp()).map_err(|_| "time is before 1970".to_string())
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(TimeError::Syntax)?;
+    u64::try_from(t.unix_timestamp()).map_err(|_| TimeError::BeforeEpoch)
 }
 
 fn rfc3339(unix_ms: u64) -> String {
