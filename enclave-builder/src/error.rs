@@ -73,8 +73,12 @@ pub enum BuildError {
     #[error("the enclave refused the build: {code}: {message}")]
     Enclave { code: String, message: String },
     // What a build can reach (issue 9 items 2, 10, 11).
-    #[error("submodule URL refused: {0}")]
-    SubmoduleUrl(String),
+    #[error("submodule URL refused: {submodule}: {reason}")]
+    SubmoduleUrl {
+        submodule: String,
+        #[source]
+        reason: crate::source::SubmoduleUrlError,
+    },
     #[error("the host's relay refused the connection: {0}")]
     RelayRefused(String),
     #[error("no usable cgroup to bound the whole build: {0} (pass --cgroup none to build without whole-build limits)")]
@@ -131,7 +135,7 @@ impl BuildError {
             BuildError::Transport(_) => "transport",
             BuildError::EnclaveStart(_) => "enclave_start",
             BuildError::Enclave { .. } => "enclave_failed",
-            BuildError::SubmoduleUrl(_) => "submodule_url",
+            BuildError::SubmoduleUrl { .. } => "submodule_url",
             BuildError::RelayRefused(_) => "relay_refused",
             BuildError::CgroupUnavailable(_) => "cgroup_unavailable",
             BuildError::BuildMemory(_) => "build_memory_exceeded",

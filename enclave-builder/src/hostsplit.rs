@@ -131,7 +131,7 @@ pub fn serve_job(
                     Err(e) => Message::LogAnswer {
                         status: 0,
                         body: Vec::new(),
-                        error: Some(e),
+                        error: Some(e.to_string()),
                     },
                 };
                 ch.send(&answer).map_err(chan_err)?;

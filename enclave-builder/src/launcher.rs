@@ -76,17 +76,26 @@ pub struct RunInfo {
     pub debug: bool,
 }
 
+/// Why `nitro-cli run-enclave` output does not describe an enclave.
+#[derive(Debug, thiserror::Error)]
+pub enum RunOutputError {
+    #[error("nitro-cli printed no JSON description of the enclave")]
+    NoJson,
+    #[error("nitro-cli output is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("nitro-cli output has no EnclaveID")]
+    NoEnclaveId,
+}
+
 /// Reads `nitro-cli run-enclave` output: progress lines, then one JSON object.
-pub fn parse_run_output(stdout: &str) -> Result<RunInfo, String> {
-    let start = stdout
-        .find('{')
-        .ok_or("nitro-cli printed no JSON description of the enclave")?;
-    let v: serde_json::Value = serde_json::from_str(&stdout[start..])
-        .map_err(|e| format!("nitro-cli output is not JSON: {e}"))?;
+pub fn parse_run_output(stdout: &str) -> Result<RunInfo, RunOutputError> {
+    let start = stdout.find('{').ok_or(RunOutputError::NoJson)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout[start..]).map_err(RunOutputError::NotJson)?;
     let enclave_id = v["EnclaveID"]
         .as_str()
         .filter(|id| !id.is_empty())
-        .ok_or("nitro-cli output has no EnclaveID")?
+        .ok_or(RunOutputError::NoEnclaveId)?
         .to_string();
     // describe-enclaves reports "NONE" or "DEBUG_MODE"; AWS's docs say "Debug".
     let debug = v["Flags"]
@@ -126,7 +135,7 @@ impl EnclaveLauncher for NitroCli {
             )));
         }
         let info = parse_run_output(&String::from_utf8_lossy(&out.stdout))
-            .map_err(BuildError::EnclaveStart)?;
+            .map_err(|e| BuildError::EnclaveStart(e.to_string()))?;
         let enclave = Box::new(NitroEnclave {
             program: self.program.clone(),
             id: info.enclave_id,
@@ -312,9 +321,18 @@ mod tests {
         let info = parse_run_output(out).unwrap();
         assert_eq!(info.enclave_id, "i-0abc-enc123");
         assert!(!info.debug);
-        assert!(parse_run_output("Started enclave\n").is_err());
-        assert!(parse_run_output("{\"EnclaveCID\": 16}").is_err());
-        assert!(parse_run_output("{not json").is_err());
+        assert!(matches!(
+            parse_run_output("Started enclave\n"),
+            Err(RunOutputError::NoJson)
+        ));
+        assert!(matches!(
+            parse_run_output("{\"EnclaveCID\": 16}"),
+            Err(RunOutputError::NoEnclaveId)
+        ));
+        assert!(matches!(
+            parse_run_output("{not json"),
+            Err(RunOutputError::NotJson(_))
+        ));
         for (flags, debug) in [("DEBUG_MODE", true), ("Debug", true), ("NONE", false)] {
             let text = format!("{{\"EnclaveID\": \"i-1\", \"Flags\": \"{flags}\"}}");
             assert_eq!(parse_run_output(&text).unwrap().debug, debug, "{flags}");

@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::transport::{self, Endpoint, Listener, Stream};
 
 pub mod target;
-pub use target::{AllowedTarget, RelayPolicy, TargetError};
+pub use target::{AllowedTarget, LookupError, RelayPolicy, TargetError};
 
 /// Longest CONNECT request head accepted.
 pub const MAX_HEAD: usize = 8192;
@@ -76,8 +76,20 @@ fn read_head(stream: &mut dyn Read) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request head is not UTF-8"))
 }
 
+/// Why a request head is not a CONNECT request the relay answers; the
+/// host logs it and answers `400 Bad Request`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConnectRequestError {
+    #[error("not a CONNECT request: {0:?}")]
+    NotConnect(String),
+    #[error("CONNECT target {0:?} has no port")]
+    NoPort(String),
+    #[error("CONNECT target {0:?} is not host:port")]
+    NotHostPort(String),
+}
+
 /// The `host:port` of a `CONNECT host:port HTTP/1.x` request line.
-pub fn connect_target(head: &str) -> Result<&str, String> {
+pub fn connect_target(head: &str) -> Result<&str, ConnectRequestError> {
     let line = head.lines().next().unwrap_or("");
     let mut parts = line.split(' ');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -86,13 +98,13 @@ pub fn connect_target(head: &str) -> Result<&str, String> {
         {
             let (host, port) = authority
                 .rsplit_once(':')
-                .ok_or_else(|| format!("CONNECT target {authority:?} has no port"))?;
+                .ok_or_else(|| ConnectRequestError::NoPort(authority.to_string()))?;
             if host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(format!("CONNECT target {authority:?} is not host:port"));
+                return Err(ConnectRequestError::NotHostPort(authority.to_string()));
             }
             Ok(authority)
         }
-        _ => Err(format!("not a CONNECT request: {line:?}")),
+        _ => Err(ConnectRequestError::NotConnect(line.to_string())),
     }
 }
 
@@ -239,16 +251,34 @@ mod tests {
             connect_target("CONNECT [::1]:8443 HTTP/1.0\r\n\r\n"),
             Ok("[::1]:8443")
         );
-        for bad in [
-            "GET / HTTP/1.1\r\n\r\n",
-            "CONNECT github.com HTTP/1.1\r\n\r\n",
-            "CONNECT :443 HTTP/1.1\r\n\r\n",
-            "CONNECT h:99999 HTTP/1.1\r\n\r\n",
-            "CONNECT h:443 HTTP/2\r\n\r\n",
-            "CONNECT h:443 HTTP/1.1 extra\r\n\r\n",
-            "",
+        for (bad, why) in [
+            (
+                "GET / HTTP/1.1\r\n\r\n",
+                ConnectRequestError::NotConnect("GET / HTTP/1.1".into()),
+            ),
+            (
+                "CONNECT github.com HTTP/1.1\r\n\r\n",
+                ConnectRequestError::NoPort("github.com".into()),
+            ),
+            (
+                "CONNECT :443 HTTP/1.1\r\n\r\n",
+                ConnectRequestError::NotHostPort(":443".into()),
+            ),
+            (
+                "CONNECT h:99999 HTTP/1.1\r\n\r\n",
+                ConnectRequestError::NotHostPort("h:99999".into()),
+            ),
+            (
+                "CONNECT h:443 HTTP/2\r\n\r\n",
+                ConnectRequestError::NotConnect("CONNECT h:443 HTTP/2".into()),
+            ),
+            (
+                "CONNECT h:443 HTTP/1.1 extra\r\n\r\n",
+                ConnectRequestError::NotConnect("CONNECT h:443 HTTP/1.1 extra".into()),
+            ),
+            ("", ConnectRequestError::NotConnect(String::new())),
         ] {
-            assert!(connect_target(bad).is_err(), "{bad:?}");
+            assert_eq!(connect_target(bad), Err(why), "{bad:?}");
         }
     }
 

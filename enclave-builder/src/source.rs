@@ -17,7 +17,7 @@ use crate::error::BuildError;
 
 mod submodule_url;
 mod submodules;
-pub use submodule_url::{is_local, resolve as resolve_submodule_url};
+pub use submodule_url::{is_local, resolve as resolve_submodule_url, SubmoduleUrlError};
 pub use submodules::bundle_submodules;
 use submodules::{
     submodule_dependencies, unsettled_submodules, update_submodules, SubmoduleSource,

@@ -3,6 +3,7 @@
 //! the command line (never one learned from the log), the leaf hash, and the
 //! inclusion proof against that checkpoint.
 
+use std::io::Read;
 use std::time::Duration;
 
 use attestlog::tlog::checkpoint::verify_checkpoint;
@@ -13,6 +14,13 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::error::BuildError;
+
+/// Most bytes of a log's answer read: a checkpoint with its cosignatures
+/// and a proof of at most 63 hashes take a few KiB; the log (or the
+/// network) does not choose how much memory the builder spends.
+pub const MAX_ANSWER: u64 = 1 << 20;
+/// How long a submission may take, the answer included.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The server's answer to `POST /v1/entries` (spec/server-api.md).
 #[derive(Debug, Deserialize)]
@@ -49,29 +57,53 @@ impl LogClient for HttpLog {
         &self.url
     }
     fn post_entry(&self, entry: &[u8]) -> Result<(u16, Vec<u8>), BuildError> {
-        post_entry_http(&self.url, entry).map_err(|reason| BuildError::LogUnreachable {
-            url: self.url.clone(),
-            reason,
+        post_entry_http(&self.url, entry).map_err(|e| match e {
+            PostError::TooLarge => BuildError::LogAnswer(e.to_string()),
+            e => BuildError::LogUnreachable {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            },
         })
     }
 }
 
+/// Why an entry could not be POSTed to the log, or its answer not read:
+/// the reason in `log_unreachable` (and in the host's relayed answer).
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("{}", error_chain(.0))]
+    Send(#[source] reqwest::Error),
+    #[error("reading the answer: {0}")]
+    Body(#[source] std::io::Error),
+    #[error("the answer is over {MAX_ANSWER} bytes")]
+    TooLarge,
+}
+
 /// POSTs `entry` to `<url>/v1/entries`; errors are reasons the log was unreachable.
-pub fn post_entry_http(url: &str, entry: &[u8]) -> Result<(u16, Vec<u8>), String> {
+pub fn post_entry_http(url: &str, entry: &[u8]) -> Result<(u16, Vec<u8>), PostError> {
     let endpoint = format!("{}/v1/entries", url.trim_end_matches('/'));
     let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(SUBMIT_TIMEOUT)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(PostError::Client)?;
     let response = client
         .post(&endpoint)
         .header("content-type", "application/octet-stream")
         .body(entry.to_vec())
         .send()
-        .map_err(|e| error_chain(&e))?;
+        .map_err(PostError::Send)?;
     let status = response.status().as_u16();
-    let body = response.bytes().map_err(|e| e.to_string())?;
-    Ok((status, body.to_vec()))
+    let mut body = Vec::new();
+    response
+        .take(MAX_ANSWER + 1)
+        .read_to_end(&mut body)
+        .map_err(PostError::Body)?;
+    if body.len() as u64 > MAX_ANSWER {
+        return Err(PostError::TooLarge);
+    }
+    Ok((status, body))
 }
 
 /// Sends `entry` to the log at `url` and returns the verified proof.
@@ -168,4 +200,42 @@ pub fn verify_answer(
         hashes,
         checkpoint: answer.checkpoint.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A log answering 200 with more than [`MAX_ANSWER`] bytes: the builder
+    /// stops reading there and says so (`log_answer_invalid`), instead of
+    /// holding whatever the log sends.
+    #[test]
+    fn an_oversized_answer_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head);
+                let len = MAX_ANSWER as usize * 2;
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+                let chunk = vec![b'x'; 64 * 1024];
+                for _ in 0..len / chunk.len() {
+                    if conn.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let e = post_entry_http(&url, b"entry").unwrap_err();
+        assert!(matches!(e, PostError::TooLarge), "{e}");
+        let e = HttpLog { url }.post_entry(b"entry").unwrap_err();
+        assert_eq!(e.code(), "log_answer_invalid", "{e}");
+        assert!(e.to_string().contains("over 1048576 bytes"), "{e}");
+        server.join().unwrap();
+    }
 }

@@ -33,7 +33,7 @@ pub struct AllowedTarget {
 }
 
 /// Why a target string or a target is refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("{0:?} is not host:port")]
     Syntax(String),
@@ -46,7 +46,22 @@ pub enum TargetError {
         class: &'static str,
     },
     #[error("{target}: cannot resolve: {reason}")]
-    Resolve { target: String, reason: String },
+    Resolve {
+        target: String,
+        #[source]
+        reason: LookupError,
+    },
+}
+
+/// Why resolving a target's host gave no address to check.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0}")]
+    Resolver(#[source] std::io::Error),
+    #[error("no answer within {RESOLVE_TIMEOUT:?}")]
+    Timeout,
+    #[error("no address")]
+    NoAddress,
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6) into a lowercase host without
@@ -182,8 +197,9 @@ pub fn never_dialled(ip: IpAddr) -> Option<&'static str> {
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves `host:port` on a helper thread, waiting at most
-/// [`RESOLVE_TIMEOUT`] (a lookup still running then is left to finish).
-fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+/// [`RESOLVE_TIMEOUT`] (a lookup still running then is left to finish);
+/// an empty answer is an error.
+fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, LookupError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let host = host.to_string();
     std::thread::spawn(move || {
@@ -193,9 +209,10 @@ fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         let _ = tx.send(result);
     });
     match rx.recv_timeout(RESOLVE_TIMEOUT) {
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(LookupError::NoAddress),
         Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {RESOLVE_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(LookupError::Resolver(e)),
+        Err(_) => Err(LookupError::Timeout),
     }
 }
 
@@ -235,12 +252,6 @@ impl RelayPolicy {
                     class,
                 });
             }
-        }
-        if addrs.is_empty() {
-            return Err(TargetError::Resolve {
-                target: authority.to_string(),
-                reason: "no address".into(),
-            });
         }
         Ok(addrs)
     }

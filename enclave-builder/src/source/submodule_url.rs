@@ -47,11 +47,31 @@ pub fn is_local(repo: &str) -> bool {
     repo.starts_with("file://") || !(repo.contains("://") || repo.contains("::"))
 }
 
+/// Why a submodule URL is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmoduleUrlError {
+    #[error("{0:?} contains whitespace or control characters")]
+    Characters(String),
+    #[error("{url:?} is {kind}; submodule URLs must be https://")]
+    NotHttps { url: String, kind: &'static str },
+    #[error("{0:?} has no host, or carries credentials in it")]
+    Host(String),
+    #[error(
+        "{url:?} is relative to {base:?}, which is not an https:// URL \
+         (a local superproject may only have absolute https:// submodules)"
+    )]
+    RelativeToLocal { url: String, base: String },
+    #[error("{url:?} climbs above the host of {base:?}")]
+    AboveHost { url: String, base: String },
+    #[error("no url in .gitmodules")]
+    Missing,
+}
+
 /// The absolute URL for the submodule URL `url` declared by the repository
 /// at `base`, or why it is refused.
-pub fn resolve(base: &str, url: &str) -> Result<String, String> {
+pub fn resolve(base: &str, url: &str) -> Result<String, SubmoduleUrlError> {
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("{url:?} contains whitespace or control characters"));
+        return Err(SubmoduleUrlError::Characters(url.to_string()));
     }
     if url.starts_with("./") || url.starts_with("../") {
         return resolve_relative(base, url);
@@ -60,7 +80,7 @@ pub fn resolve(base: &str, url: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
-fn check_absolute(url: &str) -> Result<(), String> {
+fn check_absolute(url: &str) -> Result<(), SubmoduleUrlError> {
     let Some(rest) = url.strip_prefix(SUBMODULE_SCHEME) else {
         let kind = if url.contains("::") {
             "a remote helper (ext:: and the like)"
@@ -72,25 +92,26 @@ fn check_absolute(url: &str) -> Result<(), String> {
         } else {
             "a local path or an ssh address"
         };
-        return Err(format!(
-            "{url:?} is {kind}; submodule URLs must be https://"
-        ));
+        return Err(SubmoduleUrlError::NotHttps {
+            url: url.to_string(),
+            kind,
+        });
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.contains('@') {
-        return Err(format!("{url:?} has no host, or carries credentials in it"));
+        return Err(SubmoduleUrlError::Host(url.to_string()));
     }
     Ok(())
 }
 
 /// git's rule: each leading `./` is dropped, each leading `../` removes
 /// the last path component of `base` (a trailing `/` of `base` ignored).
-fn resolve_relative(base: &str, url: &str) -> Result<String, String> {
+fn resolve_relative(base: &str, url: &str) -> Result<String, SubmoduleUrlError> {
     if check_absolute(base).is_err() {
-        return Err(format!(
-            "{url:?} is relative to {base:?}, which is not an https:// URL \
-             (a local superproject may only have absolute https:// submodules)"
-        ));
+        return Err(SubmoduleUrlError::RelativeToLocal {
+            url: url.to_string(),
+            base: base.to_string(),
+        });
     }
     let authority_end = SUBMODULE_SCHEME.len()
         + base[SUBMODULE_SCHEME.len()..]
@@ -104,7 +125,12 @@ fn resolve_relative(base: &str, url: &str) -> Result<String, String> {
         } else if let Some(r) = rest.strip_prefix("../") {
             match resolved.rfind('/') {
                 Some(i) if i >= authority_end => resolved.truncate(i),
-                _ => return Err(format!("{url:?} climbs above the host of {base:?}")),
+                _ => {
+                    return Err(SubmoduleUrlError::AboveHost {
+                        url: url.to_string(),
+                        base: base.to_string(),
+                    })
+                }
             }
             rest = r;
         } else {
@@ -178,10 +204,17 @@ mod tests {
             resolve("https://h/repo", "./../lib").unwrap(),
             "https://h/lib"
         );
-        assert!(resolve(BASE, "../../../x").is_err());
+        assert!(matches!(
+            resolve(BASE, "../../../x"),
+            Err(SubmoduleUrlError::AboveHost { .. })
+        ));
         for local in ["/srv/repo", "file:///srv/repo", "repo", "http://h/repo"] {
             let err = resolve(local, "../lib").unwrap_err();
-            assert!(err.contains("not an https:// URL"), "{err}");
+            assert!(
+                matches!(err, SubmoduleUrlError::RelativeToLocal { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("not an https:// URL"), "{err}");
         }
     }
 

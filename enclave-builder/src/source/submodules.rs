@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use attestlog::claim::SubmoduleDependency;
 
-use super::{bundle, git, git_net, refused_by_relay, submodule_url, SubmoduleBundles};
+use super::submodule_url::{self, SubmoduleUrlError};
+use super::{bundle, git, git_net, refused_by_relay, SubmoduleBundles};
 use crate::error::BuildError;
 
 /// The lines of `git submodule status` output flagged `-` (not checked
@@ -163,7 +164,10 @@ fn checked_submodule_urls(
         .map(|(name, url)| {
             submodule_url::resolve(base, &url)
                 .map(|resolved| (name.clone(), resolved))
-                .map_err(|why| BuildError::SubmoduleUrl(format!("{shown}{name}: {why}")))
+                .map_err(|reason| BuildError::SubmoduleUrl {
+                    submodule: format!("{shown}{name}"),
+                    reason,
+                })
         })
         .collect()
 }
@@ -187,7 +191,10 @@ pub(super) fn update_submodules(
         let path = format!("{shown}{}", link.path);
         let url = urls
             .get(&link.name)
-            .ok_or_else(|| BuildError::SubmoduleUrl(format!("{path}: no url in .gitmodules")))?;
+            .ok_or_else(|| BuildError::SubmoduleUrl {
+                submodule: path.clone(),
+                reason: SubmoduleUrlError::Missing,
+            })?;
         let (fetch_from, net, local) = match from {
             SubmoduleSource::Urls(net) => (url.clone(), *net, false),
             SubmoduleSource::Bundles(bundles) => {
