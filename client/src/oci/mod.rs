@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use auth::Credentials;
+pub use auth::{parse_challenge, Challenge, Credentials};
 pub use pull::{
     download_artifact, find_bundles, resolve_artifact, ArtifactManifest, BundleCandidate,
 };
