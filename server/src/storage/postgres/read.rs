@@ -136,14 +136,6 @@ impl PostgresBackend {
         }
     }
 
-    /// Tile `(level, index)` of a tree of `tree_size`, with its `mid`, at
-    /// least as wide as that tree has it. A full tile is an object, read
-    /// through the in-memory cache. A partial one is, in order: the
-    /// `hot_tiles` row while it is the head's partial tile (it may have
-    /// grown since: wider is allowed); the full object once the tile is
-    /// complete (its row is deleted in the transaction that completes it,
-    /// after the object was written); the object at that width (flushed,
-    /// or written by a schema-2 integrator).
     /// Caches the `hot_tiles` rows read with the checkpoint of `size`
     /// under the paths of their widths at that size (rows of another width
     /// are skipped: the reads check them).
@@ -163,6 +155,14 @@ impl PostgresBackend {
         }
     }
 
+    /// Tile `(level, index)` of a tree of `tree_size`, with its `mid`, at
+    /// least as wide as that tree has it. A full tile is an object, read
+    /// through the in-memory cache. A partial one is, in order: the
+    /// `hot_tiles` row while it is the head's partial tile (it may have
+    /// grown since: wider is allowed); the full object once the tile is
+    /// complete (its row is deleted in the transaction that completes it,
+    /// after the object was written); the object at that width (flushed,
+    /// or written by a schema-2 integrator).
     pub(super) fn read_tile(
         &self,
         level: u8,
