@@ -253,7 +253,10 @@ fn https_logs_are_reached_and_their_certificates_checked() {
     commit(&repo, &[("README", b"log\n")]);
     let (https, _) = serve_https(&repo, tmp.path());
     let err = enclave_builder::submit::post_entry_http(&https.base, b"entry").unwrap_err();
-    assert!(err.to_string().to_ascii_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.to_string().to_ascii_lowercase().contains("certificate"),
+        "{err}"
+    );
 }
 
 /// Submodules in relay mode come through the relay too: a relative
