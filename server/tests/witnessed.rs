@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -18,7 +17,7 @@ use attestlog::tlog::cosignature::CosignatureVerifierKey;
 use attestlog::tlog::merkle::{leaf_hash, verify_inclusion};
 use attestlog::tlog::note::{NoteSigner, NoteVerifierKey};
 use attestlog::tlog::proof::TlogProof;
-use common::{b64d, dev_nsm, entry, submit_to, Server};
+use common::{b64d, dev_nsm, entry, submit_to, write_key, Server};
 use serde_json::Value;
 
 const ORIGIN: &str = "test.attestlog/log";
@@ -118,15 +117,8 @@ fn quorum_of_two_out_of_three_witnesses() {
 
     // The log's key, so the witnesses' log list can name it before it starts.
     let signer = NoteSigner::generate(ORIGIN).unwrap();
+    write_key(dir.path(), &signer);
     let key_file = dir.path().join("log.key");
-    std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(&key_file)
-        .unwrap()
-        .write_all(format!("{}\n", signer.private_key_text()).as_bytes())
-        .unwrap();
     let log_key = signer.verifier_key().unwrap();
     let logs = dir.path().join("logs.txt");
     std::fs::write(&logs, format!("{ORIGIN} {}\n", signer.verifier_key_text())).unwrap();
@@ -327,15 +319,8 @@ fn cosignature_under_the_wrong_key_is_not_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (nsm, root) = dev_nsm(dir.path());
     let signer = NoteSigner::generate(ORIGIN).unwrap();
+    write_key(dir.path(), &signer);
     let key_file = dir.path().join("log.key");
-    std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(&key_file)
-        .unwrap()
-        .write_all(format!("{}\n", signer.private_key_text()).as_bytes())
-        .unwrap();
     let logs = dir.path().join("logs.txt");
     std::fs::write(&logs, format!("{ORIGIN} {}\n", signer.verifier_key_text())).unwrap();
     let w1 = WitnessProc::start(
@@ -397,15 +382,8 @@ fn an_oversized_witness_answer_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (nsm, root) = dev_nsm(dir.path());
     let signer = NoteSigner::generate(ORIGIN).unwrap();
+    write_key(dir.path(), &signer);
     let key_file = dir.path().join("log.key");
-    std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(&key_file)
-        .unwrap()
-        .write_all(format!("{}\n", signer.private_key_text()).as_bytes())
-        .unwrap();
     // A fake witness: reads each request whole, answers 200 with 1 MiB of
     // text lines.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
