@@ -73,6 +73,20 @@ impl std::fmt::Display for SequenceError {
     }
 }
 
+/// A witness round that did not publish: the quorum missed, or the
+/// cosigned checkpoint not stored (a storage error, answered as such).
+impl From<PublishError> for SequenceError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Store(e) => SequenceError::Storage(Arc::new(e)),
+            PublishError::StoreTask(_) => {
+                SequenceError::Internal("the task storing the cosigned checkpoint failed")
+            }
+            quorum => SequenceError::WitnessQuorum(quorum.to_string()),
+        }
+    }
+}
+
 type Reply = oneshot::Sender<Result<Sequenced, SequenceError>>;
 
 #[derive(Clone, Copy, Debug)]
@@ -368,14 +382,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, in_flight: Arc<InFlight>, committer: C
                 }
                 Err(failure) => {
                     tracing::error!(size = tree_size, error = %failure, "checkpoint not published");
-                    let error = match failure {
-                        PublishError::Store(e) => SequenceError::Storage(Arc::new(e)),
-                        PublishError::StoreTask(_) => SequenceError::Internal(
-                            "the task storing the cosigned checkpoint failed",
-                        ),
-                        quorum => SequenceError::WitnessQuorum(quorum.to_string()),
-                    };
-                    fail_all(replies, error);
+                    fail_all(replies, failure.into());
                     continue;
                 }
             }

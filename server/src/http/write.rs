@@ -30,7 +30,6 @@ use super::error::ApiError;
 use super::AppState;
 use crate::sequencer::SequenceError;
 use crate::storage::{Hash, NewEntry, SearchKind};
-use crate::witnessing::PublishError;
 
 /// With witnesses: the latest cosigned checkpoint if it covers `index`;
 /// otherwise the latest signed checkpoint is sent to the witnesses again
@@ -58,11 +57,7 @@ async fn cosigned_covering(app: &Arc<AppState>, index: u64) -> Result<(u64, Stri
     witnesses
         .publish(&app.store, size, &latest)
         .await
-        .map_err(|e| match e {
-            PublishError::Store(e) => ApiError::from(e),
-            PublishError::StoreTask(e) => ApiError::from(e),
-            quorum => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "witness_quorum", quorum),
-        })
+        .map_err(|e| sequence_error(e.into()))
 }
 
 fn b64(bytes: &[u8]) -> String {
