@@ -69,6 +69,22 @@ impl LimitedServer {
         let _ = stream.read_to_string(&mut answer);
         answer
     }
+
+    /// [`healthz`](Self::healthz) after connections the server has just
+    /// closed: their slots are freed a moment after the client sees the
+    /// close, so a `503 too_many_connections` is retried for up to 2 s.
+    fn healthz_once_freed(&self) -> String {
+        let started = Instant::now();
+        loop {
+            let answer = self.healthz();
+            if !answer.contains("too_many_connections")
+                || started.elapsed() > Duration::from_secs(2)
+            {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for LimitedServer {
@@ -105,7 +121,10 @@ fn connections_over_the_cap_are_refused_and_idle_ones_time_out() {
         ("6", "3"),
         &["--max-connections", "20"],
     );
-    assert!(server.healthz().starts_with("HTTP/1.1 200"));
+    // No request before the cap is filled: the server frees a connection's
+    // slot just after closing it, so a client that saw the close and at once
+    // opened 20 more could find one slot still taken, have one of its held
+    // connections refused and one over-cap connection served (that flaked).
 
     // 20 connections fill the cap: ten idle, ten with half a head.
     let opened = Instant::now();
@@ -145,7 +164,7 @@ fn connections_over_the_cap_are_refused_and_idle_ones_time_out() {
         all_closed >= Duration::from_millis(2900) && all_closed < Duration::from_millis(5000),
         "{all_closed:?}"
     );
-    assert!(server.healthz().starts_with("HTTP/1.1 200"));
+    assert!(server.healthz_once_freed().starts_with("HTTP/1.1 200"));
 
     // A kept-alive connection that asks nothing more is closed too.
     let mut stream = server.connect();
