@@ -8,6 +8,7 @@
 //! one offline [`bundle`] and judged by [`verify`]. The log server and the enclave builder use the same code, so
 //! what the log accepts is exactly what users verify.
 
+pub mod bounded;
 pub mod bundle;
 pub mod claim;
 #[cfg(feature = "oci")]

@@ -3,9 +3,9 @@
 //! the command line (never one learned from the log), the leaf hash, and the
 //! inclusion proof against that checkpoint.
 
-use std::io::Read;
 use std::time::Duration;
 
+use attestlog::bounded::{read_bounded, BoundedReadError};
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::merkle::{leaf_hash, verify_inclusion};
 use attestlog::tlog::note::NoteVerifierKey;
@@ -95,14 +95,10 @@ pub fn post_entry_http(url: &str, entry: &[u8]) -> Result<(u16, Vec<u8>), PostEr
         .send()
         .map_err(PostError::Send)?;
     let status = response.status().as_u16();
-    let mut body = Vec::new();
-    response
-        .take(MAX_ANSWER + 1)
-        .read_to_end(&mut body)
-        .map_err(PostError::Body)?;
-    if body.len() as u64 > MAX_ANSWER {
-        return Err(PostError::TooLarge);
-    }
+    let body = read_bounded(response, MAX_ANSWER).map_err(|e| match e {
+        BoundedReadError::Io(e) => PostError::Body(e),
+        BoundedReadError::TooLarge { .. } => PostError::TooLarge,
+    })?;
     Ok((status, body))
 }
 

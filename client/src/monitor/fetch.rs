@@ -11,11 +11,11 @@
 //! bundle the log has deleted since the full one exists (C2SP allows it), to
 //! the full one's prefix.
 
-use std::io::Read;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING};
 
+use crate::bounded::{read_bounded, BoundedReadError};
 use crate::tlog::tile_proofs::MAX_TILE_BYTES;
 use crate::tlog::tiles::TilePath;
 
@@ -139,28 +139,24 @@ impl HttpLog {
         if resp.content_length().is_some_and(|n| n > raw_limit as u64) {
             return Err(too_large());
         }
-        let mut raw = Vec::new();
-        resp.take(raw_limit as u64 + 1)
-            .read_to_end(&mut raw)
-            .map_err(|e| transport(&e))?;
-        if raw.len() > raw_limit {
-            return Err(too_large());
-        }
+        let raw = read_bounded(resp, raw_limit as u64).map_err(|e| match e {
+            BoundedReadError::Io(e) => transport(&e),
+            BoundedReadError::TooLarge { .. } => too_large(),
+        })?;
         if !gzip {
             return Ok(raw);
         }
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| FetchError::Gzip {
+        read_bounded(
+            flate2::read::MultiGzDecoder::new(raw.as_slice()),
+            limit as u64,
+        )
+        .map_err(|e| match e {
+            BoundedReadError::Io(e) => FetchError::Gzip {
                 url: url.clone(),
                 reason: e.to_string(),
-            })?;
-        if out.len() > limit {
-            return Err(too_large());
-        }
-        Ok(out)
+            },
+            BoundedReadError::TooLarge { .. } => too_large(),
+        })
     }
 
     /// GETs a hash tile; a partial tile that is gone (404) is taken from

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+use attestlog::bounded::{read_bounded, BoundedReadError};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use reqwest::{StatusCode, Url};
@@ -130,16 +131,13 @@ impl<'a> Github<'a> {
     /// The answer's JSON when its status is one of `ok`.
     fn json(&self, what: &str, resp: Response, ok: &[StatusCode]) -> Result<Value, PublishError> {
         let status = resp.status();
-        let mut body = Vec::new();
-        resp.take(MAX_JSON + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| PublishError::GithubTransport {
+        let body = read_bounded(resp, MAX_JSON).map_err(|e| match e {
+            BoundedReadError::Io(e) => PublishError::GithubTransport {
                 what: what.into(),
                 reason: e.to_string(),
-            })?;
-        if body.len() as u64 > MAX_JSON {
-            return Err(answer(what, format!("larger than {MAX_JSON} bytes")));
-        }
+            },
+            too_large => answer(what, too_large),
+        })?;
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !ok.contains(&status) {
             let message = value["message"]

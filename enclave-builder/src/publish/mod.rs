@@ -16,6 +16,7 @@ mod github_http;
 
 use std::path::{Path, PathBuf};
 
+use attestlog::bounded::{read_bounded, BoundedReadError};
 use attestlog::bundle::{Bundle, BUNDLE_SUFFIX, MAX_BUNDLE_SIZE};
 use attestlog::oci::{Credentials, OciError, Reference};
 
@@ -130,21 +131,41 @@ pub fn publish(
 
 /// Reads and parses the bundle: a damaged one is never published.
 fn read_bundle(path: &Path) -> Result<Vec<u8>, PublishError> {
-    use std::io::Read;
     let file = std::fs::File::open(path).map_err(|source| PublishError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_BUNDLE_SIZE as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| PublishError::Io {
+    let bytes = read_bounded(file, MAX_BUNDLE_SIZE as u64).map_err(|e| match e {
+        BoundedReadError::Io(source) => PublishError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        },
+        too_large => PublishError::Bundle {
+            path: path.to_path_buf(),
+            reason: format!("bundle is {too_large}"),
+        },
+    })?;
     Bundle::parse(&bytes).map_err(|e| PublishError::Bundle {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_bundle_file_is_refused_after_reading_one_byte_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.attestlog.json");
+        std::fs::write(&path, vec![b' '; MAX_BUNDLE_SIZE + 2]).unwrap();
+        let err = read_bundle(&path).unwrap_err();
+        assert_eq!(err.code(), "publish_bundle", "{err}");
+        assert!(
+            err.to_string().contains("bundle is larger than 1048576 bytes"),
+            "{err}"
+        );
+    }
 }

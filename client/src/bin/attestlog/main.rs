@@ -137,20 +137,15 @@ pub fn trusted_keys(
 
 /// Reads a file named on the command line, or names the failure.
 pub fn read_input(path: &PathBuf, what: &str, limit: u64) -> Result<Vec<u8>, Failure> {
-    use std::io::Read;
+    use attestlog::bounded::{read_bounded, BoundedReadError};
     let file = std::fs::File::open(path)
         .map_err(|e| Failure::new(what, format!("cannot read {}: {e}", path.display())))?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Failure::new(what, format!("cannot read {}: {e}", path.display())))?;
-    if bytes.len() as u64 > limit {
-        return Err(Failure::new(
-            what,
-            format!("{} is larger than {limit} bytes", path.display()),
-        ));
-    }
-    Ok(bytes)
+    read_bounded(file, limit).map_err(|e| match e {
+        BoundedReadError::Io(e) => {
+            Failure::new(what, format!("cannot read {}: {e}", path.display()))
+        }
+        too_large => Failure::new(what, format!("{} is {too_large}", path.display())),
+    })
 }
 
 fn main() -> ExitCode {
