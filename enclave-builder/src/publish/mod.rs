@@ -164,7 +164,8 @@ mod tests {
         let err = read_bundle(&path).unwrap_err();
         assert_eq!(err.code(), "publish_bundle", "{err}");
         assert!(
-            err.to_string().contains("bundle is larger than 1048576 bytes"),
+            err.to_string()
+                .contains("bundle is larger than 1048576 bytes"),
             "{err}"
         );
     }
