@@ -24,7 +24,7 @@ use crate::nitro::{AttestationDocument, CoseParts, NitroVerifier, VerifyTime};
 /// Magic and version byte that open every v1 entry.
 pub const ENTRY_MAGIC: [u8; 4] = *b"ATL\x01";
 /// The C2SP tlog-tiles entry-bundle limit.
-pub const MAX_ENTRY_SIZE: usize = 65_535;
+pub const MAX_ENTRY_SIZE: usize = crate::tlog::tiles::MAX_ENTRY_LEN;
 /// Domain separation for the statement hash carried in `user_data`.
 pub const USER_DATA_DOMAIN: &[u8] = b"attestlog.dev/statement/v1\0";
 /// Domain separation for [`claim_id`].

@@ -25,7 +25,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_TILE: usize = MAX_TILE_BYTES;
 /// Largest entry bundle: 256 entries, each a 2-byte length and at most
 /// 65,535 bytes.
-pub const MAX_ENTRY_BUNDLE: usize = 256 * (2 + 65_535);
+pub const MAX_ENTRY_BUNDLE: usize = crate::tlog::tiles::MAX_BUNDLE_BYTES;
 /// Largest checkpoint: a signed note has at most 100 signature lines (see
 /// `tlog::note`); 1 MiB is far above any real one.
 pub const MAX_CHECKPOINT: usize = 1 << 20;

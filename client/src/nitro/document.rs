@@ -15,7 +15,7 @@ use super::error::NitroError;
 
 /// Largest accepted document, in bytes: the largest log entry (2-byte length prefix).
 /// Real documents are about 4-6 KB.
-pub const MAX_DOCUMENT_LEN: usize = 65_535;
+pub const MAX_DOCUMENT_LEN: usize = crate::tlog::tiles::MAX_ENTRY_LEN;
 /// Largest accepted `public_key`, `user_data` or `nonce`: `user_data = bytes .size (0..1024)`
 /// in the CDDL of aws-nitro-enclaves-nsm-api docs/attestation_process.md, section 2.2. Its
 /// checklist (3.2.2.2) says 512 for `user_data` and `nonce`; the NSM accepts 1024, so do we.

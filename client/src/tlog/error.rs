@@ -210,7 +210,10 @@ pub enum TileError {
     IndexOverflow,
     #[error("entry bundle: truncated at byte {offset}")]
     TruncatedBundle { offset: usize },
-    #[error("entry bundle: entry of {len} bytes exceeds 65535")]
+    #[error(
+        "entry bundle: entry of {len} bytes exceeds {}",
+        super::tiles::MAX_ENTRY_LEN
+    )]
     EntryTooLarge { len: usize },
     #[error("entry bundle: more than 256 entries")]
     TooManyEntries,

@@ -22,6 +22,13 @@ pub const TILE_HEIGHT: u8 = 8;
 pub const TILE_WIDTH: u64 = 256;
 /// Highest tile level.
 pub const MAX_LEVEL: u8 = 63;
+/// Largest entry a bundle can hold: each is prefixed with a big-endian u16
+/// length. Every entry limit in the workspace (a log entry, a Nitro
+/// document inside one, a submission's body) is this one.
+pub const MAX_ENTRY_LEN: usize = u16::MAX as usize;
+/// Largest entry bundle: [`TILE_WIDTH`] entries of [`MAX_ENTRY_LEN`] bytes,
+/// each with its 2-byte length (16 MiB).
+pub const MAX_BUNDLE_BYTES: usize = TILE_WIDTH as usize * (2 + MAX_ENTRY_LEN);
 
 /// What a tile resource holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -258,8 +265,8 @@ pub fn parse_entry_bundle(bytes: &[u8]) -> Result<Vec<&[u8]>, TileError> {
     Ok(out)
 }
 
-/// Encodes entries as a bundle; each entry must be at most 65,535 bytes and
-/// there may be at most 256 entries.
+/// Encodes entries as a bundle; each entry must be at most
+/// [`MAX_ENTRY_LEN`] bytes and there may be at most 256 entries.
 pub fn encode_entry_bundle(entries: &[&[u8]]) -> Result<Vec<u8>, TileError> {
     if entries.len() as u64 > TILE_WIDTH {
         return Err(TileError::TooManyEntries);

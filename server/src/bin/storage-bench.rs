@@ -92,9 +92,10 @@ fn main() {
         .get(2)
         .map(|a| a.parse().expect("ENTRY_BYTES"))
         .unwrap_or(512);
+    let max = attestlog::tlog::tiles::MAX_ENTRY_LEN;
     assert!(
-        (108..=65_535).contains(&len),
-        "ENTRY_BYTES must be in 108..=65535"
+        (108..=max).contains(&len),
+        "ENTRY_BYTES must be in 108..={max}"
     );
     let dir = args
         .get(3)

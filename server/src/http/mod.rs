@@ -64,8 +64,9 @@ impl AppState {
     }
 }
 
-/// A request body larger than this is cut off before any handler runs.
-const BODY_LIMIT: usize = 65_535;
+/// A request body larger than this is cut off before any handler runs: no
+/// request takes more than an entry.
+const BODY_LIMIT: usize = crate::storage::MAX_ENTRY_LEN;
 /// An oversized body up to this size is read and discarded before the 413,
 /// so the client, still sending, gets the answer instead of a reset.
 const DRAIN_LIMIT: usize = 1 << 20;

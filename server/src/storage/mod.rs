@@ -93,7 +93,7 @@ pub type Hash = [u8; 32];
 pub type LogStore = Log<Box<dyn Backend>>;
 
 /// Largest entry: bundles prefix entries with a 2-byte length.
-pub const MAX_ENTRY_LEN: usize = 65_535;
+pub use attestlog::tlog::tiles::MAX_ENTRY_LEN;
 
 /// Kinds of search key stored with an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -70,7 +70,7 @@ const MAX_CHECKPOINT_BYTES: usize = 1 << 16;
 /// The largest object read: a full bundle of 256 entries of 65,535 bytes,
 /// each with its 2-byte length (a tile is 8 KiB). Larger is refused before
 /// its body is read.
-const MAX_OBJECT_BYTES: u64 = 256 * (2 + 65_535);
+const MAX_OBJECT_BYTES: u64 = attestlog::tlog::tiles::MAX_BUNDLE_BYTES as u64;
 
 /// The name of the published checkpoint object.
 pub const CHECKPOINT: &str = "checkpoint";
