@@ -8,12 +8,17 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bundle) = Bundle::parse(data) {
-        assert_eq!(Bundle::parse(bundle.to_json().as_bytes()).ok(), Some(bundle));
+        assert_eq!(
+            Bundle::parse(bundle.to_json().as_bytes()).ok(),
+            Some(bundle)
+        );
     }
     if let Ok(entry) = Entry::decode(data) {
         let _ = Statement::parse(entry.statement);
         assert_eq!(
-            Entry::encode(entry.statement, entry.attestation).ok().as_deref(),
+            Entry::encode(entry.statement, entry.attestation)
+                .ok()
+                .as_deref(),
             Some(data)
         );
     }

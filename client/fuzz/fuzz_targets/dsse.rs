@@ -14,7 +14,10 @@ const KEY: [u8; 44] = [
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
         // What parses re-parses, from its canonical JSON, to the same envelope.
-        assert_eq!(Envelope::parse(env.to_json().as_bytes()).ok(), Some(env.clone()));
+        assert_eq!(
+            Envelope::parse(env.to_json().as_bytes()).ok(),
+            Some(env.clone())
+        );
         assert!(env.payload_type != PAYLOAD_TYPE || env.check_statement(&env.payload).is_ok());
         let _ = env.verify(Some(&KEY));
         assert!(env.verify(None).is_err());

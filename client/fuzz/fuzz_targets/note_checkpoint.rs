@@ -7,7 +7,8 @@ use attestlog::tlog::note::{verify_note, NoteVerifierKey, SignedNote};
 use libfuzzer_sys::fuzz_target;
 
 const LOG_KEY: &str = "example.com/test+b3576301+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
-const WITNESS_KEY: &str = "witness.example.com/w1+409495ad+BGG3op9v3HIXXDPBmFc/0CioJHhGCXc+pyvvFPlBZdYO";
+const WITNESS_KEY: &str =
+    "witness.example.com/w1+409495ad+BGG3op9v3HIXXDPBmFc/0CioJHhGCXc+pyvvFPlBZdYO";
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -32,6 +32,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = Credentials::parse(input);
     // A registry's header: only a Bearer challenge with a realm is taken.
     if parse_challenge(input).is_some() {
-        assert!(input.trim_start().get(..6).is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
+        assert!(input
+            .trim_start()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
     }
 });

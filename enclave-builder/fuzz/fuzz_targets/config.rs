@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         for name in config.env.keys() {
             let b = name.as_bytes();
             assert!(!b.is_empty() && !b[0].is_ascii_digit(), "{name:?}");
-            assert!(b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_'), "{name:?}");
+            assert!(
+                b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_'),
+                "{name:?}"
+            );
         }
     }
 });

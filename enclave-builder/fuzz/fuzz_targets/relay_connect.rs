@@ -26,6 +26,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((h, p)) = split_authority(target) {
         assert_eq!(p, port);
         assert!(!h.is_empty() && h == h.to_ascii_lowercase(), "{h:?}");
-        assert!(!h.chars().any(|c| c.is_whitespace() || c.is_control()), "{h:?}");
+        assert!(
+            !h.chars().any(|c| c.is_whitespace() || c.is_control()),
+            "{h:?}"
+        );
     }
 });

@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // `base\nurl`: the declaring repository's URL, then the submodule's.
-    let (base, url) = text.split_once('\n').unwrap_or(("https://github.com/o/r.git", text));
+    let (base, url) = text
+        .split_once('\n')
+        .unwrap_or(("https://github.com/o/r.git", text));
     if let Ok(resolved) = resolve_submodule_url(base, url) {
         // Accepted only when it is, or resolves to, an https:// URL with a
         // host and no credentials.
