@@ -5,9 +5,12 @@
 //! In input order, an entry whose bytes (leaf hash) or claim id is already
 //! logged, or appeared earlier in the batch, gets that entry's index
 //! (`duplicate = true`, the logged entry's leaf hash); every other entry gets
-//! the next index from `first` on. The caller must hold whatever makes
-//! `first` and the lookups current (the writer lock, or the `seq_head` row
-//! lock) until the new entries are committed.
+//! the next index from `first` on. The caller must make the result exact:
+//! SQLite's writer holds its lock from the lookups until the new entries are
+//! committed; PostgreSQL's sequencing looks up before it takes the
+//! `seq_head` lock, with provisional indices from `first`, and relies on
+//! the unique dedup keys to refuse (and redo) a batch that another frontend
+//! raced (`postgres/sequence.rs`).
 
 use std::collections::HashMap;
 

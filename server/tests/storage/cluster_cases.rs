@@ -1,6 +1,7 @@
 //! Cases of the cluster backend (PostgreSQL + object store), where several
 //! `Log`s share one storage: a failed signing leaves the entries sequenced
-//! for the next integration, two writers build one dense tree, a stale
+//! for the next integration, two writers build one dense tree (also when
+//! they race on the same entries), a stale
 //! integrator is fenced off, and the object store holds exactly what the
 //! log serves, at the C2SP paths.
 
@@ -115,6 +116,82 @@ pub fn two_writers_share_one_dense_tree<H: Harness<Backend = PostgresBackend>>()
             let p = a.consistency_proof(size, 400).unwrap();
             assert!(verify_consistency(size, 400, cp.root, final_root, &p));
         }
+    }
+}
+
+/// Two writers submit the same entries at the same moment (each batch also
+/// holds entries of its own): their lookups both miss, one commits first,
+/// the other's insert meets the unique leaf hash, and its whole batch is
+/// looked up and sequenced again. Each entry is logged once, both writers
+/// answer it with the same index (one of them as a duplicate), and the log
+/// stays dense.
+pub fn two_writers_racing_on_the_same_entries_log_each_once<
+    H: Harness<Backend = PostgresBackend>,
+>() {
+    let (_dir, path, a) = tmp_store::<H>();
+    let b = H::open(&path);
+    a.ensure_checkpoint(&sign).unwrap();
+    b.ensure_checkpoint(&sign).unwrap();
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let start = Arc::new(std::sync::Barrier::new(2));
+    const ROUNDS: u64 = 12;
+    let writers: Vec<_> = [(Arc::clone(&a), 5000u64), (Arc::clone(&b), 6000u64)]
+        .into_iter()
+        .map(|(log, own)| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for round in 0..ROUNDS {
+                    // 10 entries both submit, then 3 of this writer's own.
+                    let batch: Vec<NewEntry> = (0..10)
+                        .map(|k| new_entry(round * 10 + k))
+                        .chain((0..3).map(|k| new_entry(own + round * 3 + k)))
+                        .collect();
+                    start.wait();
+                    let out = log.append_batch(&batch, &sign).unwrap();
+                    let cp = out.checkpoint.unwrap();
+                    for (e, a) in batch.iter().zip(&out.entries) {
+                        assert_eq!(a.leaf_hash, e.leaf_hash);
+                        let p = log.inclusion_proof(a.index, cp.size).unwrap();
+                        assert!(verify_inclusion(a.index, cp.size, e.leaf_hash, &p, cp.root));
+                        got.push((e.bytes.clone(), a.index, a.duplicate));
+                    }
+                }
+                cluster_of(&log).release_lease();
+                got
+            })
+        })
+        .collect();
+    let answers: Vec<(Vec<u8>, u64, bool)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    // Each distinct entry has one index, whoever answered it, and was
+    // sequenced (answered not as a duplicate) exactly once.
+    let mut by_bytes: std::collections::BTreeMap<Vec<u8>, (u64, usize)> = Default::default();
+    for (bytes, index, duplicate) in &answers {
+        let slot = by_bytes.entry(bytes.clone()).or_insert((*index, 0));
+        assert_eq!(slot.0, *index, "one entry answered at two indices");
+        slot.1 += usize::from(!duplicate);
+    }
+    assert_eq!(by_bytes.len() as u64, ROUNDS * (10 + 2 * 3));
+    assert!(by_bytes.values().all(|&(_, sequenced)| sequenced == 1));
+    // Dense: the distinct entries are exactly indices 0..n, and the log
+    // (as both see it once they follow its head) holds each at its index.
+    let mut at: Vec<(u64, Vec<u8>)> = by_bytes.into_iter().map(|(b, (i, _))| (i, b)).collect();
+    at.sort();
+    let leaves: Vec<Hash> = at.iter().map(|(_, bytes)| rfc_leaf(bytes)).collect();
+    a.refresh().unwrap();
+    b.refresh().unwrap();
+    for log in [&a, &b] {
+        assert_eq!(
+            (log.tree_size(), log.root_hash()),
+            (leaves.len() as u64, ref_root(&leaves))
+        );
+    }
+    for (i, (index, bytes)) in at.iter().enumerate() {
+        assert_eq!(*index, i as u64);
+        assert_eq!(b.entry(*index).unwrap().as_ref(), Some(bytes));
     }
 }
 

@@ -56,6 +56,7 @@ pub use conn::{describe_url, CONNECT_TIMEOUT, PG_SCHEMA_VERSION, QUERY_TIMEOUT};
 pub use flush::FLUSH_EVERY;
 pub use import::Heads;
 pub use lease::{LEASE_TTL, RENEW_AFTER};
+pub use sequence::LOCK_WAIT;
 
 use super::objects::Objects;
 use super::{
