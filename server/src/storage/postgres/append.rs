@@ -104,17 +104,26 @@ impl PostgresBackend {
                 // Two pipelines: BEGIN and every statement; then NOTIFY and
                 // COMMIT, or a rollback when the answers say the lease or
                 // the head moved on.
-                let (fenced, moved, inserted, ..) = client
-                    .begin_with(async {
-                        tokio::try_join!(
-                            client.query_opt(&q_fence, &fence),
-                            client.execute(&q_head, &head),
-                            client.execute(&q_checkpoint, &checkpoint),
-                            client.execute(&q_upsert, &upsert),
-                            client.execute(&q_delete, &delete),
-                        )
-                    })
-                    .await?;
+                // `BEGIN` and every statement in one pipeline (tokio-postgres
+                // sends requests in the order their futures are first
+                // polled, which `join!` does in order). Every answer is
+                // awaited, so that the error reported is the first in
+                // statement order (see `sequence.rs`). The transaction ends
+                // below with COMMIT or ROLLBACK; after an error here the
+                // connection is dropped (`with_writer`) and PostgreSQL
+                // rolls back.
+                let (begin, fenced, moved, inserted, upserted, deleted) = tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_opt(&q_fence, &fence),
+                    client.execute(&q_head, &head),
+                    client.execute(&q_checkpoint, &checkpoint),
+                    client.execute(&q_upsert, &upsert),
+                    client.execute(&q_delete, &delete),
+                );
+                begin?;
+                let (fenced, moved, inserted) = (fenced?, moved?, inserted?);
+                upserted?;
+                deleted?;
                 let refused = if fenced.is_none() {
                     Some(StorageError::LeaseLost { epoch })
                 } else if moved != 1 {

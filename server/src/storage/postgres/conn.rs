@@ -245,21 +245,6 @@ impl Conn {
 }
 
 impl Conn {
-    /// Sends `BEGIN` ahead of the statements of `first`, in one pipeline
-    /// (tokio-postgres sends requests in the order their futures are first
-    /// polled), and returns `first`'s result: the transaction costs no
-    /// round trip of its own. The caller must end it with [`Conn::commit`]
-    /// or [`Conn::rollback`] on this connection (which it holds
-    /// exclusively); if it cannot (an I/O error or a timeout), the
-    /// connection is dropped, and PostgreSQL rolls back.
-    pub async fn begin_with<T>(
-        &self,
-        first: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, tokio_postgres::Error> {
-        let (_, out) = tokio::try_join!(self.client.batch_execute("BEGIN"), first)?;
-        Ok(out)
-    }
-
     /// Sends `NOTIFY channel, 'size'` and `COMMIT` behind the statements of
     /// `last`, in one pipeline. If a statement of `last` fails, PostgreSQL
     /// turns the `COMMIT` into a rollback and its error is returned; the
