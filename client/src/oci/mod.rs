@@ -35,7 +35,7 @@ pub use pull::{
     download_artifact, find_bundles, resolve_artifact, ArtifactManifest, BundleCandidate,
 };
 pub use push::{publish, Published, ReferrersPath};
-pub use reference::Reference;
+pub use reference::{valid_tag, Reference};
 pub use registry::Registry;
 
 /// `artifactType` of an attestlog artifact's manifest.

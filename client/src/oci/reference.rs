@@ -143,7 +143,11 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
-fn valid_tag(t: &str) -> bool {
+/// Whether `t` is a tag an OCI reference may carry:
+/// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (OCI distribution). Such a name is
+/// also a valid git tag and GitHub release tag, so the builder admits a
+/// pushed tag to publish under only if it passes this.
+pub fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
     !b.is_empty()
         && b.len() <= 128

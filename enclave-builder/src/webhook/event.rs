@@ -2,6 +2,7 @@
 //! event-to-build rule. Every refusal is a [`WebhookError`] with a stable
 //! code.
 
+use attestlog::oci::valid_tag;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -108,7 +109,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Option<QueuedBuild>, Webh
             match v.get("ref").and_then(Value::as_str) {
                 Some(r) if r.starts_with("refs/tags/") => {
                     let name = &r["refs/tags/".len()..];
-                    if !is_tag_name(name) {
+                    if !valid_tag(name) {
                         return Err(WebhookError::InvalidTag(name.to_string()));
                     }
                     git_ref = Some(r.to_string());
@@ -133,18 +134,6 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Option<QueuedBuild>, Webh
         git_ref,
         event: event.to_string(),
     }))
-}
-
-/// A tag name a build may publish under: what an OCI tag allows
-/// (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`), which is also a valid git tag
-/// and GitHub release tag. Anything else is refused rather than rewritten.
-fn is_tag_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
 #[cfg(test)]
