@@ -74,36 +74,24 @@ fn an_interrupted_copy_is_finished_by_running_migrate_again() {
 #[test]
 fn a_large_migration_killed_midway_is_finished_by_a_rerun() {
     use attestlog_server::storage::cluster::MAX_INTEGRATE;
-    use attestlog_server::storage::{Log, NewEntry};
+    use attestlog_server::storage::Log;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("sqlite");
     let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
     write_key(&src, &signer);
     let n = MAX_INTEGRATE + 300;
-    {
-        // Bytes no server would accept, appended straight (as `smuggle`):
-        // storage does not care, and it is fast.
-        let store = attestlog_server::storage::LogStore::open(&src.join("log.db")).unwrap();
-        let sign = |size: u64, root: [u8; 32]| {
-            use attestlog::tlog::checkpoint::Checkpoint;
-            let body = Checkpoint {
-                origin: TEST_ORIGIN.into(),
-                size,
-                root_hash: root,
-                extensions: vec![],
-            }
-            .to_body();
-            signer.sign(&body).map_err(|e| e.to_string())
-        };
-        for chunk in (0..n).collect::<Vec<u64>>().chunks(8192) {
-            let batch: Vec<NewEntry> = chunk
-                .iter()
-                .map(|i| NewEntry::new(format!("entry {i}").into_bytes(), vec![]))
-                .collect();
-            store.append_batch(&batch, &sign).unwrap();
-        }
-        assert_eq!(store.tree_size(), n);
+    // Bytes no server would accept, appended straight: storage does not
+    // care, and it is fast.
+    for chunk in (0..n).collect::<Vec<u64>>().chunks(8192) {
+        let entries: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect();
+        smuggle(&src, &signer, &entries);
     }
+    let store = attestlog_server::storage::LogStore::open(&src.join("log.db")).unwrap();
+    assert_eq!(store.tree_size(), n);
+    drop(store);
     let seed = std::env::var("ATTESTLOG_MIGRATE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
