@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -69,15 +69,7 @@ fn built(w: &World, out: &str) -> (Bundle, Vec<u8>, Statement) {
 /// real log, and returns the enclave's result, whether it submitted, and
 /// its output.
 fn send_job(w: &World, name: &str, job: Job) -> (JobResult, bool, Output) {
-    let sock = w.tmp.path().join(format!("{name}.sock"));
-    let listener = UnixListener::bind(&sock).unwrap();
-    let enclave = w
-        .enclave_command(&sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stream, _) = listener.accept().unwrap();
+    let (enclave, stream) = w.connect_enclave(name);
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(120)))
         .unwrap();

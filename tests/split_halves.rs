@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use attestlog::bundle::Bundle;
 use attestlog::policy::Policy;
 use attestlog::verify::BundleVerifier;
@@ -53,15 +51,7 @@ fn enclave_refuses_a_tampered_relay() {
     let Some(w) = World::new() else { return };
     let c1 = w.commit_hello();
     let job = prepare_job(&w.host_job(&c1)).unwrap();
-    let sock = w.tmp.path().join("evil.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let enclave = w
-        .enclave_command(&sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stream, _) = listener.accept().unwrap();
+    let (enclave, stream) = w.connect_enclave("evil");
     let mut ch = Channel::new(stream);
     ch.send(&Message::Job(Box::new(job))).unwrap();
     let result = loop {

@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -318,15 +318,7 @@ fn non_https_and_local_relative_submodule_urls_are_refused() {
 
 /// Runs `job` through a library host and a real enclave process.
 fn run_split(w: &World, job: Job, name: &str) -> (Result<PathBuf, BuildError>, String) {
-    let sock = w.tmp.path().join(format!("{name}.sock"));
-    let listener = UnixListener::bind(&sock).unwrap();
-    let enclave = w
-        .enclave_command(&sock)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stream, _) = listener.accept().unwrap();
+    let (enclave, stream) = w.connect_enclave(name);
     let out = w.tmp.path().join(name);
     let result = serve_job(Box::new(stream), job, &w.server.url, &out, IDLE).map(|_| out);
     let enclave = enclave.wait_with_output().unwrap();

@@ -254,6 +254,22 @@ impl World {
         cmd
     }
 
+    /// Starts the enclave half (stdout discarded, stderr kept for
+    /// `wait_with_output`) against a Unix socket `<name>.sock` in this
+    /// world's folder, and returns it with its accepted connection.
+    pub fn connect_enclave(&self, name: &str) -> (Child, std::os::unix::net::UnixStream) {
+        let sock = self.tmp.path().join(format!("{name}.sock"));
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let enclave = self
+            .enclave_command(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the enclave half");
+        let (stream, _) = listener.accept().expect("the enclave connects");
+        (enclave, stream)
+    }
+
     /// `enclave-builder host` for `commit` of this world's repository,
     /// listening for the enclave on `sock` and writing to `out`.
     pub fn host_command(&self, sock: &Path, commit: &str, out: &Path) -> Command {
