@@ -101,17 +101,14 @@ impl PostgresBackend {
                     client.prepare(UPSERT_HOT),
                     client.prepare(DELETE_HOT),
                 )?;
-                // Two pipelines: BEGIN and every statement; then NOTIFY and
-                // COMMIT, or a rollback when the answers say the lease or
-                // the head moved on.
-                // `BEGIN` and every statement in one pipeline (tokio-postgres
-                // sends requests in the order their futures are first
-                // polled, which `join!` does in order). Every answer is
-                // awaited, so that the error reported is the first in
-                // statement order (see `sequence.rs`). The transaction ends
-                // below with COMMIT or ROLLBACK; after an error here the
-                // connection is dropped (`with_writer`) and PostgreSQL
-                // rolls back.
+                // Two pipelines. First `BEGIN` and every statement
+                // (tokio-postgres sends requests in the order their futures
+                // are first polled, which `join!` does in order), every
+                // answer awaited so that the error reported is the first in
+                // statement order (see `sequence.rs`); after an error the
+                // connection is dropped (`with_writer`) and PostgreSQL rolls
+                // back. Then NOTIFY and COMMIT, or a rollback when the
+                // answers say the lease or the head moved on.
                 let (begin, fenced, moved, inserted, upserted, deleted) = tokio::join!(
                     client.batch_execute("BEGIN"),
                     client.query_opt(&q_fence, &fence),
