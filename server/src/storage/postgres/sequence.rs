@@ -236,7 +236,7 @@ async fn sequence_once(
     let p_claims: [&(dyn ToSql + Sync); 2] = [&c.claim_id, &c.claim_idx];
     let p_search: [&(dyn ToSql + Sync); 3] = [&c.search_kind, &c.search_key, &c.search_idx];
     let p_head: [&(dyn ToSql + Sync); 1] = [&count];
-    let begin = format!("BEGIN; SET LOCAL lock_timeout = {}", LOCK_WAIT.as_millis());
+    let begin_sql = format!("BEGIN; SET LOCAL lock_timeout = {}", LOCK_WAIT.as_millis());
     // One pipeline. Every answer is awaited (`join!`, not `try_join!`), so
     // that the error reported is the first in statement order: after a
     // failed statement PostgreSQL answers each later one "current
@@ -244,7 +244,7 @@ async fn sequence_once(
     // from a rotating start, could return one of those instead of the
     // cause. After a failure the COMMIT is answered as a ROLLBACK.
     let (begin, head, entries, leaves, claims, search, moved, notified, commit) = tokio::join!(
-        client.batch_execute(&begin),
+        client.batch_execute(&begin_sql),
         client.query_one(&lock, &[]),
         client.execute(&ins_entries, &p_entries),
         client.execute(&ins_leaves, &p_leaves),
