@@ -12,7 +12,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::Url;
 
 use super::OciError;
-use crate::download::copy_bounded;
+use crate::bounded::read_bounded;
 
 /// Largest token answer read.
 const MAX_TOKEN_ANSWER: u64 = 64 << 10;
@@ -169,9 +169,8 @@ pub fn fetch_token(
             detail: " (token realm)".into(),
         });
     }
-    let mut body = Vec::new();
-    copy_bounded(resp, &url_text, MAX_TOKEN_ANSWER, &mut body)
-        .map_err(|e| transport(e.to_string()))?;
+    let body = read_bounded(resp, MAX_TOKEN_ANSWER)
+        .map_err(|e| transport(format!("token answer: {e}")))?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| transport(format!("token answer: {e}")))?;
     v["token"]
