@@ -22,6 +22,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # server/tests/failover/ runs private PostgreSQL 15 instances (initdb, postgres) through setpriv.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# An independent tlog-tiles client (server/tests/go_tlog/) on Go's sumdb/tlog, built offline.
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+[ -f /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog/tlog.go ] || need+=(golang-golang-x-mod-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
