@@ -10,6 +10,7 @@ use attestlog_server::storage::objects::Objects;
 use serde_json::Value;
 
 use crate::common::{get_bytes, get_text};
+use crate::go_tlog;
 use crate::harness::{proof, Cluster, Outcome, Record};
 use crate::postgres_common::query_on;
 
@@ -170,6 +171,18 @@ pub fn check_log(c: &Cluster, f: usize, records: &[Record]) {
             "{path} in the bucket"
         );
     }
+    // Go's sumdb/tlog client reads the final log through a read-only
+    // reader and straight from the bucket (SigV4-signed: the test bucket is
+    // not public): every entry's inclusion.
+    let reader = c.reader();
+    let state = |name: &str| c.dir.path().join(format!("go-{name}"));
+    let vkey = &c.signer_vkey;
+    assert_eq!(go_tlog::check(&reader.url, vkey, &state("reader")), size);
+    let (url, env) = (c.bucket_url(), &c.weed_env);
+    assert_eq!(
+        go_tlog::check_signed(&url, vkey, &state("bucket"), env),
+        size
+    );
     eprintln!(
         "checked: {size} entries, {acked} acknowledged answers, {} checkpoint sizes handed out",
         handed.len()

@@ -127,6 +127,28 @@ impl Cluster {
         Server::start_env(&data, &self.root, &extra, &self.weed_env)
     }
 
+    /// A `--read-only` reader on the log, pinned to its key.
+    pub fn reader(&self) -> Server {
+        let data = self.dir.path().join("reader");
+        let args = [
+            "--storage",
+            &self.pg_url,
+            "--objects",
+            &self.objects,
+            "--read-only",
+            "--verifier-key",
+            &self.signer_vkey,
+        ];
+        Server::start_env(&data, &self.root, &args, &self.weed_env)
+    }
+
+    /// The bucket's prefix over HTTP (path-style), as a CDN or any
+    /// tlog-tiles client reads it.
+    pub fn bucket_url(&self) -> String {
+        let path = self.objects.strip_prefix("s3://").expect("an s3:// bucket");
+        format!("{}/{path}", self.weed.lock().unwrap().endpoint)
+    }
+
     pub fn set(&self, f: usize, server: Option<Server>) {
         self.urls.write().unwrap()[f] = server.as_ref().map(|s| s.url.clone());
         self.frontends.lock().unwrap()[f] = server;

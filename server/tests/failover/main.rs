@@ -16,13 +16,19 @@
 //! every checkpoint ever handed out verifies and is proved consistent with
 //! the final one by the client's verifier, no two checkpoints of one size
 //! differ, the log is dense, and every submission that got no answer is
-//! either already logged or accepted when sent again.
+//! either already logged or accepted when sent again; and Go's sumdb/tlog
+//! client (`common/go_tlog.rs`) verifies every entry's inclusion through a
+//! `--read-only` reader and straight from the bucket. During the SIGKILL
+//! test that client also follows the log through the frontends, proving
+//! each checkpoint it sees consistent with the one before.
 //!
 //! The seed is printed; set `ATTESTLOG_FAILOVER_SEED` to replay it. The
 //! tests of this file run one at a time (each starts five processes).
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/go_tlog.rs"]
+mod go_tlog;
 #[path = "../postgres_common/mod.rs"]
 mod postgres_common;
 #[path = "../common/private_pg.rs"]
@@ -54,6 +60,7 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
     let stop = AtomicBool::new(false);
     let mut kills = Vec::new();
     let state = c.dir.path().join("monitor");
+    let go_state = c.dir.path().join("go-frontends");
     let records = std::thread::scope(|s| {
         let load = s.spawn(|| c.load(0, 100_000, 3, &stop));
         for round in 0..5 {
@@ -80,6 +87,7 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
             }
             if round % 2 == 1 {
                 monitor(&c, round % 2, &state);
+                go_tlog::check(&c.url(round % 2), &c.signer_vkey, &go_state);
             }
             kills.push((integrator, victims));
         }
@@ -99,8 +107,10 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
     }
     let again = resubmit_unacked(&c, &records);
     check_log(&c, 0, &[records, again].concat());
-    // The monitor that followed the log across the kills finds it consistent.
+    // The monitor and Go's sumdb/tlog client that followed the log across
+    // the kills find it consistent.
     monitor(&c, 1, &state);
+    go_tlog::check(&c.url(0), &c.signer_vkey, &go_state);
 }
 
 /// Runs the load, takes a service away at a seeded random point for a
