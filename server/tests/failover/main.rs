@@ -72,7 +72,11 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
                 std::thread::sleep(Duration::from_millis(100));
                 integrator = c.integrator();
             }
+            // The last round kills the integrator if no round did yet (five
+            // draws of "the other frontend" happen once in 243 runs).
+            let spared = round == 4 && !kills.iter().any(hit_integrator);
             let victims: Vec<usize> = match (rng.next() % 3, integrator) {
+                (_, Some(i)) if spared => vec![i],
                 (0, Some(i)) => vec![i],
                 (1, Some(i)) => vec![1 - i],
                 _ => vec![0, 1],
@@ -97,7 +101,7 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
     });
     eprintln!("load: {} submissions: {}", records.len(), count(&records));
     assert!(
-        kills.iter().any(|(i, v)| i.is_some_and(|i| v.contains(&i))),
+        kills.iter().any(hit_integrator),
         "the integrator was killed at least once: {kills:?}"
     );
     for r in &records {
@@ -111,6 +115,11 @@ fn sigkill_of_frontends_and_the_integrator_under_load_loses_nothing() {
     // the kills find it consistent.
     monitor(&c, 1, &state);
     go_tlog::check(&c.url(0), &c.signer_vkey, &go_state);
+}
+
+/// Whether a round's SIGKILL `(integrator, victims)` hit the integrator.
+fn hit_integrator((integrator, victims): &(Option<usize>, Vec<usize>)) -> bool {
+    integrator.is_some_and(|i| victims.contains(&i))
 }
 
 /// Runs the load, takes a service away at a seeded random point for a
