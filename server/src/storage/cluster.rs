@@ -1,5 +1,4 @@
-//! Cluster mode: several processes write one log (spec/storage.md,
-//! "Cluster mode"). A backend that supports it ([`Backend::cluster`])
+//! Cluster mode: several processes write one log (spec/cluster.md). A backend that supports it ([`Backend::cluster`])
 //! separates the two halves of an append:
 //!
 //! 1. **Sequencing** ([`Cluster::sequence`]): any frontend dedups a batch

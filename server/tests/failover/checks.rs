@@ -133,7 +133,7 @@ pub fn check_log(c: &Cluster, f: usize, records: &[Record]) {
     for (k, v) in &c.weed_env {
         std::env::set_var(k, v); // one test at a time (SERIAL)
     }
-    // The bucket lags the head by up to a flush interval (spec/storage.md,
+    // The bucket lags the head by up to a flush interval (spec/cluster.md,
     // "The hot edge"): wait until its checkpoint names the final size.
     let bucket = Objects::open(&c.objects).expect("bucket");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend, in cluster mode: PostgreSQL holds what must be
 //! transactional, an object store ([`Objects`]) what is immutable and
 //! public. Several `attestlog-server` processes may open the same database
-//! and bucket (spec/storage.md, "Cluster mode"; `migrations/postgres/`).
+//! and bucket (spec/cluster.md; `migrations/postgres/`).
 //!
 //! # Contract
 //! - PostgreSQL: sequencing (`seq_head`, locked by every sequencing
