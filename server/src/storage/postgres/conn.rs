@@ -15,12 +15,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Socket, Statement};
 
 use super::lease::Events;
+use super::tls::{split_url, PgTls, RustlsConnect, RustlsStream};
 
 use crate::storage::StorageError;
 
@@ -54,6 +58,7 @@ const MIGRATION_LOCK: i64 = 0x6174_7465_7374_6c67;
 /// A parsed `postgres://` URL and the runtime its connections run on.
 pub struct Connector {
     config: Config,
+    tls: PgTls,
     /// Where, for error messages: `host:port/db`, never the password.
     target: String,
     runtime: Option<Runtime>,
@@ -61,9 +66,15 @@ pub struct Connector {
 
 impl Connector {
     /// Parses `url` (any libpq-style `postgres://` URL `tokio_postgres`
-    /// accepts) and starts the private runtime.
+    /// accepts, with `sslmode` and `sslrootcert` as `tls.rs` says) and
+    /// starts the private runtime.
     pub fn new(url: &str) -> Result<Self, StorageError> {
-        let mut config = Config::from_str(url).map_err(|e| StorageError::BadUrl(e.to_string()))?;
+        let (url, tls) = split_url(url)?;
+        let mut config = Config::from_str(&url).map_err(|e| StorageError::BadUrl(e.to_string()))?;
+        config.ssl_mode(match tls {
+            PgTls::Disabled => SslMode::Disable,
+            PgTls::VerifyFull(_) => SslMode::Require,
+        });
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -80,6 +91,7 @@ impl Connector {
             })?;
         Ok(Connector {
             config,
+            tls,
             target,
             runtime: Some(runtime),
         })
@@ -104,6 +116,17 @@ impl Connector {
 
     /// Opens one connection; its I/O task runs on the private runtime.
     pub fn connect(&self) -> Result<Conn, StorageError> {
+        let (client, io) = self.open()?;
+        self.runtime().spawn(async move {
+            if let Err(e) = io.run().await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(Conn::new(client))
+    }
+
+    /// Connects (TLS as the URL asks), within the URL's connect timeout.
+    fn open(&self) -> Result<(Client, Io), StorageError> {
         let _enter = self.runtime().enter();
         let unreachable = |reason: String| StorageError::Unreachable {
             target: self.target.clone(),
@@ -116,16 +139,19 @@ impl Connector {
             .get_connect_timeout()
             .copied()
             .unwrap_or(CONNECT_TIMEOUT);
-        let (client, connection) =
-            futures_executor::block_on(tokio::time::timeout(deadline, self.config.connect(NoTls)))
-                .map_err(|_| unreachable(format!("no answer within {deadline:?}")))?
-                .map_err(|e| unreachable(e.to_string()))?;
-        self.runtime().spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection closed");
+        let attempt = async {
+            match &self.tls {
+                PgTls::Disabled => (self.config.connect(NoTls).await)
+                    .map(|(client, io)| (client, Io::Plain(Box::new(io)))),
+                PgTls::VerifyFull(config) => {
+                    (self.config.connect(RustlsConnect(Arc::clone(config))).await)
+                        .map(|(client, io)| (client, Io::Tls(Box::new(io))))
+                }
             }
-        });
-        Ok(Conn::new(client))
+        };
+        futures_executor::block_on(tokio::time::timeout(deadline, attempt))
+            .map_err(|_| unreachable(format!("no answer within {deadline:?}")))?
+            .map_err(|e| unreachable(with_causes(&e)))
     }
 
     /// Opens a connection that `LISTEN`s on `channels` and counts each
@@ -136,22 +162,7 @@ impl Connector {
         channels: &[&str],
         events: Arc<Events>,
     ) -> Result<Client, StorageError> {
-        let _enter = self.runtime().enter();
-        let deadline = self
-            .config
-            .get_connect_timeout()
-            .copied()
-            .unwrap_or(CONNECT_TIMEOUT);
-        let (client, mut connection) =
-            futures_executor::block_on(tokio::time::timeout(deadline, self.config.connect(NoTls)))
-                .map_err(|_| StorageError::Unreachable {
-                    target: self.target.clone(),
-                    reason: format!("no answer within {deadline:?}"),
-                })?
-                .map_err(|e| StorageError::Unreachable {
-                    target: self.target.clone(),
-                    reason: e.to_string(),
-                })?;
+        let (client, mut connection) = self.open()?;
         self.runtime().spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -188,10 +199,53 @@ impl Drop for Connector {
     }
 }
 
+/// The I/O half of a connection, plain or TLS (boxed: a connection's
+/// buffers and TLS session are large, and this moves into the task that
+/// drives it).
+enum Io {
+    Plain(Box<Connection<Socket, NoTlsStream>>),
+    Tls(Box<Connection<Socket, RustlsStream>>),
+}
+
+impl Io {
+    async fn run(self) -> Result<(), tokio_postgres::Error> {
+        match self {
+            Io::Plain(c) => (*c).await,
+            Io::Tls(c) => (*c).await,
+        }
+    }
+
+    fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<AsyncMessage, tokio_postgres::Error>>> {
+        match self {
+            Io::Plain(c) => c.poll_message(cx),
+            Io::Tls(c) => c.poll_message(cx),
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated (the driver's own message for
+/// a failed handshake leaves the reason to its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// `host:port/db` of a `postgres://` URL, without its password: how a
 /// database is named in messages and in the mark `migrate` leaves.
 pub fn describe_url(url: &str) -> Result<String, StorageError> {
-    let config = Config::from_str(url).map_err(|e| StorageError::BadUrl(e.to_string()))?;
+    let (url, _) = split_url(url)?;
+    let config = Config::from_str(&url).map_err(|e| StorageError::BadUrl(e.to_string()))?;
     Ok(describe(&config))
 }
 

@@ -34,8 +34,8 @@
 //! nothing: the queries here are fixed and few). The synchronous `postgres`
 //! wrapper is not usable here because its calls panic inside a tokio
 //! runtime, and the backend is also called from async code; instead the
-//! connections run on a private runtime (`conn.rs`). Plain TCP only
-//! (`NoTls`): `sslmode=require` fails to connect; TLS is future work.
+//! connections run on a private runtime (`conn.rs`). TLS by rustls with
+//! `sslmode=verify-full&sslrootcert=FILE` only (`tls.rs`).
 
 mod append;
 mod conn;
@@ -45,6 +45,7 @@ mod lease;
 mod read;
 mod recent;
 mod sequence;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
