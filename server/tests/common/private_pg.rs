@@ -22,6 +22,8 @@ pub struct PrivatePg {
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
     pub url: String,
     child: Option<Child>,
+    /// More `-c` settings for every start.
+    settings: Vec<String>,
 }
 
 fn is_root() -> bool {
@@ -50,19 +52,48 @@ fn free_port() -> u16 {
 impl PrivatePg {
     /// initdb and start; returns once it accepts connections.
     pub fn start() -> PrivatePg {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// initdb, then TLS only over TCP: `cert_pem` (the chain) and `key_pem`
+    /// as the server's certificate, `hostssl` connections trusted and
+    /// `hostnossl` ones rejected. Local (Unix socket) connections stay
+    /// plain, for [`PrivatePg::psql`].
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> PrivatePg {
+        Self::start_with(|data| {
+            for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+                let path = data.join(name);
+                std::fs::write(&path, text).expect("write TLS file");
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .expect("chmod");
+                chown_postgres(&path);
+            }
+            let hba = "local all all trust\n\
+                       hostssl all all 127.0.0.1/32 trust\n\
+                       hostnossl all all 127.0.0.1/32 reject\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+            [
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+    }
+
+    /// initdb, `configure` the data folder (it returns more `-c` settings),
+    /// start.
+    fn start_with(configure: impl FnOnce(&Path) -> Vec<String>) -> PrivatePg {
         let dir = tempfile::Builder::new()
             .prefix("attestlog-pg-")
             .tempdir()
             .expect("tempdir")
             .keep();
-        if is_root() {
-            let ok = Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(&dir)
-                .status()
-                .expect("chown");
-            assert!(ok.success(), "chown postgres {}", dir.display());
-        }
+        chown_postgres(&dir);
         let out = as_postgres("initdb")
             .args([
                 "-A",
@@ -78,12 +109,14 @@ impl PrivatePg {
             .output()
             .expect("run initdb (postgresql-15)");
         assert!(out.status.success(), "initdb: {out:?}");
+        let settings = configure(&dir.join("data"));
         let port = free_port();
         let mut pg = PrivatePg {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             dir,
             port,
             child: None,
+            settings,
         };
         pg.resume();
         pg
@@ -113,6 +146,7 @@ impl PrivatePg {
                 "-c",
                 "shared_buffers=16MB",
             ])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -151,12 +185,48 @@ impl PrivatePg {
         }
     }
 
+    /// One SQL statement through `psql` on the Unix socket; its rows.
+    pub fn psql(&self, sql: &str) -> Vec<String> {
+        let out = Command::new(format!("{PG_BIN}/psql"))
+            .arg("-h")
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-At", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql {sql}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// `chown postgres:postgres path` when running as root (the server runs as
+/// `postgres` then, and PostgreSQL wants its key file to be its own).
+fn chown_postgres(path: &Path) {
+    if is_root() {
+        let ok = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(ok.success(), "chown postgres {}", path.display());
     }
 }
 
