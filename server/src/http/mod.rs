@@ -1,6 +1,7 @@
 //! The HTTP API: the write endpoint, the C2SP tlog-tiles read API, the JSON
 //! read API, `/healthz` and `/metrics`. `spec/server-api.md` documents it.
 
+mod cors;
 mod error;
 mod page;
 mod read;
@@ -12,12 +13,12 @@ use std::time::Duration;
 use attestlog::nitro::NitroVerifier;
 use attestlog::tlog::checkpoint::Checkpoint;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::cors::{Any, CorsLayer};
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -86,12 +87,8 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/v1/proof/consistency", get(read::consistency_proof))
         .route("/v1/entries/{index}", get(read::entry))
         .route("/v1/search", get(read::search))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods([Method::GET, Method::HEAD]),
-        );
-    Router::new()
+        .layer(cors::AnyOriginReads);
+    let routes = Router::new()
         .route("/v1/entries", post(write::submit))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/", get(page::index))
@@ -99,17 +96,23 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(read)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(app);
+    // The layers every request passes, outermost first, wrapped around the
+    // routes once: `Router::layer` would box each layer around each route,
+    // and axum clones a route's boxed layers for every request.
+    let stack = ServiceBuilder::new()
+        .layer(TraceLayer::new_for_http())
+        // Outside the limit and timeout layers, so their refusals become JSON too.
+        .layer(middleware::from_fn(json_refusals))
+        .layer(middleware::from_fn(drain_oversized))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(drain_oversized))
-        // Outside the limit and timeout layers, so their refusals become JSON too.
-        .layer(middleware::from_fn(json_refusals))
-        .layer(TraceLayer::new_for_http())
-        .with_state(app)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(DefaultBodyLimit::disable())
+        .service(routes);
+    Router::new().fallback_service(stack)
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
@@ -182,7 +185,12 @@ async fn json_refusals(request: Request, next: Next) -> Response {
         _ => "bad_request",
     };
     let reason = status.canonical_reason().unwrap_or("refused");
-    ApiError::new(status, code, reason).into_response()
+    let mut refusal = ApiError::new(status, code, reason).into_response();
+    // A 405 names the methods the resource allows (RFC 9110, 15.5.6).
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        refusal.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    refusal
 }
 
 /// The checkpoint body of a signed note.
