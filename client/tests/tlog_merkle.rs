@@ -4,7 +4,7 @@ mod common;
 
 use attestlog::tlog::merkle::{
     consistency_proof_from_leaves, empty_root, inclusion_proof_from_leaves, leaf_hash, node_hash,
-    verify_consistency, verify_inclusion, RootBuilder, MAX_PROOF_LEN,
+    perfect_root, verify_consistency, verify_inclusion, RootBuilder, MAX_PROOF_LEN,
 };
 use attestlog::tlog::Hash;
 use common::h;
@@ -392,6 +392,23 @@ proptest! {
             check_wrong_consistency_sizes(first, second, first, second + 1, &r1, &r2, &proof);
             check_wrong_consistency_sizes(first, second, first + 1, second, &r1, &r2, &proof);
         }
+    }
+
+    /// `perfect_root` over 2^k leaf hashes is their tree's root (rs_merkle's);
+    /// any other count or a ragged length is `None`.
+    #[test]
+    fn prop_perfect_root(k in 0u32..9, extra in 1usize..300, cut in 1usize..32) {
+        let leaves: Vec<Hash> = (0..1u64 << k).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let bytes = leaves.concat();
+        prop_assert_eq!(perfect_root(&bytes), Some(rs_root(&leaves)));
+        let more: Vec<Hash> = (0..(1usize << k) + extra)
+            .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
+            .collect();
+        if !more.len().is_power_of_two() {
+            prop_assert_eq!(perfect_root(&more.concat()), None);
+        }
+        prop_assert_eq!(perfect_root(&bytes[..bytes.len() - cut]), None);
+        prop_assert_eq!(perfect_root(&[]), None);
     }
 
     #[test]

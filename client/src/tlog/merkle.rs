@@ -222,23 +222,25 @@ pub fn compact_range_subtrees(size: u64) -> impl Iterator<Item = (u8, u64)> {
 
 /// Root of the complete subtree over `hashes`, concatenated 32-byte node
 /// hashes of one level whose count is a power of two; `None` otherwise.
+/// Folds the halves recursively (depth log2 of the count), without an
+/// allocation: servers call this for every step of every proof.
 pub fn perfect_root(hashes: &[u8]) -> Option<Hash> {
     let n = hashes.len() / 32;
     if !hashes.len().is_multiple_of(32) || !n.is_power_of_two() {
         return None;
     }
-    let mut level: Vec<Hash> = hashes
-        .chunks_exact(32)
-        .map(|c| c.try_into().unwrap_or_default())
-        .collect();
-    while level.len() > 1 {
-        let width = level.len() / 2;
-        for i in 0..width {
-            level[i] = node_hash(&level[2 * i], &level[2 * i + 1]);
-        }
-        level.truncate(width);
+    Some(fold_perfect(hashes))
+}
+
+/// [`perfect_root`] of a checked input: 32 · 2^k bytes.
+fn fold_perfect(hashes: &[u8]) -> Hash {
+    if hashes.len() == 32 {
+        let mut leaf = [0u8; 32];
+        leaf.copy_from_slice(hashes);
+        return leaf;
     }
-    level.first().copied()
+    let (left, right) = hashes.split_at(hashes.len() / 2);
+    node_hash(&fold_perfect(left), &fold_perfect(right))
 }
 
 /// Largest power of two strictly less than `n` (`n >= 2`).

@@ -278,8 +278,10 @@ fn proof_answer(a: (&str, u64), proof: &[Hash], b: (&str, u64)) -> Response {
 }
 
 fn proof_json(a: (&str, u64), proof: &[Hash], b: (&str, u64)) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(64 + 47 * proof.len());
-    out.push_str(&format!("{{\"{}\":{},\"proof\":[", a.0, a.1));
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{{\"{}\":{},\"proof\":[", a.0, a.1);
     for (i, h) in proof.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -288,7 +290,7 @@ fn proof_json(a: (&str, u64), proof: &[Hash], b: (&str, u64)) -> String {
         base64::engine::general_purpose::STANDARD.encode_string(h, &mut out);
         out.push('"');
     }
-    out.push_str(&format!("],\"{}\":{}}}", b.0, b.1));
+    let _ = write!(out, "],\"{}\":{}}}", b.0, b.1);
     out
 }
 
