@@ -28,8 +28,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// The read cache's default capacity: 64 MiB, ~7,600 full tiles with their
-/// `mid` (8,704 bytes each: 1.95M entries' level-0 tiles), or
+/// The read cache's default capacity: 64 MiB, ~7,300 full tiles with their
+/// `mid` and `top` (9,152 bytes each: 1.86M entries' level-0 tiles), or
 /// fewer bundles.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 64 << 20;
 
@@ -41,7 +41,7 @@ pub const ENTRY_OVERHEAD: usize = 96;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     /// Full hash tile `(level, index)`: its 8,192 bytes of hashes followed
-    /// by its `mid` (`tiles.rs`, `full_tile_value`).
+    /// by its `mid` and `top` (`tiles.rs`, `full_tile_value`).
     Tile { level: u8, index: u64 },
     /// Full entry bundle `index`, as served.
     Bundle(u64),
