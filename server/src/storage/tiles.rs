@@ -75,11 +75,7 @@ impl ExpandedTile {
             .collect();
         let mut levels = vec![bottom];
         for _ in 1..TILE_HEIGHT {
-            let below = levels.last().expect("non-empty");
-            let up = below
-                .chunks_exact(2)
-                .map(|p| node_hash(&p[0], &p[1]))
-                .collect();
+            let up = parents(levels.last().expect("non-empty"));
             levels.push(up);
         }
         ExpandedTile {
@@ -87,6 +83,15 @@ impl ExpandedTile {
             levels,
         }
     }
+}
+
+/// The complete nodes one level above `below`: the hash of each pair (an
+/// odd last node has no parent yet).
+fn parents(below: &[Hash]) -> Vec<Hash> {
+    below
+        .chunks_exact(2)
+        .map(|p| node_hash(&p[0], &p[1]))
+        .collect()
 }
 
 /// Most tiles kept by [`UpperTileCache`] (each at most ~16 KiB expanded).
@@ -149,10 +154,7 @@ pub(super) fn full_tile_value(hashes: &[u8], mid: Option<&[u8]>) -> Bytes {
         .map(|c| c.try_into().unwrap_or_default())
         .collect();
     while level.len() > 2 {
-        level = level
-            .chunks_exact(2)
-            .map(|pair| node_hash(&pair[0], &pair[1]))
-            .collect();
+        level = parents(&level);
         level.iter().for_each(|h| v.extend_from_slice(h));
     }
     Bytes::from(v)
