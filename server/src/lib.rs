@@ -12,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod migrate;
+pub mod pool;
 pub mod sequencer;
 pub mod storage;
 pub mod witnessing;

@@ -18,6 +18,7 @@ use attestlog_server::cluster::Worker;
 use attestlog_server::http::{router, serve, AppState, ServeConfig, SubmitPolicy};
 use attestlog_server::keys;
 use attestlog_server::metrics::Metrics;
+use attestlog_server::pool::{self, WorkerPool};
 use attestlog_server::sequencer::{BatchConfig, Sequencer};
 use attestlog_server::storage::{LogStore, DEFAULT_READ_CACHE_BYTES};
 use attestlog_server::witnessing::{WitnessConfig, Witnesses};
@@ -153,6 +154,19 @@ impl Storage {
                     "storage_url_invalid: --storage must be sqlite:DIR or postgres://..."
                 ),
             },
+        }
+    }
+}
+
+impl Storage {
+    /// The read threads of this storage (`AppState::reads`): SQLite reads
+    /// local pages, bounded by the CPU and the page cache, so one thread per
+    /// core; PostgreSQL and object storage wait on the network, on tokio's
+    /// blocking pool.
+    fn read_pool(&self) -> Option<WorkerPool> {
+        match self {
+            Storage::Sqlite(_) => Some(WorkerPool::start("read", pool::cores())),
+            Storage::Postgres(..) => None,
         }
     }
 }
@@ -309,6 +323,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         submit_policy: args.submit_policy(),
         metrics,
         witnesses: witnesses.clone(),
+        reads: storage.read_pool(),
     });
     if let Some(w) = witnesses {
         // Publish the latest checkpoint if it is not cosigned yet (a new log,
@@ -422,6 +437,7 @@ async fn run_reader(args: Args, storage: Storage, serve_config: ServeConfig) -> 
         submit_policy: args.submit_policy(),
         metrics,
         witnesses: None,
+        reads: storage.read_pool(),
     });
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -27,12 +27,10 @@
 //!
 //! The sequencer also runs what comes before a submission is sequenced, on
 //! its verifier pool ([`Sequencer::verify`], one thread per core; see
-//! `pool.rs`), and computes each entry's inclusion proof against the new
+//! [`crate::pool`]), and computes each entry's inclusion proof against the new
 //! tree in the same blocking task as the batch's commit
 //! ([`Sequenced::inclusion_proof`]), so a submission hands off to another
 //! thread once before its batch and not again after it.
-
-mod pool;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,10 +40,9 @@ use attestlog::tlog::note::NoteSigner;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::metrics::Metrics;
+use crate::pool::{WorkerLost, WorkerPool};
 use crate::storage::{Appended, Hash, LogStore, NewEntry, StorageError};
 use crate::witnessing::{PublishError, Witnesses};
-use pool::VerifierPool;
-pub use pool::WorkerLost;
 
 /// Why a submission was not sequenced and published.
 #[derive(Clone, Debug)]
@@ -145,7 +142,7 @@ pub struct Sequencer {
     /// The store, whose published size also grows by other processes'
     /// integrations in cluster mode.
     store: Arc<LogStore>,
-    verifiers: VerifierPool,
+    verifiers: WorkerPool,
 }
 
 impl Sequencer {
@@ -179,7 +176,7 @@ impl Sequencer {
                 in_flight,
                 committed,
                 store,
-                verifiers: VerifierPool::start(),
+                verifiers: WorkerPool::start("verify", crate::pool::cores()),
             },
             task,
         )

@@ -121,6 +121,13 @@ impl ApiError {
     }
 }
 
+impl From<crate::pool::WorkerLost> for ApiError {
+    fn from(e: crate::pool::WorkerLost) -> Self {
+        tracing::error!(error = %e, "worker job failed");
+        ApiError::internal("worker task failed")
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         tracing::error!(error = %e, "worker task failed");

@@ -27,6 +27,7 @@ pub use attestlog_serve::{serve, ServeConfig, MAX_REFUSALS};
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
+use crate::pool::WorkerPool;
 use crate::sequencer::Sequencer;
 use crate::storage::LogStore;
 use crate::witnessing::Witnesses;
@@ -49,6 +50,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// With witnesses, only checkpoints cosigned by the quorum are published.
     pub witnesses: Option<Arc<Witnesses>>,
+    /// Where reads that miss the in-memory caches run: a [`WorkerPool`] of
+    /// one thread per core for a backend read from local files (SQLite),
+    /// `None` for one read over the network (PostgreSQL, object storage),
+    /// whose waits need tokio's growing blocking pool instead.
+    pub reads: Option<WorkerPool>,
 }
 
 impl AppState {
@@ -61,6 +67,18 @@ impl AppState {
             Ok(self.store.latest_cosigned()?.map(|(_, note)| note))
         } else {
             Ok(self.store.latest_checkpoint()?.map(|c| c.note))
+        }
+    }
+
+    /// Runs a blocking read of the store off the async threads (see
+    /// [`Self::reads`]).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        match &self.reads {
+            Some(pool) => pool.run(job).await?,
+            None => tokio::task::spawn_blocking(job).await?,
         }
     }
 }

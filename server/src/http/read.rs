@@ -10,7 +10,7 @@
 //!
 //! Full tiles and bundles (and full bundles' gzip encodings) come from the
 //! log's read cache on the async thread when cached, as do proofs whose
-//! tiles are all in memory; only misses go to the blocking pool.
+//! tiles are all in memory; only misses leave it, through [`AppState::read`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,14 +43,8 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await?
-}
-
 /// The published checkpoint, from memory on the async thread: no hop to the
-/// blocking pool (that hop was half of this request's CPU time).
+/// read threads (that hop was half of this request's CPU time).
 pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let note = app
         .published_checkpoint()?
@@ -67,7 +61,7 @@ pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, Ap
 
 /// A tile or bundle. A full one in the log's read cache (a partial width of
 /// a cached full one too) is answered on this thread; anything else is read
-/// from the backend through the blocking pool, which fills the cache.
+/// from the backend through [`AppState::read`], which fills the cache.
 pub async fn tile(
     State(app): State<Arc<AppState>>,
     Path(rest): Path<String>,
@@ -89,7 +83,7 @@ pub async fn tile(
         Some(body) => body,
         None => {
             let store = Arc::clone(&app.store);
-            blocking(move || read_tile(&store, path, gz))
+            app.read(move || read_tile(&store, path, gz))
                 .await?
                 .ok_or_else(|| {
                     ApiError::not_found(format!("{} is beyond the tree", path.to_path()))
@@ -243,22 +237,23 @@ pub async fn inclusion_proof(
         }
     }
     let store = Arc::clone(&app.store);
-    let (index, proof) = blocking(move || {
-        let index = match (by_index, by_leaf) {
-            (Some(i), None) => i,
-            (None, Some(leaf)) => store
-                .find_leaf(&leaf)?
-                .ok_or_else(|| ApiError::not_found("no entry has that leaf hash"))?,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_parameter",
-                    "give exactly one of index and leaf_hash",
-                ))
-            }
-        };
-        Ok((index, store.inclusion_proof(index, tree_size)?))
-    })
-    .await?;
+    let (index, proof) = app
+        .read(move || {
+            let index = match (by_index, by_leaf) {
+                (Some(i), None) => i,
+                (None, Some(leaf)) => store
+                    .find_leaf(&leaf)?
+                    .ok_or_else(|| ApiError::not_found("no entry has that leaf hash"))?,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "bad_parameter",
+                        "give exactly one of index and leaf_hash",
+                    ))
+                }
+            };
+            Ok((index, store.inclusion_proof(index, tree_size)?))
+        })
+        .await?;
     Ok(inclusion_answer(index, tree_size, &proof))
 }
 
@@ -305,7 +300,8 @@ pub async fn consistency_proof(
         Some(proof) => proof?,
         None => {
             let store = Arc::clone(&app.store);
-            blocking(move || Ok(store.consistency_proof(first, second)?)).await?
+            app.read(move || Ok(store.consistency_proof(first, second)?))
+                .await?
         }
     };
     Ok(proof_answer(("first", first), &proof, ("second", second)))
@@ -331,7 +327,8 @@ pub async fn entry(
         }
     };
     let store = Arc::clone(&app.store);
-    let bytes = blocking(move || Ok(store.entry(index)?))
+    let bytes = app
+        .read(move || Ok(store.entry(index)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no entry {index}")))?;
     if !json_format {
@@ -442,8 +439,9 @@ pub async fn search(
             })?
     };
     let store = Arc::clone(&app.store);
-    let indices =
-        blocking(move || Ok(store.search_after(kind, &key, after, SEARCH_LIMIT)?)).await?;
+    let indices = app
+        .read(move || Ok(store.search_after(kind, &key, after, SEARCH_LIMIT)?))
+        .await?;
     // A full page may have a next one: it starts after this page's last index.
     let next_after = (indices.len() == SEARCH_LIMIT)
         .then(|| indices.last().copied())

@@ -164,13 +164,7 @@ async fn submit_inner(
     // From here the open batch waits for this submission (up to its age).
     let ticket = sequencer.ticket();
     let checker = Arc::clone(app);
-    let checked = sequencer
-        .verify(move || check(&checker, bytes))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "verifier job failed");
-            ApiError::internal("worker task failed")
-        })??;
+    let checked = sequencer.verify(move || check(&checker, bytes)).await??;
     let entry = match checked {
         Checked::New(entry) => entry,
         Checked::Logged { index, leaf } => {
@@ -452,6 +446,7 @@ mod tests {
             },
             metrics,
             witnesses: None,
+            reads: None,
         });
         let bytes = b"entry zero".to_vec();
         let leaf = leaf_hash(&bytes);
