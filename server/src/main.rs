@@ -161,11 +161,14 @@ impl Storage {
 impl Storage {
     /// The read threads of this storage (`AppState::reads`): SQLite reads
     /// local pages, bounded by the CPU and the page cache, so one thread per
-    /// core; PostgreSQL and object storage wait on the network, on tokio's
-    /// blocking pool.
+    /// core, and no more than its reader connections; PostgreSQL and object
+    /// storage wait on the network, on tokio's blocking pool.
     fn read_pool(&self) -> Option<WorkerPool> {
         match self {
-            Storage::Sqlite(_) => Some(WorkerPool::start("read", pool::cores())),
+            Storage::Sqlite(_) => Some(WorkerPool::start(
+                "read",
+                pool::cores().min(attestlog_server::storage::sqlite::READERS),
+            )),
             Storage::Postgres(..) => None,
         }
     }

@@ -37,8 +37,9 @@ use super::{Backend, Hash, SearchKind, SequencedBatch, SignedCheckpoint, Storage
 use super::{LogStore, StoredTile};
 use dedup::Index;
 
-/// Read-only connections kept for concurrent readers.
-const READERS: usize = 4;
+/// Read-only connections kept for concurrent readers: at most this many
+/// SQLite reads run at once. The server's read threads are no more.
+pub const READERS: usize = 4;
 
 /// The log in one SQLite file. See the module documentation.
 pub struct SqliteBackend {
