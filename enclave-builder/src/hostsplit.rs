@@ -1,7 +1,7 @@
 //! The build split in two over a [`transport`](crate::transport) channel:
 //! the host (network, untrusted) clones the source, bundles the commit and
 //! relays the log submission; the enclave (no network) clones the bundle,
-//! runs the unchanged [`pipeline`](crate::pipeline), verifies the log's
+//! runs the unchanged [`pipeline`], verifies the log's
 //! answer against its own `--log-key`, and returns artifacts and bundles.
 //!
 //! The build definition is never the host's: a job with `cmd` or `outputs`

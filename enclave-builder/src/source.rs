@@ -5,7 +5,7 @@
 //! Transports: `https` only, plus `file` for the operator-named local
 //! repository and the enclave's own bundle files; every `.gitmodules` URL,
 //! nested ones too, is checked before its submodule is fetched (see
-//! [`submodule_url`]).
+//! `submodule_url`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,20 +6,20 @@
 //! # Contract
 //! - At most `max_connections` connections are served at once. One more is
 //!   accepted and answered `503` with `{"error":"too_many_connections"}`,
-//!   then closed, by a separate task within [`REFUSAL_DEADLINE`]: the accept
+//!   then closed, by a separate task within `REFUSAL_DEADLINE`: the accept
 //!   loop never waits on a client. At most [`MAX_REFUSALS`] refusals run at
 //!   once; past that a connection is closed unanswered.
 //! - A request head must arrive within `header_timeout` of the server
 //!   starting to wait for it (hyper starts that clock when the connection
 //!   opens or finishes its previous answer), or the connection is closed.
 //! - A connection on which no byte moves for `idle_timeout` while the server
-//!   waits on the client is closed ([`idle_io`]).
+//!   waits on the client is closed (`idle_io`).
 //! - With `max_head_bytes`, a request head larger than that is refused by
 //!   hyper (431); with `connection_deadline`, a connection is cut that long
 //!   after it was accepted, whatever it is doing; without `keep_alive`, a
 //!   connection serves one request.
 //! - Accept errors (such as running out of file descriptors) pause the loop
-//!   for [`ACCEPT_ERROR_PAUSE`] instead of ending it; a client's aborted
+//!   for `ACCEPT_ERROR_PAUSE` instead of ending it; a client's aborted
 //!   handshake is skipped.
 //! - When `shutdown` resolves, no new connection is accepted, idle ones are
 //!   closed, and requests in flight are answered before [`serve`] returns.
@@ -72,7 +72,7 @@ impl ServeConfig {
 }
 
 /// Refusals answered at once beyond the connection limit. Each holds a file
-/// descriptor for up to [`REFUSAL_DEADLINE`], so they are capped too: a flood
+/// descriptor for up to `REFUSAL_DEADLINE`, so they are capped too: a flood
 /// must not use up the descriptors the served connections and SQLite need.
 pub const MAX_REFUSALS: usize = 32;
 /// The longest a refusal may take to be written and the client's request

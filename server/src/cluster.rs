@@ -14,7 +14,7 @@
 //!   and at least every [`FOLLOW_POLL`].
 //!
 //! Failures (PostgreSQL or the object store down) are logged and retried
-//! after [`RETRY`]; the worker never exits on its own, so the server
+//! after `RETRY`; the worker never exits on its own, so the server
 //! recovers by itself when the service is back. An integrator whose
 //! integration fails gives the lease up and stays out of the competition
 //! for [`BACKOFF`], so a process that can still reach both services takes

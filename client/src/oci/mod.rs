@@ -17,7 +17,7 @@
 //!   The bundles found are only candidates; `attestlog verify` judges them.
 //! - Registries on loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) are
 //!   spoken to over plain HTTP, all others over HTTPS. A registry's
-//!   `Bearer` challenge is met with a token from its realm ([`auth`]):
+//!   `Bearer` challenge is met with a token from its realm (`auth`):
 //!   anonymous, or with [`Credentials`] where given (publishing).
 
 mod auth;

@@ -53,7 +53,7 @@ impl Registry {
     }
 
     /// Uses `credentials` for the registry's token realm, or for the
-    /// registry itself when it asks for HTTP Basic ([`super::auth`]).
+    /// registry itself when it asks for HTTP Basic (`super::auth`).
     pub fn with_credentials(mut self, credentials: Option<super::Credentials>) -> Registry {
         self.credentials = credentials;
         self

@@ -2,13 +2,13 @@
 //! (signature type 0x04) and ML-DSA-44 "subtree/v1" (signature type 0x06).
 //!
 //! Both:
-//! - Key ID = SHA-256(name || 0x0A || type || public key)[:4].
+//! - Key ID = `SHA-256(name || 0x0A || type || public key)[:4]`.
 //! - Note signature bytes = key ID || timestamped_signature, where
 //!   timestamped_signature = u64 big-endian POSIX seconds (at most 2^63-1) ||
 //!   signature (64 bytes Ed25519, 2420 bytes ML-DSA-44).
 //!
 //! Ed25519 (0x04): the signed message is
-//! "cosignature/v1\ntime <seconds>\n" || whole checkpoint body (including
+//! `"cosignature/v1\ntime <seconds>\n"` || whole checkpoint body (including
 //! extension lines and the final newline).
 //!
 //! ML-DSA-44 (0x06, FIPS 204 pure ML-DSA, empty context string, hedged

@@ -8,7 +8,7 @@
 //! in this order:
 //!
 //! 1. the body parses ("old N\n", at most 63 base64 proof lines, "\n", a
-//!    signed checkpoint), else 400 "malformed request: <reason>" (the
+//!    signed checkpoint), else 400 `"malformed request: <reason>"` (the
 //!    reason is an [`AddCheckpointError`]);
 //! 2. the origin is in the log list, else 404;
 //! 3. a trusted key of that origin signed it (signed-note rules: a line that
@@ -16,7 +16,7 @@
 //!    else 403;
 //! 4. old <= size, else 400;
 //! 5. old equals the size this witness last cosigned (0 if never), else 409
-//!    with "<size>\n" as `text/x.tlog.size`;
+//!    with `"<size>\n"` as `text/x.tlog.size`;
 //! 6. when old = size, the roots must be equal, else 422 (v1.0.0 said 409);
 //!    otherwise the consistency proof from the stored root (the empty-tree
 //!    root when old is 0) to the new root verifies, else 422: the proof must
@@ -33,7 +33,7 @@
 //! Checkpoints that are validly signed but fail the proof are kept in the
 //! `evidence` table (the spec allows logging them as proof of misbehaviour),
 //! within fixed caps, so disk use does not grow with the number of requests
-//! (see [`evidence`]).
+//! (see `evidence`).
 //!
 //! The stored checkpoint (served by the monitoring endpoint) is the note
 //! text, the log signatures the witness verified, and the cosignature it
@@ -102,7 +102,7 @@ pub struct AddCheckpointRequest {
 }
 
 /// An add-checkpoint request body was malformed (the witness answers 400
-/// "malformed request: <message>"). Each message names the failed check and
+/// `"malformed request: <message>"`). Each message names the failed check and
 /// is part of the HTTP answer, so it does not change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddCheckpointError {

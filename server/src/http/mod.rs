@@ -51,7 +51,8 @@ pub struct AppState {
     /// With witnesses, only checkpoints cosigned by the quorum are published.
     pub witnesses: Option<Arc<Witnesses>>,
     /// Where reads that miss the in-memory caches run: a [`WorkerPool`] of
-    /// one thread per core for a backend read from local files (SQLite),
+    /// one thread per core (at most [`crate::storage::sqlite::READERS`]) for
+    /// a backend read from local files (SQLite),
     /// `None` for one read over the network (PostgreSQL, object storage),
     /// whose waits need tokio's growing blocking pool instead.
     pub reads: Option<WorkerPool>,

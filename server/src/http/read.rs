@@ -43,8 +43,9 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The published checkpoint, from memory on the async thread: no hop to the
-/// read threads (that hop was half of this request's CPU time).
+/// The published checkpoint, from memory on the async thread: no hop to
+/// another thread (the hop to tokio's blocking pool was half of this
+/// request's CPU time).
 pub async fn checkpoint(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let note = app
         .published_checkpoint()?

@@ -7,7 +7,7 @@
 //!    the tree is computed.
 //! 2. **Integration** ([`Log::integrate`]): the one process holding the
 //!    integrator lease ([`Cluster::lease`]) reads the sequenced entries in
-//!    index order, grows the tiles with [`TreeEdge::append`] (the same code
+//!    index order, grows the tiles with `TreeEdge::append` (the same code
 //!    as the single-writer path), signs the new head, and hands the result
 //!    to [`Backend::append`], which writes tiles and bundles create-only to
 //!    the object store and then moves the head by a compare-and-swap fenced

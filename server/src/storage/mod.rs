@@ -74,7 +74,7 @@ pub mod sqlite;
 mod tiles;
 
 pub use backend::{Backend, BatchEntry, SequencedBatch, StoredTile, TileWrite};
-pub use cache::{CacheKey, ReadCache, DEFAULT_READ_CACHE_BYTES};
+pub use cache::{CacheKey, ReadCache, DEFAULT_READ_CACHE_BYTES, ENTRY_OVERHEAD};
 pub use cluster::{Cluster, Event};
 pub use error::StorageError;
 pub use log::Log;
@@ -128,7 +128,7 @@ pub struct NewEntry {
     pub bytes: Vec<u8>,
     /// Must equal `merkle::leaf_hash(&bytes)`: checked by
     /// [`Log::append_batch`] unless the entry was made by
-    /// [`NewEntry::verified`].
+    /// `NewEntry::verified`.
     pub leaf_hash: Hash,
     /// `(kind, key)` rows to index this entry under.
     pub search_keys: Vec<(SearchKind, Vec<u8>)>,
