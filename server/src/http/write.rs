@@ -220,20 +220,21 @@ async fn answer_duplicate(
         None => None,
     };
     let store = Arc::clone(&app.store);
-    let (size, checkpoint, proof) = tokio::task::spawn_blocking(move || {
-        let (size, checkpoint) = match published {
-            Some(p) => p,
-            // The size the checkpoint signs, not tree_size(): a batch may
-            // commit between the two reads.
-            None => store
-                .latest_checkpoint()?
-                .map(|c| (c.size, c.note))
-                .unwrap_or_default(),
-        };
-        let proof = store.inclusion_proof(index, size)?;
-        Ok::<_, crate::storage::StorageError>((size, checkpoint, proof))
-    })
-    .await??;
+    let (size, checkpoint, proof) = app
+        .read(move || {
+            let (size, checkpoint) = match published {
+                Some(p) => p,
+                // The size the checkpoint signs, not tree_size(): a batch may
+                // commit between the two reads.
+                None => store
+                    .latest_checkpoint()?
+                    .map(|c| (c.size, c.note))
+                    .unwrap_or_default(),
+            };
+            let proof = store.inclusion_proof(index, size)?;
+            Ok((size, checkpoint, proof))
+        })
+        .await?;
     app.metrics.answered_with_checkpoint(started.elapsed());
     Ok(answer(index, true, &leaf, size, checkpoint, &proof))
 }
