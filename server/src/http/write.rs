@@ -35,15 +35,11 @@ use crate::storage::{Hash, NewEntry, SearchKind};
 /// otherwise the latest signed checkpoint is sent to the witnesses again
 /// (an entry whose batch missed the quorum is published by a retry), and a
 /// 503 `witness_quorum` is the answer if they still cannot cosign it.
+///
+/// Both checkpoints come from the log's in-memory state, as in
+/// [`AppState::published_checkpoint`], so they are read on this thread.
 async fn cosigned_covering(app: &Arc<AppState>, index: u64) -> Result<(u64, String), ApiError> {
-    let store = Arc::clone(&app.store);
-    let (cosigned, latest) = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::storage::StorageError>((
-            store.latest_cosigned()?,
-            store.latest_checkpoint()?,
-        ))
-    })
-    .await??;
+    let (cosigned, latest) = (app.store.latest_cosigned()?, app.store.latest_checkpoint()?);
     if let Some((size, note)) = cosigned {
         if index < size {
             return Ok((size, note));
