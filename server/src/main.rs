@@ -156,9 +156,7 @@ impl Storage {
             },
         }
     }
-}
 
-impl Storage {
     /// The read threads of this storage (`AppState::reads`): SQLite reads
     /// local pages, bounded by the CPU and the page cache, so one thread per
     /// core, and no more than its reader connections; PostgreSQL and object

@@ -35,7 +35,8 @@ pub struct WorkerPool {
     jobs: mpsc::Sender<Job>,
 }
 
-/// One thread per core (`available_parallelism`, at least one).
+/// The number of cores (`available_parallelism`, at least one): the
+/// threads a pool of one thread per core starts.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
