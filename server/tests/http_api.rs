@@ -6,7 +6,7 @@ mod common;
 use attestlog::tlog::checkpoint::verify_checkpoint;
 use attestlog::tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use attestlog::tlog::note::NoteVerifierKey;
-use attestlog::tlog::tiles::parse_entry_bundle;
+use attestlog::tlog::tiles::{parse_entry_bundle, MAX_ENTRY_LEN};
 use base64::Engine;
 use common::*;
 use reqwest::blocking::Client;
@@ -272,7 +272,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             "bad_entry_encoding",
         ),
         ("empty", Vec::new(), 400, "bad_entry_encoding"),
-        ("oversized", vec![0u8; 70_000], 413, "too_large"),
+        ("oversized", vec![0u8; MAX_ENTRY_LEN + 1], 413, "too_large"),
         (
             "untrusted root",
             entry(&other_nsm, 4),

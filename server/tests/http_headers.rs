@@ -6,6 +6,7 @@
 
 mod common;
 
+use attestlog::tlog::tiles::MAX_ENTRY_LEN;
 use common::*;
 use reqwest::blocking::{Client, Response};
 use reqwest::Method;
@@ -125,7 +126,7 @@ fn reads_are_open_to_any_origin_and_refusals_keep_their_headers() {
     let resp = client
         .post(format!("{}/v1/entries", server.url))
         .header("content-type", "application/octet-stream")
-        .body(vec![0u8; 70_000])
+        .body(vec![0u8; MAX_ENTRY_LEN + 1])
         .send()
         .expect("POST");
     assert_eq!(resp.status(), 413);
