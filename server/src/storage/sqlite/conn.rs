@@ -29,6 +29,18 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// SQLite's page cache per connection, the writer's and each reader's, in
+/// KiB (`PRAGMA cache_size = -N`). At 10M entries the interior pages of
+/// `leaf_index` are 2.2 MB (SQLite's `dbstat`), so 8 MiB keeps most of the
+/// random-key indexes' upper levels, and an insert or lookup reads little
+/// more than its leaf page from the OS page cache. A larger
+/// writer cache does not pay: at 64 MiB it held mostly entry pages written
+/// once, SQLite swept it at every commit (`pcache1TruncateUnsafe`, 2.7% of
+/// the write CPU), and submissions took 10-15 µs more CPU each, on a fresh
+/// log and on a 10M-entry one alike (docs/performance.md, "The writer's page
+/// cache").
+const CACHE_KIB: u32 = 8192;
+
 /// Opens (creating if needed) the writer connection: WAL, synchronous=FULL,
 /// SQLite's automatic checkpoint replaced by the WAL hook of
 /// `checkpointer.rs`, then applies pending migrations in one transaction.
@@ -42,10 +54,10 @@ pub fn open_writer(path: &Path) -> Result<Connection, StorageError> {
             path.display()
         )));
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA cache_size = -65536;",
-    )?;
+         PRAGMA cache_size = -{CACHE_KIB};"
+    ))?;
     // Checkpoints run off the commit path (`checkpointer.rs`).
     super::checkpointer::install(&conn);
     migrate(&mut conn)?;
@@ -82,7 +94,7 @@ fn open_reader(path: &Path) -> Result<Connection, StorageError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA cache_size = -8192;")?;
+    conn.execute_batch(&format!("PRAGMA cache_size = -{CACHE_KIB};"))?;
     Ok(conn)
 }
 
