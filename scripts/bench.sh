@@ -226,9 +226,17 @@ wrk_rate() { # name url [lua] -> requests/s; fails on any non-2xx answer or sock
 
 # ---------------------------------------------------------------- machine
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+# The name alone does not pin the CPU (two "Intel(R) Xeon(R) Processor"
+# machines differed), so the family and model are printed too.
+CPU_ID=$(awk -F': ' '$1 ~ /^cpu family/ {f=$2} $1 ~ /^model[[:space:]]*$/ {m=$2} END {printf "family %s, model %s", f, m}' /proc/cpuinfo)
+# Loopback TCP's costs depend on these (the 132 KB bundle's CPU time moved
+# by a third between bbr and cubic; docs/performance/2026-12-04-night.md).
+TCP_CC=$(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)
+QDISC=$(cat /proc/sys/net/core/default_qdisc 2>/dev/null || echo unknown)
 echo "== attestlog benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "machine: $CPU, $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+echo "machine: $CPU ($CPU_ID), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
 echo "build:   $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo '+changes'), $(rustc --version | cut -d' ' -f1-2), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+echo "network: TCP congestion control $TCP_CC, default qdisc $QDISC"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start; storage $STORAGE, objects $OBJECTS, frontends $FRONTENDS"
 
 # ---------------------------------------------------------------- ceilings
