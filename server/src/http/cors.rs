@@ -16,8 +16,8 @@
 //! Why not `CorsLayer`: it is general (origin lists, credentials, `Vary`),
 //! and axum clones a route's layers for every request. Its clone and the
 //! header map it builds per request cost about 2 µs of a 12 µs
-//! `/checkpoint` (docs/performance.md, "Per-request layers: CORS and the
-//! router"). This layer is a unit struct, and its future is not boxed.
+//! `/checkpoint` (docs/performance/2026-12-04-xeon.md, "Summary: per-request
+//! layers, CORS and the router"). This layer is a unit struct, and its future is not boxed.
 
 use std::task::{Context, Poll};
 
