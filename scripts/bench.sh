@@ -243,10 +243,7 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start; storage $
 echo "== one-core P-384 verify (aws-lc-rs, taskset -c 0)" >&2
 taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 >"$WORK/p384.txt"
 P384_WALL=$(field p384_verify_per_s "$WORK/p384.txt")
-P384_CPU=$(field p384_cpu_us_per_verify "$WORK/p384.txt")
-# The ceiling is what one free core does: 1 / CPU time per verify. The wall
-# clock rate is lower whenever another process shares core 0.
-P384=$(awk -v c="$P384_CPU" 'BEGIN { printf "%.0f", 1e6 / c }')
+P384_CPU_BEFORE=$(field p384_cpu_us_per_verify "$WORK/p384.txt")
 
 # ---------------------------------------------------------------- writes
 echo "== write: $WRITE_ENTRIES verified submissions, concurrency $CONCURRENCY" >&2
@@ -258,6 +255,16 @@ WRITE_OBJ_BEFORE=$(objects_bytes)
 "$BIN/attestlog-loadgen" --dir "$WORK/write" "${SERVER_ARGS[@]}" write \
     --entries "$WRITE_ENTRIES" --concurrency "$CONCURRENCY" --frontends "$FRONTENDS" >"$WORK/write.txt"
 SUBMIT=$(field submissions_per_s "$WORK/write.txt")
+# The ceiling again right after the writes: on one machine it moved from 166
+# to 187 µs per verify within the hour (docs/performance/2026-12-04-night.md),
+# so the submissions are compared with the mean of the two around them.
+taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 >"$WORK/p384-after.txt"
+P384_WALL_AFTER=$(field p384_verify_per_s "$WORK/p384-after.txt")
+P384_CPU_AFTER=$(field p384_cpu_us_per_verify "$WORK/p384-after.txt")
+P384_CPU=$(awk -v a="$P384_CPU_BEFORE" -v b="$P384_CPU_AFTER" 'BEGIN { printf "%.1f", (a + b) / 2 }')
+# The ceiling is what one free core does: 1 / CPU time per verify. The wall
+# clock rate is lower whenever another process shares core 0.
+P384=$(awk -v c="$P384_CPU" 'BEGIN { printf "%.0f", 1e6 / c }')
 P50=$(field submit_p50_ms "$WORK/write.txt")
 P99=$(field submit_p99_ms "$WORK/write.txt")
 WRITE_RSS=$(field write_rss_mb "$WORK/write.txt")
@@ -411,8 +418,8 @@ echo
 echo "| Other figure | Measured | Goal |"
 echo "| --- | --- | --- |"
 echo "| Time to signed checkpoint, p50 / p99 | $P50 / $P99 ms | p99 ≤ 250 ms |"
-echo "| CPU per submission: server / load generator; per P-384 verify | $SERVER_CPU / $LOADGEN_CPU µs; $P384_CPU µs | |"
-echo "| P-384 verifies/s on core 0 by the wall clock (shared with whatever else runs) | $P384_WALL /s | |"
+echo "| CPU per submission: server / load generator; per P-384 verify (before / after the writes) | $SERVER_CPU / $LOADGEN_CPU µs; $P384_CPU µs ($P384_CPU_BEFORE / $P384_CPU_AFTER) | |"
+echo "| P-384 verifies/s on core 0 by the wall clock (shared with whatever else runs), before / after the writes | $P384_WALL / $P384_WALL_AFTER /s | |"
 echo "| Server RSS after the write run | $WRITE_RSS MB | |"
 echo "| Server RSS after the read runs at $ENTRIES (peak) | $READ_RSS MB ($READ_HWM MB) | ≤ 200 MB at 10M |"
 echo "| Disk per entry, real $REAL_BYTES B entries with search keys | $REAL_DISK B ($((REAL_DISK - REAL_BYTES)) beyond the entry) | ≤ 1.1 × entry + 100 B = $(awk -v e="$REAL_BYTES" 'BEGIN{printf "%.0f", 1.1*e+100}') B |"
