@@ -17,7 +17,8 @@
 //! and axum clones a route's layers for every request. Its clone and the
 //! header map it builds per request cost about 2 µs of a 12 µs
 //! `/checkpoint` (docs/performance/2026-12-04-xeon.md, "Summary: per-request
-//! layers, CORS and the router"). This layer is a unit struct, and its future is not boxed.
+//! layers, CORS and the router"). This layer is a unit struct, and its
+//! future is not boxed.
 
 use std::task::{Context, Poll};
 

@@ -33,12 +33,11 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// KiB (`PRAGMA cache_size = -N`). At 10M entries the interior pages of
 /// `leaf_index` are 2.2 MB (SQLite's `dbstat`), so 8 MiB keeps most of the
 /// random-key indexes' upper levels, and an insert or lookup reads little
-/// more than its leaf page from the OS page cache. A larger
-/// writer cache does not pay: at 64 MiB it held mostly entry pages written
-/// once, SQLite swept it at every commit (`pcache1TruncateUnsafe`, 2.7% of
-/// the write CPU), and submissions took 10-15 µs more CPU each, on a fresh
-/// log and on a 10M-entry one alike (docs/performance.md, "The writer's page
-/// cache").
+/// more than its leaf page from the OS page cache. A larger writer cache
+/// does not pay: at 64 MiB it held mostly entry pages written once, SQLite
+/// swept it at every commit (`pcache1TruncateUnsafe`, 2.7% of the write
+/// CPU), and submissions took 5-15 µs more CPU each, on a fresh log and on
+/// a 10M-entry one alike (docs/performance.md, "The writer's page cache").
 const CACHE_KIB: u32 = 8192;
 
 /// Opens (creating if needed) the writer connection: WAL, synchronous=FULL,
