@@ -241,7 +241,10 @@ echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start; storage $
 
 # ---------------------------------------------------------------- ceilings
 echo "== one-core P-384 verify (aws-lc-rs, taskset -c 0)" >&2
-taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 >"$WORK/p384.txt"
+p384_ceiling() { # file -> one core's verify rate, measured into FILE
+    taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 >"$1"
+}
+p384_ceiling "$WORK/p384.txt"
 P384_WALL=$(field p384_verify_per_s "$WORK/p384.txt")
 P384_CPU_BEFORE=$(field p384_cpu_us_per_verify "$WORK/p384.txt")
 
@@ -258,7 +261,7 @@ SUBMIT=$(field submissions_per_s "$WORK/write.txt")
 # The ceiling again right after the writes: on one machine it moved from 166
 # to 187 µs per verify within the hour (docs/performance/2026-12-04-night.md),
 # so the submissions are compared with the mean of the two around them.
-taskset -c 0 "$BIN/attestlog-loadgen" p384 --seconds 3 >"$WORK/p384-after.txt"
+p384_ceiling "$WORK/p384-after.txt"
 P384_WALL_AFTER=$(field p384_verify_per_s "$WORK/p384-after.txt")
 P384_CPU_AFTER=$(field p384_cpu_us_per_verify "$WORK/p384-after.txt")
 P384_CPU=$(awk -v a="$P384_CPU_BEFORE" -v b="$P384_CPU_AFTER" 'BEGIN { printf "%.1f", (a + b) / 2 }')
