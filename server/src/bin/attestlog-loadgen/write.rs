@@ -55,7 +55,7 @@ fn sha2_256(bytes: &[u8]) -> [u8; 32] {
 
 /// `entries` distinct attested entries, made on every core.
 fn make_entries(nsm: &Arc<SimulatedNsm>, entries: u64) -> anyhow::Result<Vec<Vec<u8>>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let threads = attestlog_server::pool::cores() as u64;
     let made: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
