@@ -319,7 +319,7 @@ READ_PID=$SERVER_PID
 # is read through once (the fill or the write run may have left it cold, and
 # this VM's balloon drops the cache within minutes). Random proofs at 10M
 # read ~320 MB of it; a cold run measures the disk instead (see
-# docs/performance.md, "Reads on one thread per core").
+# docs/performance/2026-12-04-evening.md, "Reads on one thread per core").
 if [[ $STORAGE == sqlite ]]; then
     cat "$READ/log"/log.db* >/dev/null
 fi
