@@ -439,13 +439,14 @@ read_row() { # what name ceiling ceiling-name goal: medians of the rounds
     local rates cpus
     rates=$(round_ratios rate "$2" "$3"); cpus=$(round_ratios cpu "$2" "$3")
     row "$1" "$(med rate "$2")" "/s" "$4" "$(med rate "$3")" "$5" "$(median $rates)" "$(median $cpus)"
-    SPREADS+=("$1: rate $(echo $rates | tr ' ' '/'), CPU $(echo $cpus | tr ' ' '/')")
+    SPREADS+=("$1: rate $(paste -sd/ <<<"$rates"), CPU $(paste -sd/ <<<"$cpus")")
 }
 SPREADS=()
+SUBMIT_GOAL=1.5 # issue 14: verified submissions ÷ one core's P-384 verifies
 echo
 echo "| Figure | Measured | Ceiling | Ratio | Ratio by CPU time | Goal |"
 echo "| --- | --- | --- | --- | --- | --- |"
-row "Verified submissions ($WRITE_ENTRIES × $REAL_BYTES B, c=$CONCURRENCY, $FRONTENDS frontend)" "$SUBMIT" "/s" "/s one free core's P-384 verifies" "$P384" 1.5 \
+row "Verified submissions ($WRITE_ENTRIES × $REAL_BYTES B, c=$CONCURRENCY, $FRONTENDS frontend)" "$SUBMIT" "/s" "/s one free core's P-384 verifies" "$P384" "$SUBMIT_GOAL" \
     "$(ratio "$SUBMIT" "$P384")" \
     "$(awk -v c="$(nproc)" -v v="$P384_CPU" -v s="$SERVER_CPU" -v l="$LOADGEN_CPU" 'BEGIN { printf "%.2f", c * v / (s + l) }')"
 read_row "Full hash tile (8192 B)" tile nginx-tile "/s nginx, same file" 0.6
@@ -461,11 +462,11 @@ echo "| Other figure | Measured | Goal |"
 echo "| --- | --- | --- |"
 echo "| Time to signed checkpoint, p50 / p99 | $P50 / $P99 ms | p99 ≤ 250 ms |"
 echo "| CPU per submission: server / load generator; per P-384 verify (before / after the writes) | $SERVER_CPU / $LOADGEN_CPU µs; $P384_CPU µs ($P384_CPU_BEFORE / $P384_CPU_AFTER) | |"
-# What the submission goal leaves beside the verify depends on the CPU: on
-# C cores, 1.5 × one core's rate allows C × V ÷ 1.5 µs per submission in
-# all, so C × V ÷ 1.5 − V beyond one verify of V µs (51 µs for 152 µs, 164
-# for 493 µs), for the server and the load generator together.
-echo "| CPU per submission beyond its verify, server and load generator together / what the goal leaves on this CPU | $(awk -v s="$SERVER_CPU" -v l="$LOADGEN_CPU" -v v="$P384_CPU" 'BEGIN { printf "%.0f", s + l - v }') µs / $(awk -v c="$(nproc)" -v v="$P384_CPU" 'BEGIN { printf "%.0f", c * v / 1.5 - v }') µs | |"
+# What the submission goal G leaves beside the verify depends on the CPU: on
+# C cores, G × one core's rate allows C × V ÷ G µs per submission in all, so
+# C × V ÷ G − V beyond one verify of V µs (at G = 1.5 on 2 cores: 51 µs for
+# 152 µs, 164 for 493 µs), for the server and the load generator together.
+echo "| CPU per submission beyond its verify, server and load generator together / what the goal leaves on this CPU | $(awk -v s="$SERVER_CPU" -v l="$LOADGEN_CPU" -v v="$P384_CPU" 'BEGIN { printf "%.0f", s + l - v }') µs / $(awk -v c="$(nproc)" -v v="$P384_CPU" -v g="$SUBMIT_GOAL" 'BEGIN { printf "%.0f", c * v / g - v }') µs | |"
 echo "| P-384 verifies/s on core 0 by the wall clock (shared with whatever else runs), before / after the writes | $P384_WALL / $P384_WALL_AFTER /s | |"
 echo "| Server RSS after the write run | $WRITE_RSS MB | |"
 echo "| Server RSS after the read runs at $ENTRIES (peak) | $READ_RSS MB ($READ_HWM MB) | ≤ 200 MB at 10M |"
