@@ -281,9 +281,11 @@ where
 /// 2.1.3.1), deepest hash first. `hash_at(level, n)` must return the root of
 /// the complete subtree of 2^level leaves starting at leaf `n * 2^level`
 /// (level 0 = leaf hashes), e.g. read from tiles or a database. Every hash
-/// is asked for once, in the RFC 9162 recursion order; a failing source is
-/// [`ProveError::Source`]. The tests check the proofs against `tlog_tiles`'
-/// `prove_record` (Go `sumdb/tlog`) and `rs_merkle`.
+/// is asked for once, deepest first (the proof's own order), so a source
+/// that can fail fast, such as a cache that lacks a leaf-level tile, fails
+/// before any hashing above it; a failing source is [`ProveError::Source`].
+/// The tests check the proofs against `tlog_tiles`' `prove_record` (Go
+/// `sumdb/tlog`) and `rs_merkle`.
 pub fn inclusion_proof<E, F>(
     index: u64,
     size: u64,
@@ -299,21 +301,34 @@ where
             size,
         }));
     }
-    let mut proof = Vec::with_capacity(MAX_PROOF_LEN);
+    // The RFC 9162 recursion, from the root down: one range per proof hash.
+    let mut ranges = Vec::with_capacity(MAX_PROOF_LEN);
     let (mut lo, mut hi) = (0u64, size);
     while hi - lo > 1 {
         let k = split_point(hi - lo);
         if index < lo + k {
-            proof.push(range_root(&mut hash_at, lo + k, hi)?);
+            ranges.push((lo + k, hi));
             hi = lo + k;
         } else {
-            let level = k.trailing_zeros() as u8;
-            proof.push(hash_at(level, lo >> level).map_err(ProveError::Source)?);
+            ranges.push((lo, lo + k));
             lo += k;
         }
     }
-    proof.reverse();
-    Ok(proof)
+    deepest_first(&ranges, &mut hash_at)
+}
+
+/// The roots of `ranges`, listed from the root down, in reverse: the proof,
+/// deepest hash first, with each hash asked for in that order.
+fn deepest_first<E, F>(ranges: &[(u64, u64)], hash_at: &mut F) -> Result<Vec<Hash>, ProveError<E>>
+where
+    E: std::fmt::Display + std::fmt::Debug,
+    F: FnMut(u8, u64) -> Result<Hash, E>,
+{
+    ranges
+        .iter()
+        .rev()
+        .map(|&(lo, hi)| range_root(hash_at, lo, hi))
+        .collect()
 }
 
 /// Consistency proof from size `first` to size `second` (RFC 9162 2.1.4.1);
@@ -334,30 +349,28 @@ where
     if first == 0 || first == second {
         return Ok(Vec::new());
     }
-    let mut proof = Vec::with_capacity(MAX_PROOF_LEN);
+    let mut ranges = Vec::with_capacity(MAX_PROOF_LEN);
     let (mut lo, mut hi) = (0u64, second);
     let mut whole_old_tree = true; // RFC 9162's `b`
     loop {
         let (size, m) = (hi - lo, first - lo);
         if m == size {
             if !whole_old_tree {
-                proof.push(range_root(&mut hash_at, lo, hi)?);
+                ranges.push((lo, hi));
             }
             break;
         }
         let k = split_point(size);
         if m <= k {
-            proof.push(range_root(&mut hash_at, lo + k, hi)?);
+            ranges.push((lo + k, hi));
             hi = lo + k;
         } else {
-            let level = k.trailing_zeros() as u8;
-            proof.push(hash_at(level, lo >> level).map_err(ProveError::Source)?);
+            ranges.push((lo, lo + k));
             lo += k;
             whole_old_tree = false;
         }
     }
-    proof.reverse();
-    Ok(proof)
+    deepest_first(&ranges, &mut hash_at)
 }
 
 /// Root of the complete subtree `(level, n)` over in-memory leaf hashes.

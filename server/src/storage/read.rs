@@ -42,19 +42,6 @@ fn from_memory(
     }
 }
 
-/// Whether the level-0 tile holding `leaf` is in memory (the edge or the
-/// read cache). The provers work from the top of the tree down, so a proof
-/// from memory whose bottom tile is not cached would hash every level above
-/// it on the async thread, give up at the bottom, and be computed again on
-/// the blocking pool: at 10M entries, with random indices, that was most of
-/// them. Asked first, the bottom tile sends such a proof to the pool at
-/// once. Only where to compute is decided here: an error, or a proof that
-/// needs no leaf-level node of this tile, goes to the pool, which answers
-/// the same.
-fn bottom_in_memory<B: Backend + ?Sized>(reader: &mut TileReader<'_, B>, leaf: u64) -> bool {
-    matches!(reader.cached_subtree(0, leaf), Ok(Some(_)))
-}
-
 fn cached<B: Backend + ?Sized>(
     reader: &mut TileReader<'_, B>,
     level: u8,
@@ -164,9 +151,6 @@ impl<B: Backend> Log<B> {
         }
         let edge = self.edge_if(tree_size);
         let mut reader = self.tiles(edge.as_ref());
-        if tree_size > 1 && !bottom_in_memory(&mut reader, index) {
-            return None;
-        }
         from_memory(merkle::inclusion_proof(index, tree_size, |l, n| {
             cached(&mut reader, l, n)
         }))
@@ -211,15 +195,6 @@ impl<B: Backend> Log<B> {
         }
         let edge = self.edge_if(second);
         let mut reader = self.tiles(edge.as_ref());
-        // Below a size that is not a multiple of the tile width, the proof
-        // needs a node inside the tile holding the old tree's last leaf.
-        if 0 < first
-            && first < second
-            && !first.is_multiple_of(TILE_WIDTH)
-            && !bottom_in_memory(&mut reader, first - 1)
-        {
-            return None;
-        }
         from_memory(merkle::consistency_proof(first, second, |l, n| {
             cached(&mut reader, l, n)
         }))
